@@ -1,0 +1,195 @@
+"""Models: shapes, per-level graphs, checkpoints, rotation invariance, training, bad input."""
+import healpy as hp
+import numpy as np
+import pytest
+import torch
+
+from deepsphere import graph, models
+from deepsphere.sampling import Equiangular, HEALPix, Irregular
+
+HP_GRAPH = {"kind": "healpix"}  # 8 neighbours: exactly invariant under 90° z-rotations
+
+
+def _rot90_perm(nside):
+    """Pixel permutation of a 90° rotation about z: rotated[i] = original[perm[i]],
+    i.e. f'(v) = f(R⁻¹ v) with R⁻¹(x, y, z) = (y, -x, z), found with healpy.vec2pix."""
+    v = np.stack(hp.pix2vec(nside, np.arange(12 * nside**2), nest=True), axis=1)
+    perm = hp.vec2pix(nside, v[:, 1], -v[:, 0], v[:, 2], nest=True)
+    assert np.array_equal(np.sort(perm), np.arange(12 * nside**2))
+    return torch.from_numpy(perm)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def test_cnn_shapes_and_per_level_operators():
+    s = HEALPix(8)
+    for head in ("global", "fc"):
+        for pooling in ("average", "max"):
+            m = models.SphericalCNN(s, 2, 3, channels=[4, 6, 8], K=3, pooling=pooling, head=head)
+            assert m(torch.randn(5, 768, 2)).shape == (5, 3)
+    # one graph per level, each at its own level's size, equal to a graph built independently
+    assert [op.n for op in m.operators] == [768, 192, 48]
+    for i, op in enumerate(m.operators):
+        ref = graph.build(HEALPix(8 >> i), models.DEFAULT_GRAPH).chebyshev_matrix("normalized")
+        np.testing.assert_allclose(op().to_dense().numpy(), ref.toarray(), atol=1e-6)
+    assert [p.n_coarse for p in m.pools] == [192, 48, 12]
+    assert m.classifier.in_features == 8 * 12  # fc head over the 12 pixels at nside 1
+
+
+def test_equiangular_cnn_pools_by_four():
+    s = Equiangular(8, "DH")
+    m = models.SphericalCNN(s, 1, 2, channels=[4, 4], K=2)
+    assert [op.n for op in m.operators] == [256, 64]
+    assert m(torch.randn(2, 256, 1)).shape == (2, 2)
+
+
+def test_partial_sky_cnn():
+    s = HEALPix(8, np.arange(64, 128), levels=2)
+    m = models.SphericalCNN(s, 1, 2, channels=[4, 4], K=3, graph={"kind": "knn", "k": 6})
+    assert [op.n for op in m.operators] == [64, 16]
+    assert m(torch.randn(2, 64, 1)).shape == (2, 2)
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3, 4])
+def test_unet_depth_sets_the_number_of_levels(depth):
+    channels = [4, 6, 8, 8][:depth]
+    m = models.SphericalUNet(HEALPix(8), 2, 3, channels=channels, K=3, graph=HP_GRAPH)
+    assert len(m.operators) == depth and len(m.pools) == depth - 1 == len(m.decoder)
+    assert [op.n for op in m.operators] == [768 // 4**i for i in range(depth)]
+    assert m(torch.randn(2, 768, 2)).shape == (2, 768, 3)
+
+
+def test_state_dict_has_no_operators_and_rebuilds_from_config():
+    m = models.SphericalUNet(HEALPix(4), 2, 3, channels=[4, 8], K=3)
+    sd = m.state_dict()
+    assert not any(k.startswith("operators") or k.endswith(("values", "crow_indices",
+                                                            "col_indices", "parent", "perm"))
+                   for k in sd)
+    assert sum(v.numel() for v in sd.values()) == sum(p.numel() for p in m.parameters()) + sum(
+        b.numel() for n, b in m.named_buffers() if "norm" in n)
+    # a checkpoint (config + state_dict) rebuilds the same function
+    m.train()(torch.randn(8, 192, 2))  # move BN running stats away from their init
+    m.eval()
+    ckpt = {"config": m.config, "state_dict": m.state_dict()}
+    import json
+
+    config = json.loads(json.dumps(ckpt["config"]))  # the recipe is plain JSON
+    fresh = models.SphericalUNet.from_config(config)
+    fresh.load_state_dict(ckpt["state_dict"])
+    fresh.eval()
+    x = torch.randn(2, 192, 2)
+    torch.testing.assert_close(fresh(x), m(x))
+    # operators follow dtype / device moves
+    m.double()
+    assert m.operators[0].values.dtype == torch.float64
+    assert m(x.double()).dtype == torch.float64
+
+
+def test_from_config_needs_the_sampling_when_the_recipe_cannot_rebuild_it():
+    s = Irregular(np.linspace(0, 350, 30), np.linspace(-60, 60, 30), units="deg")
+    m = models.StationRegressor(s, 2, 1, channels=[4], K=2, graph={"kind": "knn", "k": 4})
+    with pytest.raises(ValueError, match="pass the sampling"):
+        models.StationRegressor.from_config(m.config)
+    again = models.StationRegressor.from_config(m.config, sampling=s)
+    again.load_state_dict(m.state_dict())
+    with pytest.raises(ValueError, match="differs"):
+        models.StationRegressor.from_config(m.config, sampling=HEALPix(2))
+    with pytest.raises(ValueError, match="config is for"):
+        models.SphericalCNN.from_config(m.config, sampling=s)
+
+
+@pytest.mark.parametrize("pooling", ["average", "max"])
+def test_global_head_invariant_to_90_degree_rotation_fc_head_not(pooling):
+    nside = 8
+    perm = _rot90_perm(nside)
+    x = torch.randn(3, 12 * nside**2, 2, dtype=torch.float64)
+    xr = x[:, perm]
+    assert not torch.allclose(x, xr)
+    out = {}
+    for head in ("global", "fc"):
+        m = models.SphericalCNN(HEALPix(nside), 2, 4, channels=[4, 8], K=4, graph=HP_GRAPH,
+                                pooling=pooling, head=head).double()
+        for mode in (m.train, m.eval):  # batch statistics are permutation invariant too
+            mode()
+            out[head, mode.__name__] = (m(x), m(xr))
+    for mode in ("train", "eval"):
+        y, yr = out["global", mode]
+        torch.testing.assert_close(yr, y, rtol=1e-10, atol=1e-10)
+        y, yr = out["fc", mode]
+        assert (yr - y).abs().max() > 1e-3 * y.abs().max()
+
+
+def test_unet_is_equivariant_to_90_degree_rotation():
+    nside = 4
+    perm = _rot90_perm(nside)
+    m = models.SphericalUNet(HEALPix(nside), 1, 2, channels=[4, 4, 4], K=3, graph=HP_GRAPH)
+    m.double().eval()
+    x = torch.randn(2, 192, 1, dtype=torch.float64)
+    torch.testing.assert_close(m(x[:, perm]), m(x)[:, perm], rtol=1e-10, atol=1e-10)
+
+
+def _one_step_reduces_loss(model, x, target, loss_fn):
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model.train()
+    losses = []
+    for _ in range(2):
+        opt.zero_grad()
+        loss = loss_fn(model(x), target)
+        loss.backward()
+        assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+        opt.step()
+        losses.append(loss.item())
+    assert losses[1] < losses[0]
+
+
+def test_gradients_flow_and_a_step_reduces_the_loss():
+    x = torch.randn(4, 192, 2)
+    ce = torch.nn.functional.cross_entropy
+    _one_step_reduces_loss(models.SphericalCNN(HEALPix(4), 2, 3, channels=[4, 4], K=3),
+                           x, torch.tensor([0, 1, 2, 0]), ce)
+    _one_step_reduces_loss(
+        models.SphericalUNet(HEALPix(4), 2, 3, channels=[4, 4], K=3), x,
+        torch.randint(0, 3, (4, 192)), lambda y, t: ce(y.reshape(-1, 3), t.reshape(-1)))
+    _one_step_reduces_loss(models.StationRegressor(HEALPix(4), 2, 1, channels=[4], K=3),
+                           x, torch.randn(4, 192, 1), torch.nn.functional.mse_loss)
+
+
+def test_station_regressor_k1_is_per_station():
+    rng = np.random.default_rng(0)
+    s = Irregular(rng.uniform(0, 360, 40), rng.uniform(-80, 80, 40), units="deg")
+    x = torch.randn(3, 40, 2)
+    dx = torch.zeros_like(x)
+    dx[:, 0] = 1.0
+    for K, spreads in ((1, False), (3, True)):
+        m = models.StationRegressor(s, 2, 1, channels=[8, 8], K=K,
+                                    graph={"kind": "knn", "k": 4}).eval()
+        assert (m.operators is None) == (K == 1)
+        changed = (m(x + dx) - m(x)).abs().sum(dim=(0, 2)) > 1e-6
+        assert changed[0]
+        assert bool(changed[1:].any()) == spreads  # K=1: only station 0 moves
+
+
+def test_bad_input_errors():
+    m = models.SphericalCNN(HEALPix(4), 2, 3, channels=[4], K=2)
+    with pytest.raises(ValueError, match=r"768 vertices.*nside=4.*nside=8"):
+        m(torch.randn(1, 768, 2))
+    with pytest.raises(ValueError, match="in_channels=2"):
+        m(torch.randn(1, 192, 3))
+    with pytest.raises(ValueError, match=r"\[batch, vertices, channels\]"):
+        m(torch.randn(192, 2))
+    u = models.SphericalUNet(HEALPix(4), 2, 3, channels=[4, 4], K=2)
+    with pytest.raises(ValueError, match="in_channels=2"):
+        u(torch.randn(1, 192, 1))
+    with pytest.raises(ValueError, match="coarsened|coarsest"):
+        models.SphericalCNN(HEALPix(4), 1, 2, channels=[4, 4, 4, 4])  # nside 4 pools twice only
+    with pytest.raises(ValueError, match="not hierarchical"):
+        models.SphericalCNN(Irregular([0, 90, 180, 270], [0, 10, 0, -10], units="deg"), 1, 2)
+    with pytest.raises(ValueError, match="head"):
+        models.SphericalCNN(HEALPix(4), 1, 2, head="dense")
+    with pytest.raises(ValueError, match="channels"):
+        models.SphericalUNet(HEALPix(4), 1, 2, channels=[])
+    with pytest.raises(ValueError, match="unknown graph kind"):
+        models.SphericalCNN(HEALPix(4), 1, 2, channels=[4], graph={"kind": "mesh"})

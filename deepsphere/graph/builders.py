@@ -202,6 +202,8 @@ def build(sampling: Sampling, recipe: dict, cache_dir: Optional[Union[str, Path]
     if not isinstance(recipe, dict) or "kind" not in recipe:
         raise ValueError(f"a graph recipe is a dict with a 'kind' in {sorted(_RECIPE_KEYS)}, got {recipe!r}")
     kind = recipe["kind"]
+    if isinstance(kind, str) and ":" in kind:  # a user's builder, "package.module:function"
+        return _build_plugin(sampling, recipe)
     if kind not in _RECIPE_KEYS:
         raise ValueError(f"unknown graph kind {kind!r}; choose from {sorted(_RECIPE_KEYS)}")
     unknown = set(recipe) - _RECIPE_KEYS[kind] - _PASSTHROUGH
@@ -227,4 +229,26 @@ def build(sampling: Sampling, recipe: dict, cache_dir: Optional[Union[str, Path]
         os.close(fd)
         sp.save_npz(tmp, g.adjacency)
         os.replace(tmp, path)  # atomic: a crash never leaves a half-written cache entry
+    return g
+
+
+def _build_plugin(sampling: Sampling, recipe: dict) -> SphereGraph:
+    """``kind: package.module:function`` calls ``function(sampling, **other_keys)``, which
+    returns a :class:`SphereGraph` (or a symmetric scipy.sparse adjacency)."""
+    import importlib
+
+    module, _, name = recipe["kind"].partition(":")
+    builder = getattr(importlib.import_module(module), name, None)
+    if not callable(builder):
+        raise ValueError(f"graph kind {recipe['kind']!r}: module {module!r} has no function {name!r}")
+    args = {k: v for k, v in recipe.items() if k != "kind" and k not in _PASSTHROUGH}
+    g = builder(sampling, **args)
+    if not isinstance(g, SphereGraph):
+        if not sp.issparse(g):
+            raise TypeError(f"graph builder {recipe['kind']!r} returned {type(g).__name__}; "
+                            "it must return a SphereGraph or a scipy.sparse adjacency")
+        g = SphereGraph(g, sampling, dict(recipe))
+    if g.n_vertices != sampling.npix:
+        raise ValueError(f"graph builder {recipe['kind']!r} returned {g.n_vertices} vertices "
+                         f"for a sampling of {sampling.npix} points")
     return g

@@ -193,3 +193,16 @@ def test_bad_input_errors():
         models.SphericalUNet(HEALPix(4), 1, 2, channels=[])
     with pytest.raises(ValueError, match="unknown graph kind"):
         models.SphericalCNN(HEALPix(4), 1, 2, channels=[4], graph={"kind": "mesh"})
+
+
+def test_vertex_batchnorm_equals_batchnorm1d_on_channels_first():
+    from deepsphere.nn.blocks import VertexBatchNorm
+
+    x = torch.randn(3, 50, 4) * 3 + 1
+    bn, ref = VertexBatchNorm(4), torch.nn.BatchNorm1d(4)
+    torch.testing.assert_close(bn(x), ref(x.transpose(1, 2)).transpose(1, 2))
+    torch.testing.assert_close(bn.running_var, ref.running_var)
+    y = bn(x)
+    torch.testing.assert_close(y.mean(dim=(0, 1)), torch.zeros(4), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match=r"\[batch, vertices, 4\]"):
+        bn(torch.randn(3, 4, 50))

@@ -143,12 +143,13 @@ class _Hierarchy(nn.Module):
         self.coarse_sampling = coarse
         self.n_fine = sampling.npix
         self.n_coarse = coarse.npix
-        consecutive = np.array_equal(parent, np.arange(self.n_fine) // self.factor)
-        self.register_buffer("parent", torch.from_numpy(parent), persistent=False)
-        if consecutive:
-            self.perm = None
+        # Index buffers only where children are not already consecutive: at nside 1024 an
+        # identity map would cost 100 MB per layer.
+        if np.array_equal(parent, np.arange(self.n_fine) // self.factor):
+            self.parent = self.perm = None
         else:
             perm = np.argsort(parent, kind="stable")
+            self.register_buffer("parent", torch.from_numpy(parent), persistent=False)
             self.register_buffer("perm", torch.from_numpy(perm), persistent=False)
 
     def extra_repr(self) -> str:

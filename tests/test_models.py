@@ -206,3 +206,13 @@ def test_vertex_batchnorm_equals_batchnorm1d_on_channels_first():
     torch.testing.assert_close(y.mean(dim=(0, 1)), torch.zeros(4), atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match=r"\[batch, vertices, 4\]"):
         bn(torch.randn(3, 4, 50))
+
+
+def test_graph_recipe_rescaling_keys_are_used():
+    m = models.SphericalCNN(HEALPix(4), 1, 2, channels=[4], K=2,
+                            graph={"kind": "healpix", "lmax": 2.0, "scale": 0.75})
+    W = graph.healpix_neighbours(HEALPix(4)).adjacency.toarray()
+    d = W.sum(1)
+    L = np.eye(len(d)) - W / np.sqrt(np.outer(d, d))  # normalized Laplacian, by hand
+    np.testing.assert_allclose(m.operators[0]().to_dense().numpy(),
+                               0.75 * (L - np.eye(len(d))), atol=1e-6)

@@ -25,9 +25,10 @@ class ChebyshevOperator(nn.Module):
     be deep-copied.
     """
 
-    def __init__(self, g, laplacian: str = "normalized"):
+    def __init__(self, g, laplacian: str = "normalized", lmax: Optional[float] = None,
+                 scale: float = 1.0):
         super().__init__()
-        L = g.chebyshev_operator(kind=laplacian, dtype=torch.float32)
+        L = g.chebyshev_operator(kind=laplacian, lmax=lmax, scale=scale, dtype=torch.float32)
         self.n = int(L.shape[0])
         self.laplacian = laplacian
         self.register_buffer("crow_indices", L.crow_indices(), persistent=False)
@@ -53,11 +54,14 @@ def graph_recipe(graph: Optional[dict], laplacian: str) -> tuple:
 
 
 def build_operators(samplings: Sequence[Sampling], recipe: dict, laplacian: str) -> nn.ModuleList:
-    """One :class:`ChebyshevOperator` per sampling, each at that sampling's own size."""
+    """One :class:`ChebyshevOperator` per sampling, each at that sampling's own size.
+
+    The recipe's optional ``lmax`` (fixed :math:`\lambda_{max}`, e.g. 2 for a normalized
+    Laplacian) and ``scale`` (DeepSphere v1 used 0.75) set the rescaling."""
     ops = []
     for s in samplings:
         g = _graph.build(s, recipe)
-        op = ChebyshevOperator(g, laplacian)
+        op = ChebyshevOperator(g, laplacian, recipe.get("lmax"), recipe.get("scale", 1.0))
         assert op.n == s.npix, f"graph of {op.n} vertices built on {s!r}"
         ops.append(op)
     return nn.ModuleList(ops)

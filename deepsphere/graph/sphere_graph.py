@@ -209,13 +209,16 @@ def scipy_to_torch_csr(M: sp.spmatrix, dtype=None, device=None):
     import torch
 
     M = sp.csr_matrix(M)
-    return torch.sparse_csr_tensor(
-        torch.from_numpy(M.indptr.astype(np.int64)),
-        torch.from_numpy(M.indices.astype(np.int64)),
-        torch.from_numpy(M.data).to(dtype or torch.float32),
-        size=M.shape,
-        device=device,
-    )
+    with warnings.catch_warnings():
+        # torch flags every CSR construction as beta; the operations used here are stable.
+        warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
+        return torch.sparse_csr_tensor(
+            torch.from_numpy(M.indptr.astype(np.int64)),
+            torch.from_numpy(M.indices.astype(np.int64)),
+            torch.from_numpy(M.data).to(dtype or torch.float32),
+            size=M.shape,
+            device=device,
+        )
 
 
 def _check_kind(kind: str) -> None:

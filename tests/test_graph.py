@@ -1,0 +1,217 @@
+"""Graphs and Laplacians checked against brute force, dense linear algebra, pygsp and PyG."""
+import healpy as hp
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from deepsphere import graph
+from deepsphere.graph import SphereGraph, sigma_to_t, tuned_sigma
+from deepsphere.sampling import Equiangular, HEALPix, Irregular
+
+
+def dense_d2(v):
+    return np.sum((v[:, None, :] - v[None, :, :]) ** 2, axis=-1)
+
+
+# ---- builders ----------------------------------------------------------------------
+def test_healpix_neighbours_matches_healpy_and_v1_weights():
+    nside = 4
+    g = graph.healpix_neighbours(HEALPix(nside))
+    nb = hp.get_all_neighbours(nside, np.arange(192), nest=True)
+    deg = (nb >= 0).sum(0)
+    np.testing.assert_array_equal(np.diff(g.adjacency.indptr), deg)
+    # 8 vertices of the base grid touch only 3 pixels: their 3 pixels have 7 neighbours
+    assert sorted(set(deg)) == [7, 8] and (deg == 7).sum() == 24
+    # v1 weights: w = exp(-d^2 / (2 mean d^2)) over edges
+    v = np.stack(hp.pix2vec(nside, np.arange(192), nest=True), 1)
+    W = g.adjacency.tocoo()
+    d2 = np.sum((v[W.row] - v[W.col]) ** 2, 1)
+    np.testing.assert_allclose(W.data, np.exp(-d2 / (2 * d2.mean())), rtol=1e-12)
+    assert set(zip(W.row, W.col)) == {(i, j) for j in range(192) for i in nb[:, j] if i >= 0}
+
+
+def test_partial_sky_graph_is_restriction_of_full_graph():
+    nside = 8
+    pix = np.arange(64, 192)
+    full = graph.healpix_neighbours(HEALPix(nside), kernel_width=0.01)
+    part = graph.healpix_neighbours(HEALPix(nside, pix), kernel_width=0.01)
+    expected = full.adjacency[pix][:, pix]
+    assert abs(part.adjacency - expected).max() < 1e-15
+
+
+@pytest.mark.parametrize("sampling", [HEALPix(4), Equiangular(6, "SOFT"),
+                                      Irregular(*np.random.default_rng(0).uniform([-180, -90], [180, 90], (150, 2)).T, units="deg")])
+@pytest.mark.parametrize("k", [1, 8, 20])
+def test_knn_edges_match_brute_force(sampling, k):
+    g = graph.knn(sampling, k=k, kernel_width=0.05, symmetrize="maximum")
+    D2 = dense_d2(sampling.vectors)
+    np.fill_diagonal(D2, np.inf)
+    nn = np.argsort(D2, axis=1, kind="stable")[:, :k]
+    W = g.adjacency.toarray()
+    kth = np.sort(D2, axis=1)[:, k - 1]
+    # every vertex keeps its k nearest (ties at the k-th distance may go either way)
+    strictly_inside = D2 < kth[:, None] - 1e-12
+    assert np.all(W[strictly_inside] > 0)
+    assert np.all((W > 0).sum(1) >= k)
+    # every edge is a k-NN relation in at least one direction
+    i, j = np.nonzero(W)
+    assert np.all((D2[i, j] <= kth[i] + 1e-12) | (D2[i, j] <= kth[j] + 1e-12))
+    np.testing.assert_allclose(W[i, j], np.exp(-D2[i, j] / (4 * 0.05)), rtol=1e-12)
+    assert np.allclose(W, W.T) and not W.diagonal().any()
+
+
+def test_knn_average_symmetrisation_halves_one_sided_edges():
+    s = Irregular([0, 1, 3, 10], [0, 0, 0, 0], units="deg")
+    g = graph.knn(s, k=1, kernel_width=1.0, symmetrize="average")
+    W = g.adjacency.toarray()
+    d2 = dense_d2(s.vectors)
+    # 0<->1 mutual nearest, 2->1 and 3->2 one-sided
+    assert W[0, 1] == pytest.approx(np.exp(-d2[0, 1] / 4))
+    assert W[1, 2] == pytest.approx(0.5 * np.exp(-d2[1, 2] / 4))
+    assert W[2, 3] == pytest.approx(0.5 * np.exp(-d2[2, 3] / 4))
+
+
+def test_tuned_widths_table_and_scaling():
+    assert tuned_sigma(20, 64) == 0.01564
+    assert tuned_sigma(40, 512) == pytest.approx(0.042432 * 32 / 512)
+    assert tuned_sigma(8, 16) == pytest.approx(0.05)
+    g = graph.knn(HEALPix(32), k=8, kernel_width="tuned")
+    assert g.recipe["t"] == pytest.approx(0.025**2 / (4 * np.log(2)))
+    # a full-sphere equiangular grid gets a width scaled by its point spacing
+    assert 0 < graph.equivalent_nside(Equiangular(16, "DH")) < 64
+    with pytest.warns(UserWarning, match="no tuned kernel width"):
+        tuned_sigma(60, 32)
+
+
+def test_radius_graph_matches_brute_force():
+    s = HEALPix(4)
+    r = 0.5
+    g = graph.radius(s, r, kernel_width=0.1)
+    ang = np.arccos(np.clip(s.vectors @ s.vectors.T, -1, 1))
+    A = (ang <= r) & ~np.eye(s.npix, dtype=bool)
+    np.testing.assert_array_equal(g.adjacency.toarray() > 0, A)
+
+
+def test_isolated_vertices_reported():
+    s = Irregular([0, 0.5, 90], [0, 0, 0], units="deg")
+    with pytest.warns(UserWarning, match="1 isolated"):
+        graph.radius(s, np.radians(1.0))
+
+
+def test_k_too_large():
+    with pytest.raises(ValueError, match="k=12"):
+        graph.knn(HEALPix(1), k=12)
+
+
+# ---- Laplacians ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def g8():
+    return graph.knn(HEALPix(4), k=8)
+
+
+def test_laplacians_match_definitions_and_pygsp(g8):
+    W = g8.adjacency.toarray()
+    d = W.sum(1)
+    np.testing.assert_allclose(g8.laplacian("combinatorial").toarray(), np.diag(d) - W, atol=1e-14)
+    Ln = np.eye(len(d)) - W / np.sqrt(np.outer(d, d))
+    np.testing.assert_allclose(g8.laplacian("normalized").toarray(), Ln, atol=1e-14)
+    G = g8.to_pygsp()
+    G.compute_laplacian("normalized")
+    np.testing.assert_allclose(G.L.toarray(), Ln, atol=1e-12)
+
+
+def test_laplacian_null_space_and_spectrum(g8):
+    Lc = g8.laplacian("combinatorial").toarray()
+    Ln = g8.laplacian("normalized").toarray()
+    np.testing.assert_allclose(Lc @ np.ones(len(Lc)), 0, atol=1e-12)
+    np.testing.assert_allclose(Ln @ np.sqrt(g8.degrees), 0, atol=1e-12)
+    ev = np.linalg.eigvalsh(Ln)
+    assert ev[0] > -1e-12 and ev[-1] <= 2 + 1e-12 and ev[1] > 1e-6  # connected
+
+
+def test_laplacian_matches_pyg_get_laplacian(g8):
+    from torch_geometric.utils import get_laplacian, to_scipy_sparse_matrix
+
+    ei, ew = g8.edge_index()
+    li, lw = get_laplacian(ei, ew, normalization="sym", num_nodes=g8.n_vertices)
+    Lp = to_scipy_sparse_matrix(li, lw, g8.n_vertices).toarray()
+    np.testing.assert_allclose(Lp, g8.laplacian("normalized").toarray(), atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["normalized", "combinatorial"])
+def test_lmax_lanczos_close_above_true_value(kind):
+    g = graph.knn(HEALPix(8), k=8)  # 768 vertices: Lanczos path
+    true = np.linalg.eigvalsh(g.laplacian(kind).toarray())[-1]
+    est = g.lmax(kind)
+    assert true <= est <= true * 1.02
+    assert g.lmax(kind, method="bound") >= true
+
+
+def test_lmax_combinatorial_reference_nside16():
+    # reference.md: true lmax 2.58 at nside 16, k=8 (PyG's default bound gives 3.44)
+    g = graph.knn(HEALPix(16), k=8)
+    assert g.lmax("combinatorial", margin=0) == pytest.approx(2.58, abs=0.01)
+
+
+def test_chebyshev_operator_spectrum_and_layout(g8):
+    L = g8.chebyshev_operator("normalized", dtype=torch.float64)
+    assert L.layout == torch.sparse_csr and L.dtype == torch.float64
+    assert L.crow_indices().dtype == torch.int64
+    ev = np.linalg.eigvalsh(L.to_dense().numpy())
+    assert ev.min() >= -1 - 1e-12 and ev.max() <= 1 + 1e-12 and ev.max() > 0.95
+    lam = g8.lmax("normalized")
+    ref = 2 * g8.laplacian("normalized").toarray() / lam - np.eye(g8.n_vertices)
+    np.testing.assert_allclose(L.to_dense().numpy(), ref, atol=1e-14)
+    L3 = g8.chebyshev_operator(scale=0.75, lmax=2.0)
+    np.testing.assert_allclose(L3.to_dense().numpy(),
+                               0.75 * (g8.laplacian().toarray() - np.eye(g8.n_vertices)), atol=1e-6)
+
+
+# ---- interop and user adjacencies ------------------------------------------------------
+def test_pyg_round_trip(g8):
+    data = g8.to_pyg(dtype=torch.float64)
+    assert data.edge_index.shape == (2, 2 * g8.n_edges) and data.pos.shape == (g8.n_vertices, 3)
+    back = SphereGraph.from_pyg(data)
+    assert abs(back.adjacency - g8.adjacency).max() < 1e-15
+
+
+def test_user_adjacency_checks():
+    W = sp.random(20, 20, density=0.3, random_state=0, format="csr")
+    W.setdiag(0)
+    W.eliminate_zeros()
+    with pytest.raises(ValueError, match="not symmetric"):
+        SphereGraph.from_adjacency(W)
+    with pytest.raises(ValueError, match="square"):
+        SphereGraph.from_adjacency(sp.random(3, 4, density=1.0))
+    S = W + W.T
+    S.setdiag(0)
+    S.eliminate_zeros()
+    with pytest.raises(ValueError, match="negative"):
+        SphereGraph.from_adjacency(-S)
+    with pytest.raises(ValueError, match="self loops"):
+        SphereGraph.from_adjacency(S + sp.identity(20))
+    bad = S.copy()
+    bad.data[0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        SphereGraph.from_adjacency(bad)
+    g = SphereGraph.from_adjacency(S)
+    assert g.n_vertices == 20
+    with pytest.raises(ValueError, match="sampling has"):
+        SphereGraph.from_adjacency(S, sampling=HEALPix(1))
+
+
+# ---- recipes and cache ----------------------------------------------------------------
+def test_build_recipe_and_unknown_keys(tmp_path):
+    s = HEALPix(4)
+    g = graph.build(s, {"kind": "knn", "k": 8, "kernel_width": "tuned", "laplacian": "normalized"})
+    assert g.recipe["k"] == 8
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['kk'\]"):
+        graph.build(s, {"kind": "knn", "kk": 8})
+    with pytest.raises(ValueError, match="unknown graph kind"):
+        graph.build(s, {"kind": "delaunay"})
+    g1 = graph.build(s, {"kind": "knn", "k": 8}, cache_dir=tmp_path)
+    files = list(tmp_path.glob("graph-*.npz"))
+    assert len(files) == 1
+    g2 = graph.build(s, {"kind": "knn", "k": 8}, cache_dir=tmp_path)
+    assert "cached" in g2.recipe and abs(g1.adjacency - g2.adjacency).max() == 0

@@ -1,0 +1,181 @@
+"""Samplings checked against healpy's geometry and against analytic integrals."""
+import healpy as hp
+import numpy as np
+import pytest
+from scipy.special import sph_harm_y
+
+from deepsphere.sampling import HEALPix, Equiangular, Irregular, UNSEEN, closure, is_closed, check_nside
+
+
+# ---- HEALPix -----------------------------------------------------------------------
+@pytest.mark.parametrize("bad", [0, 3, 12, 16384, -4, 2.5])
+def test_nside_must_be_power_of_two(bad):
+    with pytest.raises(ValueError, match="power of two"):
+        HEALPix(bad)
+
+
+def test_nside_type_error():
+    with pytest.raises(TypeError, match="nside"):
+        check_nside("sixteen")
+
+
+@pytest.mark.parametrize("nside", [1, 2, 8, 8192])
+def test_nside_valid_range(nside):
+    assert HEALPix(nside).npix == 12 * nside**2
+
+
+def test_full_sky_geometry_matches_healpy():
+    s = HEALPix(8)
+    x, y, z = hp.pix2vec(8, np.arange(768), nest=True)
+    np.testing.assert_allclose(s.vectors, np.stack([x, y, z], 1), atol=1e-14)
+    lon, lat = hp.pix2ang(8, np.arange(768), nest=True, lonlat=True)
+    np.testing.assert_allclose(s.lat, lat, atol=1e-10)
+    np.testing.assert_allclose(np.cos(np.radians(s.lon - lon)), 1, atol=1e-12)
+    assert s.areas.sum() == pytest.approx(4 * np.pi)
+
+
+def test_parent_is_the_coarse_pixel_containing_the_child():
+    s = HEALPix(8)
+    c = s.coarsen()
+    parents = c.pixels[s.parent_index()]
+    # independent: ask healpy which coarse pixel contains each fine pixel's centre
+    expected = hp.vec2pix(4, *s.vectors.T, nest=True)
+    np.testing.assert_array_equal(parents, expected)
+    assert c.npix * 4 == s.npix
+
+
+def test_partial_sky_closure_and_check():
+    pix = np.array([0, 1, 2, 3, 17, 40])
+    with pytest.raises(ValueError, match="not closed"):
+        HEALPix(8, pix, levels=1)
+    ext = closure(pix, 8, 1)
+    assert set(pix) <= set(ext) and is_closed(ext, 1)
+    np.testing.assert_array_equal(np.unique(ext // 4), np.unique(pix // 4))
+    s = HEALPix.from_pixels(8, pix[::-1], levels=2, extend=True)
+    assert s.npix == 16 * len(np.unique(pix // 16))
+    c = s.coarsen()
+    np.testing.assert_array_equal(c.pixels[s.parent_index()], s.pixels // 4)
+    assert c.coarsen().npix == len(np.unique(pix // 16))
+
+
+def test_unsorted_or_duplicate_pixels_rejected():
+    with pytest.raises(ValueError, match="sorted"):
+        HEALPix(4, [3, 1, 2])
+    with pytest.raises(ValueError, match="duplicate"):
+        HEALPix(4, [1, 1, 2])
+    with pytest.raises(ValueError, match="out of range"):
+        HEALPix(4, [1, 192])
+    with pytest.raises(TypeError, match="from_mask"):
+        HEALPix(4, np.ones(192, bool))
+
+
+def test_from_map_ring_with_unseen():
+    nside = 8
+    m = np.arange(768, dtype=float)
+    m[hp.ang2pix(nside, np.radians(30), 0, lonlat=False) :] = UNSEEN  # RING: south part unseen
+    s = HEALPix.from_map(m, order="RING")
+    seen_ring = np.flatnonzero(m != UNSEEN)
+    np.testing.assert_array_equal(s.pixels, np.sort(hp.ring2nest(nside, seen_ring)))
+    vals = s.take(np.where(m == UNSEEN, 0.0, m), order="RING")
+    np.testing.assert_array_equal(vals, hp.nest2ring(nside, s.pixels))
+
+
+def test_take_requires_explicit_order_and_converts_ring():
+    s = HEALPix(4)
+    m_ring = np.random.default_rng(0).standard_normal(192)
+    np.testing.assert_array_equal(s.take(m_ring, order="RING"), hp.reorder(m_ring, r2n=True))
+    with pytest.raises(ValueError, match="order"):
+        s.take(m_ring, order="nested-ish")
+
+
+def test_ring_map_declared_nested_is_detected():
+    nside = 32
+    # a smooth map (low multipoles) in RING order
+    lon, lat = hp.pix2ang(nside, np.arange(12 * nside**2), lonlat=True)
+    m = np.cos(np.radians(lat)) * np.sin(np.radians(lon)) + np.sin(np.radians(lat))
+    with pytest.raises(ValueError, match="looks like RING"):
+        HEALPix(nside).take(m, order="NESTED")
+    # the same map reordered correctly passes
+    HEALPix(nside).take(hp.reorder(m, r2n=True), order="NESTED")
+    # white noise never triggers
+    HEALPix(nside).take(np.random.default_rng(0).standard_normal(m.size), order="NESTED")
+
+
+def test_take_bad_values_and_sizes():
+    s = HEALPix(4)
+    m = np.zeros(192)
+    m[5] = np.nan
+    m[7] = UNSEEN
+    with pytest.raises(ValueError, match="UNSEEN/NaN"):
+        s.take(m, order="NESTED")
+    out = s.take(m, order="NESTED", unseen="zero")
+    assert out[5] == 0 and out[7] == 0
+    with pytest.raises(ValueError, match="nside"):
+        s.take(np.zeros(768), order="NESTED")
+
+
+# ---- Equiangular ------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["DH", "SOFT", "CC", "GL"])
+def test_quadrature_integrates_harmonic_products_exactly(kind):
+    b = 6
+    s = Equiangular(b, kind)
+    th, ph, w = s.theta, s.phi, s.areas
+    lm = [(l, m) for l in range(b) for m in range(-l, l + 1)]
+    Y = np.stack([sph_harm_y(l, m, th, ph) for l, m in lm], 1)
+    gram = (Y.conj().T * w) @ Y
+    np.testing.assert_allclose(gram, np.eye(len(lm)), atol=1e-12)
+
+
+def test_equiangular_pooling_is_by_four():
+    s = Equiangular(8, "DH")
+    c = s.coarsen()
+    assert s.npix == 4 * c.npix
+    grid = np.arange(s.npix).reshape(s.nlat, s.nlon)
+    parent = s.parent_index().reshape(s.nlat, s.nlon)
+    # each 2x2 block shares one parent, blocks in row-major order
+    expect = (np.arange(s.nlat)[:, None] // 2) * (s.nlon // 2) + np.arange(s.nlon)[None, :] // 2
+    np.testing.assert_array_equal(parent, expect)
+    assert grid.size == s.npix
+    with pytest.raises(ValueError, match="cannot be pooled"):
+        Equiangular(8, "GL").coarsen()
+
+
+def test_equiangular_vectors_on_rings():
+    s = Equiangular(4, "SOFT")
+    np.testing.assert_allclose(np.linalg.norm(s.vectors, axis=1), 1)
+    np.testing.assert_allclose(s.theta, np.arccos(s.vectors[:, 2]), atol=1e-12)
+
+
+# ---- Irregular -------------------------------------------------------------------
+def test_irregular_units_and_ranges():
+    with pytest.raises(ValueError, match="units"):
+        Irregular([0, 1], [0, 1], units="degrees")
+    with pytest.raises(ValueError, match="row 1"):
+        Irregular([0, 10, 20], [0, 95, 10], units="deg")
+    with pytest.raises(ValueError, match="units='deg'"):
+        Irregular([0, 100], [0, 45], units="rad")
+    s = Irregular([0, np.pi / 2], [0, np.pi / 4], units="rad")
+    np.testing.assert_allclose(s.lat, [0, 45])
+    np.testing.assert_allclose(s.vectors[1], [0, np.sqrt(0.5), np.sqrt(0.5)], atol=1e-15)
+
+
+def test_irregular_duplicates_and_empty_named():
+    with pytest.raises(ValueError, match=r"rows 0 \[A\] and 2 \[C\]"):
+        Irregular([10, 20, 370 - 360], [5, 5, 5], units="deg", names=["A", "B", "C"])
+    with pytest.raises(ValueError, match="empty"):
+        Irregular([], [], units="deg")
+
+
+def test_irregular_from_csv(tmp_path):
+    p = tmp_path / "stations.csv"
+    p.write_text("id,lat,lon\nS1,46.5,6.6\nS2,-33.9,151.2\nS3,40.7,-74.0\nS4,0,0\n")
+    s = Irregular.from_csv(p, units="deg", name="id")
+    assert s.npix == 4 and s.names == ["S1", "S2", "S3", "S4"]
+    np.testing.assert_allclose(s.lat, [46.5, -33.9, 40.7, 0])
+    assert s.areas.sum() == pytest.approx(4 * np.pi)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,lat,lon\nS1,46.5,abc\n")
+    with pytest.raises(ValueError, match="line 2"):
+        Irregular.from_csv(bad, units="deg")
+    with pytest.raises(ValueError, match="no column 'longitude'"):
+        Irregular.from_csv(p, units="deg", lon="longitude")

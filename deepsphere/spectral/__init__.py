@@ -1,0 +1,17 @@
+"""Spectral (exactly equivariant) operations on the sphere: spherical harmonic transforms on
+HEALPix and equiangular grids, Wigner-D rotations, isotropic spectral filters.
+
+Coefficients are real, ``[..., (lmax+1)**2]``, index ``l*l + l + m`` (see
+:mod:`deepsphere.spectral.coefficients`); signals are ``[..., npix]`` in the sampling's order.
+"""
+from .coefficients import (degrees_orders, from_healpy_alm, lm_index, lmax_from_size,
+                           num_coefficients, to_healpy_alm)
+from .legendre import legendre_table
+from .rings import RingGeometry, ring_geometry
+from .transforms import SHT, InverseSHT, default_lmax, isht, sht
+
+__all__ = [
+    "SHT", "InverseSHT", "sht", "isht", "default_lmax", "legendre_table", "ring_geometry",
+    "RingGeometry", "lm_index", "num_coefficients", "degrees_orders", "lmax_from_size",
+    "to_healpy_alm", "from_healpy_alm",
+]

@@ -1,0 +1,270 @@
+r"""Spherical harmonic transforms of real signals as differentiable torch modules.
+
+Synthesis (:class:`InverseSHT`) evaluates
+
+.. math:: f(\theta_r, \phi_{rj}) = \sum_{m=-L}^{L} F_m(\theta_r)\, e^{i m \phi_{rj}}, \qquad
+          F_m(\theta) = \sum_{\ell=|m|}^{L} a_{\ell m}\, \lambda_{\ell m}(\theta),
+
+a Legendre step (a batched matmul against a float64-built table, see :mod:`.legendre`) then one
+real FFT per ring (rings with the same number of longitudes share one batched FFT; orders
+:math:`|m| > n_\phi/2` alias onto the ring's bins and HEALPix's per-ring phase offset
+:math:`\phi_{0,r}` is applied to :math:`F_m`). Analysis (:class:`SHT`) is the quadrature
+
+.. math:: a_{\ell m} = \sum_p w_p\, f(x_p)\, \overline{Y_{\ell m}(x_p)},
+
+exact on the equiangular grids for :math:`L \le b-1` (their weights integrate the products of
+two such harmonics exactly). On HEALPix, which has no exact quadrature, the quadrature is
+refined by Jacobi iterations :math:`a \leftarrow a + \mathcal A(f - \mathcal S a)` as healpy's
+``map2alm(iter=...)`` does (accuracy per ``(nside, lmax)`` in RESULTS.md).
+
+Coefficients are real, ``[..., (L+1)**2]`` in the layout of :mod:`.coefficients`; signals are
+``[..., npix]`` in the sampling's pixel order (NESTED for HEALPix). All leading dimensions are
+batch dimensions. Both directions are linear, built from matmuls, FFTs and gathers, so autograd,
+float32/float64 and any device work; tables are kept in float64 and cast to the input's dtype.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..sampling import Equiangular, HEALPix, Sampling
+from .coefficients import matrix_to_real, num_coefficients, real_to_matrix
+from .legendre import legendre_table
+from .rings import RingGeometry, ring_geometry
+
+
+def default_lmax(sampling: Sampling) -> int:
+    """``3 nside - 1`` on HEALPix (healpy's default), ``b - 1`` on an equiangular grid of
+    bandwidth ``b`` (the largest degree its analysis is exact for)."""
+    if isinstance(sampling, HEALPix):
+        return 3 * sampling.nside - 1
+    if isinstance(sampling, Equiangular):
+        return sampling.bandwidth - 1
+    raise TypeError(f"no default lmax for {type(sampling).__name__}")
+
+
+def _fold_matrices(nphi: int, lmax: int):
+    """0/1 matrices ``A, B`` of shape ``(L+1, nphi//2+1)``: order ``m`` lands on bin
+    ``m mod nphi`` (``A``) or, as its conjugate, on bin ``-m mod nphi`` (``B``); only the
+    half spectrum ``0..nphi//2`` of a real ring is kept."""
+    K = nphi // 2 + 1
+    A = np.zeros((lmax + 1, K))
+    B = np.zeros((lmax + 1, K))
+    for m in range(lmax + 1):
+        k = m % nphi
+        if k < K:
+            A[m, k] += 1
+        kc = (-m) % nphi
+        if m > 0 and kc < K:
+            B[m, kc] += 1
+    return A, B
+
+
+def _unfold_matrices(nphi: int, lmax: int):
+    """0/1 matrices ``A, B`` of shape ``(nphi//2+1, L+1)`` reading order ``m`` of a real ring's
+    DFT from its half spectrum: bin ``m mod nphi`` (``A``) or the conjugate of the mirrored bin
+    (``B``)."""
+    K = nphi // 2 + 1
+    A = np.zeros((K, lmax + 1))
+    B = np.zeros((K, lmax + 1))
+    for m in range(lmax + 1):
+        k = m % nphi
+        if k < K:
+            A[k, m] = 1
+        else:
+            B[nphi - k, m] = 1
+    return A, B
+
+
+class _RingTransform(nn.Module):
+    """Tables shared by synthesis and analysis on one sampling."""
+
+    def __init__(self, sampling: Sampling, lmax: Optional[int], analysis: bool):
+        super().__init__()
+        self.sampling = sampling
+        geo: RingGeometry = ring_geometry(sampling)
+        self.lmax = default_lmax(sampling) if lmax is None else int(lmax)
+        if self.lmax < 0:
+            raise ValueError(f"lmax must be >= 0, got {lmax}")
+        self.geometry = geo
+        self.npix = geo.npix
+        L = self.lmax
+        # Legendre table [m, l, r]; on the analysis side it carries the quadrature weights.
+        lam = legendre_table(L, geo.theta)
+        if analysis:
+            lam = lam * geo.weight[None, None, :]
+        self.register_buffer("lam", torch.from_numpy(lam), persistent=False)
+        m = np.arange(L + 1)
+        ph = np.outer(geo.phi0, m) * (-1 if analysis else 1)
+        self.register_buffer("cos_phase", torch.from_numpy(np.cos(ph)), persistent=False)
+        self.register_buffer("sin_phase", torch.from_numpy(np.sin(ph)), persistent=False)
+        self.nphis = []
+        order = []
+        for i, g in enumerate(geo.groups):
+            F, G = (_unfold_matrices if analysis else _fold_matrices)(g.nphi, L)
+            # real arithmetic: re-part uses A + B, im-part uses A - B (B conjugates)
+            self.register_buffer(f"fold_re_{i}", torch.from_numpy(F + G), persistent=False)
+            self.register_buffer(f"fold_im_{i}", torch.from_numpy(F - G), persistent=False)
+            self.register_buffer(f"rings_{i}", torch.from_numpy(g.rings), persistent=False)
+            self.nphis.append(g.nphi)
+            order.append(g.pixels.ravel())
+        order = np.concatenate(order)
+        # concatenated group outputs -> sampling order, and back
+        self.register_buffer("gather_pix", torch.from_numpy(order), persistent=False)
+        self.register_buffer("scatter_pix", torch.from_numpy(np.argsort(order)), persistent=False)
+        ring_order = np.concatenate([g.rings for g in geo.groups])
+        self.register_buffer("ring_inverse", torch.from_numpy(np.argsort(ring_order)), persistent=False)
+        self._cast_cache = {}
+
+    def _buf(self, name: str, dtype: torch.dtype) -> torch.Tensor:
+        t = getattr(self, name)
+        if t.dtype == dtype:
+            return t
+        key = (name, dtype, t.device, t.data_ptr())
+        out = self._cast_cache.get(key)
+        if out is None:
+            out = t.to(dtype)
+            self._cast_cache = {k: v for k, v in self._cast_cache.items() if k[0] != name or k[1] != dtype}
+            self._cast_cache[key] = out
+        return out
+
+    def extra_repr(self) -> str:
+        return f"sampling={self.sampling!r}, lmax={self.lmax}"
+
+
+def _check_float(x: torch.Tensor, what: str) -> None:
+    if not torch.is_floating_point(x):
+        raise TypeError(f"{what} must be a real floating tensor (float32 or float64), got {x.dtype}")
+
+
+class InverseSHT(_RingTransform):
+    r"""Synthesis: real coefficients ``[..., (L+1)**2]`` -> signal ``[..., npix]``.
+
+    Parameters
+    ----------
+    sampling : HEALPix (full sky) or Equiangular
+        Where the signal lives. HEALPix output is in NESTED order (the sampling's order).
+    lmax : int, optional
+        Band limit :math:`L` (default :func:`default_lmax`).
+    """
+
+    def __init__(self, sampling: Sampling, lmax: Optional[int] = None):
+        super().__init__(sampling, lmax, analysis=False)
+
+    def forward(self, coeffs: torch.Tensor) -> torch.Tensor:
+        _check_float(coeffs, "coefficients")
+        dt = coeffs.dtype
+        re, im = real_to_matrix(coeffs, self.lmax)
+        lam = self._buf("lam", dt)
+        Fre = torch.einsum("...ml,mlr->...rm", re, lam)
+        Fim = torch.einsum("...ml,mlr->...rm", im, lam)
+        c, s = self._buf("cos_phase", dt), self._buf("sin_phase", dt)
+        Fre, Fim = Fre * c - Fim * s, Fre * s + Fim * c  # times e^{i m phi0}
+        outs = []
+        for i, nphi in enumerate(self.nphis):
+            rings = getattr(self, f"rings_{i}")
+            Gre = Fre[..., rings, :] @ self._buf(f"fold_re_{i}", dt)
+            Gim = Fim[..., rings, :] @ self._buf(f"fold_im_{i}", dt)
+            ring = torch.fft.irfft(torch.complex(Gre, Gim), n=nphi, dim=-1, norm="forward")
+            outs.append(ring.reshape(*ring.shape[:-2], -1))
+        out = torch.cat(outs, dim=-1)
+        return out[..., self.scatter_pix]
+
+
+class SHT(_RingTransform):
+    r"""Analysis: signal ``[..., npix]`` -> real coefficients ``[..., (L+1)**2]``.
+
+    Parameters
+    ----------
+    sampling : HEALPix (full sky) or Equiangular
+        Where the signal lives (HEALPix input in NESTED order).
+    lmax : int, optional
+        Band limit :math:`L` (default :func:`default_lmax`). On an equiangular grid of bandwidth
+        ``b`` the analysis is exact for ``lmax <= b - 1``; larger values raise.
+    iterations : int
+        Jacobi refinements :math:`a \leftarrow a + \mathcal A(f - \mathcal S a)` (HEALPix only;
+        healpy's ``iter``, default 3). Ignored on exact grids.
+    """
+
+    def __init__(self, sampling: Sampling, lmax: Optional[int] = None, iterations: int = 3):
+        super().__init__(sampling, lmax, analysis=True)
+        exact = self.geometry.exact_lmax
+        if exact is not None and self.lmax > exact:
+            raise ValueError(
+                f"analysis on {sampling!r} is exact only up to lmax={exact}; lmax={self.lmax} "
+                f"would alias. Use a grid of bandwidth >= {self.lmax + 1} or lmax <= {exact}."
+            )
+        if iterations < 0:
+            raise ValueError(f"iterations must be >= 0, got {iterations}")
+        self.iterations = int(iterations) if exact is None else 0
+        self.synthesis = InverseSHT(sampling, self.lmax) if self.iterations else None
+
+    def quadrature(self, x: torch.Tensor) -> torch.Tensor:
+        """One quadrature pass :math:`\\mathcal A f` (no refinement)."""
+        _check_float(x, "signal")
+        if x.shape[-1] != self.npix:
+            raise ValueError(
+                f"signal has {x.shape[-1]} values on its last axis, the sampling {self.sampling!r} "
+                f"has {self.npix} pixels"
+            )
+        dt = x.dtype
+        xs = x[..., self.gather_pix]
+        parts_re, parts_im = [], []
+        start = 0
+        for i, nphi in enumerate(self.nphis):
+            nr = len(getattr(self, f"rings_{i}"))
+            seg = xs[..., start:start + nr * nphi].reshape(*x.shape[:-1], nr, nphi)
+            start += nr * nphi
+            G = torch.fft.rfft(seg, dim=-1)
+            parts_re.append(G.real @ self._buf(f"fold_re_{i}", dt))
+            parts_im.append(G.imag @ self._buf(f"fold_im_{i}", dt))
+        inv = self.ring_inverse
+        Fre = torch.cat(parts_re, dim=-2)[..., inv, :]
+        Fim = torch.cat(parts_im, dim=-2)[..., inv, :]
+        c, s = self._buf("cos_phase", dt), self._buf("sin_phase", dt)
+        Fre, Fim = Fre * c - Fim * s, Fre * s + Fim * c  # times e^{-i m phi0}
+        lam = self._buf("lam", dt)
+        re = torch.einsum("...rm,mlr->...ml", Fre, lam)
+        im = torch.einsum("...rm,mlr->...ml", Fim, lam)
+        return matrix_to_real(re, im, self.lmax)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.quadrature(x)
+        for _ in range(self.iterations):
+            a = a + self.quadrature(x - self.synthesis(a))
+        return a
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + (f", iterations={self.iterations}" if self.iterations else "")
+
+
+_CACHE: dict = {}
+
+
+def _cached(cls, sampling: Sampling, lmax: Optional[int], *args):
+    key = (cls, repr(sampling), lmax, args)
+    mod = _CACHE.get(key)
+    if mod is None:
+        if len(_CACHE) > 16:
+            _CACHE.clear()
+        mod = cls(sampling, lmax, *args)
+        _CACHE[key] = mod
+    return mod
+
+
+def sht(x: torch.Tensor, sampling: Sampling, lmax: Optional[int] = None, iterations: int = 3) -> torch.Tensor:
+    """Functional analysis ``[..., npix] -> [..., (L+1)**2]`` (modules cached per sampling);
+    see :class:`SHT`."""
+    return _cached(SHT, sampling, lmax, iterations).to(x.device)(x)
+
+
+def isht(coeffs: torch.Tensor, sampling: Sampling, lmax: Optional[int] = None) -> torch.Tensor:
+    """Functional synthesis ``[..., (L+1)**2] -> [..., npix]``; see :class:`InverseSHT`."""
+    if lmax is None:
+        from .coefficients import lmax_from_size
+
+        lmax = lmax_from_size(coeffs.shape[-1])
+    return _cached(InverseSHT, sampling, lmax).to(coeffs.device)(coeffs)

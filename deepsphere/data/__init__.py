@@ -1,0 +1,18 @@
+"""Datasets for training on the sphere.
+
+A dataset, as the trainer (:mod:`deepsphere.training`) uses it, is built as
+``Dataset(sampling, **params)`` and exposes:
+
+- ``task``: ``"classification"`` (one label per map), ``"segmentation"`` (one label per
+  pixel) or ``"regression"`` (values per map or per pixel);
+- ``in_channels`` and ``n_classes`` (classification, segmentation) or ``out_channels``
+  (regression);
+- ``split(name)`` for ``"train"``, ``"val"``, ``"test"``: a ``torch.utils.data.Dataset``
+  whose items are ``(x, y)`` with ``x`` float32 ``[npix, in_channels]`` in the sampling's
+  order;
+- optionally ``set_epoch(epoch)`` on a split (noise redrawn each epoch),
+  ``class_counts()`` (for ``class_weights: balanced``) and ``class_names``.
+"""
+from .synthetic import SyntheticFields, SyntheticSegmentation, random_alm, power_law
+
+__all__ = ["SyntheticFields", "SyntheticSegmentation", "random_alm", "power_law"]

@@ -1,0 +1,112 @@
+"""``deepsphere train | evaluate | predict``: command-line entry points.
+
+Each of :data:`command_train`, :data:`command_evaluate`, :data:`command_predict` has
+``add_arguments(parser)`` and ``run(args) -> int`` (the hook :mod:`deepsphere.cli` calls).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+
+def _fail(e: Exception) -> int:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+
+
+# ---- train ------------------------------------------------------------------------------
+def _train_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="YAML config file (see configs/quickstart.yaml)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set trainer.epochs=5 (repeatable; the "
+                        "value is read as YAML)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out (or trainer.out) from its last checkpoint")
+    p.add_argument("--out", default=None, help="run directory (default: trainer.out of the config)")
+
+
+def _train(args) -> int:
+    from .config import ConfigError, load_config
+    from .trainer import train
+
+    try:
+        config = load_config(args.config, args.overrides)
+        train(config, args.out, resume=args.resume)
+    except (ConfigError, FileExistsError, FileNotFoundError) as e:
+        return _fail(e)
+    return 0
+
+
+# ---- evaluate ---------------------------------------------------------------------------
+def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", help="a run directory written by 'deepsphere train'")
+    p.add_argument("--split", default="test", choices=("train", "val", "test"))
+    p.add_argument("--checkpoint", default="best", choices=("best", "last"))
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: the run's trainer.device)")
+
+
+def _evaluate(args) -> int:
+    from .config import ConfigError
+    from .trainer import evaluate_split, open_run
+
+    try:
+        trainer = open_run(args.run_dir, args.checkpoint, args.device)
+    except (ConfigError, FileNotFoundError, ValueError) as e:
+        return _fail(e)
+    results = evaluate_split(trainer, args.split, Path(args.run_dir))
+    print(f"{args.split} split, {args.checkpoint} checkpoint (epoch {trainer.epoch}):")
+    for k, v in results.items():
+        v = np.asarray(v)
+        print(f"  {k:>24}: " + (f"{float(v):.4f}" if v.ndim == 0 else
+                                np.array2string(v, precision=4, separator=", ")))
+    print(f"written: {Path(args.run_dir) / f'{args.split}_metrics.json'}")
+    return 0
+
+
+# ---- predict ----------------------------------------------------------------------------
+def _predict_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", help="a run directory written by 'deepsphere train'")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help=".npy file(s): maps of shape (npix,), (n, npix) or (n, npix, channels); "
+                        "full-sky HEALPix maps are restricted to the run's pixels")
+    p.add_argument("--order", default="NESTED", choices=("NESTED", "RING"),
+                   help="pixel ordering of full-sky HEALPix inputs (default NESTED)")
+    p.add_argument("--checkpoint", default="best", choices=("best", "last"))
+    p.add_argument("--output", default=None,
+                   help="where to write predictions (one input only; default RUN_DIR/predictions/NAME.npy)")
+    p.add_argument("--device", default=None)
+
+
+def _predict(args) -> int:
+    from .predict import load_model, predict
+
+    if args.output and len(args.inputs) > 1:
+        return _fail(ValueError("--output names one file: give one INPUT, or leave --output out"))
+    try:
+        model, sampling, info, device = load_model(args.run_dir, args.checkpoint, args.device)
+        for path in args.inputs:
+            x = np.load(path, allow_pickle=False)
+            out = predict(model, sampling, info, x, order=args.order, device=device)
+            dest = Path(args.output or Path(args.run_dir) / "predictions" / (Path(path).stem + ".npy"))
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            np.save(dest, out)
+            summary = f"{path}: {out.shape} -> {dest}"
+            if info["task"] == "classification":
+                names = info["class_names"] or [str(i) for i in range(out.shape[1])]
+                labels = [names[i] for i in out.argmax(1)]
+                summary += f"  (class probabilities; predicted: {', '.join(labels[:10])}" \
+                           + (" ...)" if len(labels) > 10 else ")")
+            print(summary)
+    except (ValueError, FileNotFoundError) as e:
+        return _fail(e)
+    return 0
+
+
+command_train = SimpleNamespace(add_arguments=_train_arguments, run=_train)
+command_evaluate = SimpleNamespace(add_arguments=_evaluate_arguments, run=_evaluate)
+command_predict = SimpleNamespace(add_arguments=_predict_arguments, run=_predict)

@@ -1,0 +1,188 @@
+r"""Evaluation metrics on numpy arrays.
+
+Classification-type metrics take ``scores`` of shape ``(n, n_classes)`` (probabilities or
+any monotone score; segmentation outputs are flattened over pixels first) and integer
+``target`` of shape ``(n,)``. Regression metrics take ``pred`` and ``target`` of equal
+shape and are computed over all elements.
+
+Definitions (``TP_c``, ``FP_c``, ``FN_c`` counted on the arg-max prediction):
+
+- precision :math:`P_c = TP_c / (TP_c + FP_c)`, recall :math:`R_c = TP_c / (TP_c + FN_c)`,
+  IoU :math:`= TP_c / (TP_c + FP_c + FN_c)`; 0 where the denominator is 0.
+- average precision (one-vs-rest on the class score, as scikit-learn):
+  :math:`AP_c = \sum_k (R_k - R_{k-1}) P_k` over decreasing score thresholds.
+- mAP and mIoU: the mean over classes present in ``target`` (mIoU: classes with a
+  non-empty union).
+- :math:`R^2 = 1 - \sum (y - \hat y)^2 / \sum (y - \bar y)^2`.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+
+def _check(scores: np.ndarray, target: np.ndarray):
+    scores = np.asarray(scores)
+    target = np.asarray(target)
+    if scores.ndim != 2:
+        raise ValueError(f"scores must be (n, n_classes), got shape {scores.shape}")
+    if target.shape != (scores.shape[0],):
+        raise ValueError(f"target must be (n,) = ({scores.shape[0]},), got shape {target.shape}")
+    if target.size and (target.min() < 0 or target.max() >= scores.shape[1]):
+        raise ValueError(
+            f"target labels must be in [0, {scores.shape[1]}), got range [{target.min()}, {target.max()}]"
+        )
+    return scores, target.astype(np.int64)
+
+
+def confusion_matrix(scores: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """``C[i, j]`` = number of samples of true class i predicted as class j."""
+    scores, target = _check(scores, target)
+    k = scores.shape[1]
+    pred = scores.argmax(1)
+    return np.bincount(target * k + pred, minlength=k * k).reshape(k, k)
+
+
+def accuracy(scores: np.ndarray, target: np.ndarray) -> float:
+    scores, target = _check(scores, target)
+    return float(np.mean(scores.argmax(1) == target)) if target.size else float("nan")
+
+
+def _ratio(num, den):
+    num = np.asarray(num, dtype=np.float64)
+    den = np.asarray(den, dtype=np.float64)
+    return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+
+
+def precision(scores: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Per-class precision, shape ``(n_classes,)``."""
+    c = confusion_matrix(scores, target)
+    return _ratio(np.diag(c), c.sum(0))
+
+
+def recall(scores: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Per-class recall, shape ``(n_classes,)``."""
+    c = confusion_matrix(scores, target)
+    return _ratio(np.diag(c), c.sum(1))
+
+
+def iou(scores: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Per-class intersection over union, shape ``(n_classes,)``."""
+    c = confusion_matrix(scores, target)
+    tp = np.diag(c)
+    return _ratio(tp, c.sum(0) + c.sum(1) - tp)
+
+
+def mean_iou(scores: np.ndarray, target: np.ndarray) -> float:
+    c = confusion_matrix(scores, target)
+    tp = np.diag(c)
+    union = c.sum(0) + c.sum(1) - tp
+    present = union > 0
+    return float(np.mean(tp[present] / union[present])) if present.any() else float("nan")
+
+
+def _binary_ap(score: np.ndarray, positive: np.ndarray) -> float:
+    n_pos = int(positive.sum())
+    if n_pos == 0:
+        return float("nan")
+    order = np.argsort(-score, kind="mergesort")
+    s, p = score[order], positive[order]
+    tp = np.cumsum(p)
+    # one threshold per distinct score: the last index of each run of equal scores
+    last = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]
+    tp = tp[last].astype(np.float64)
+    prec = tp / (last + 1)
+    rec = tp / n_pos
+    return float(np.sum(np.diff(np.r_[0.0, rec]) * prec))
+
+
+def average_precision(scores: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Per-class average precision (one-vs-rest), NaN for classes absent from ``target``."""
+    scores, target = _check(scores, target)
+    return np.array([_binary_ap(scores[:, c], target == c) for c in range(scores.shape[1])])
+
+
+def mean_average_precision(scores: np.ndarray, target: np.ndarray) -> float:
+    ap = average_precision(scores, target)
+    return float(np.nanmean(ap)) if np.isfinite(ap).any() else float("nan")
+
+
+def _pair(pred, target):
+    pred = np.asarray(pred, dtype=np.float64)
+    target = np.asarray(target, dtype=np.float64)
+    if pred.shape != target.shape:
+        raise ValueError(f"prediction shape {pred.shape} differs from target shape {target.shape}")
+    return pred.ravel(), target.ravel()
+
+
+def mse(pred: np.ndarray, target: np.ndarray) -> float:
+    p, t = _pair(pred, target)
+    return float(np.mean((p - t) ** 2))
+
+
+def mae(pred: np.ndarray, target: np.ndarray) -> float:
+    p, t = _pair(pred, target)
+    return float(np.mean(np.abs(p - t)))
+
+
+def r2(pred: np.ndarray, target: np.ndarray) -> float:
+    p, t = _pair(pred, target)
+    ss_tot = np.sum((t - t.mean()) ** 2)
+    if ss_tot == 0:
+        return float("nan")
+    return float(1.0 - np.sum((p - t) ** 2) / ss_tot)
+
+
+#: Metrics computed by default for each task (the first is monitored for early stopping
+#: and the best checkpoint, except regression where the validation loss is).
+DEFAULTS = {
+    "classification": ["accuracy", "mean_average_precision", "precision", "recall"],
+    "segmentation": ["accuracy", "mean_iou", "mean_average_precision", "iou"],
+    "regression": ["mse", "mae", "r2"],
+}
+#: Whether larger is better, for picking the best checkpoint.
+GREATER_IS_BETTER = {
+    "accuracy": True, "precision": True, "recall": True, "average_precision": True,
+    "mean_average_precision": True, "iou": True, "mean_iou": True, "r2": True,
+    "mse": False, "mae": False, "loss": False,
+}
+
+
+def flatten_outputs(output: np.ndarray, target: np.ndarray, task: str):
+    """Bring a model output ``[batch, (vertices,) channels]`` and its target to the
+    ``(n, n_classes)`` / ``(n,)`` layout the classification metrics expect."""
+    if task == "segmentation":
+        return output.reshape(-1, output.shape[-1]), target.reshape(-1)
+    return output, target
+
+
+def compute(names, output: np.ndarray, target: np.ndarray, task: str,
+            registry=None) -> dict:
+    """Evaluate metric ``names`` (registry keys) and return ``{name: float or array}``."""
+    from .registry import METRICS
+
+    reg = registry or METRICS
+    out, tgt = flatten_outputs(output, target, task)
+    if task in ("classification", "segmentation"):
+        # softmax scores: AP needs a per-class score, arg-max metrics are unaffected
+        z = out - out.max(1, keepdims=True)
+        out = np.exp(z)
+        out /= out.sum(1, keepdims=True)
+    elif out.shape != tgt.shape and out.size == tgt.size:
+        out = out.reshape(tgt.shape)
+    return {n: reg.get(n)(out, tgt) for n in names}
+
+
+def scalars(results: dict, prefix: str = "", class_names: Optional[list] = None) -> dict:
+    """Flatten per-class arrays to ``name_<class>`` scalars for CSV logging; matrices
+    (confusion) are left out."""
+    flat = {}
+    for k, v in results.items():
+        v = np.asarray(v)
+        if v.ndim == 0:
+            flat[prefix + k] = float(v)
+        elif v.ndim == 1:
+            for i, x in enumerate(v):
+                flat[f"{prefix}{k}_{i}"] = float(x)
+    return flat

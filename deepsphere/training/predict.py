@@ -1,0 +1,85 @@
+"""Predictions of a trained run on new maps, without rebuilding its dataset."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+import torch
+
+from . import checkpoint as ckpt
+from .builders import build_model, build_sampling
+from .config import load_config
+from .trainer import BEST, CONFIG_FILE, LAST, info_namespace, resolve_device
+
+
+def load_model(run_dir: Union[str, Path], which: str = "best", device: Optional[str] = None):
+    """``(model, sampling, data_info, device)`` of a run directory, the model in eval mode
+    with the ``best`` or ``last`` checkpoint's weights."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise FileNotFoundError(f"{str(run_dir)!r} is not a run directory (no {CONFIG_FILE})")
+    config = load_config(run_dir / CONFIG_FILE)
+    dev = resolve_device(device or config.trainer.device)
+    state = ckpt.load(run_dir / (BEST if which == "best" else LAST), map_location=dev)
+    sampling = build_sampling(config)
+    info = state["data_info"]
+    model = build_model(config, sampling, info_namespace(info))
+    model.load_state_dict(state["model"])
+    return model.to(dev).eval(), sampling, info, dev
+
+
+def as_batch(x: np.ndarray, sampling, in_channels: int, order: str = "NESTED") -> np.ndarray:
+    """Bring maps to ``[n, sampling.npix, in_channels]``: accepts ``(npix,)``,
+    ``(n, npix)``, ``(npix, C)`` and ``(n, npix, C)``; full-sky HEALPix maps (in
+    ``order``) are restricted to the sampling's pixels."""
+    from ..sampling import HEALPix
+
+    x = np.asarray(x)
+    if not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(f"maps must be floating point, got dtype {x.dtype}")
+    sizes = {sampling.npix}
+    if isinstance(sampling, HEALPix):
+        sizes.add(12 * sampling.nside**2)
+    if x.ndim == 1:
+        x = x[None, :, None]
+    elif x.ndim == 2:
+        if x.shape[1] in sizes:
+            x = x[:, :, None]
+        elif x.shape[0] in sizes and x.shape[1] == in_channels:
+            x = x[None]
+        else:
+            raise ValueError(
+                f"cannot read maps of shape {x.shape}: expected (n, {sampling.npix}) or "
+                f"({sampling.npix}, {in_channels})" + (f"; full sky has {12 * sampling.nside**2} pixels"
+                                                     if isinstance(sampling, HEALPix) else "")
+            )
+    if x.ndim != 3 or x.shape[1] not in sizes:
+        raise ValueError(
+            f"maps of shape {x.shape} do not match the run's sampling ({sampling!r}): expected "
+            f"(n, {sampling.npix}, {in_channels})"
+        )
+    if x.shape[2] != in_channels:
+        raise ValueError(f"maps have {x.shape[2]} channels, the model takes {in_channels}")
+    if isinstance(sampling, HEALPix):
+        x = np.moveaxis(sampling.take(np.moveaxis(x, 1, -1), order), -1, 1)
+    elif not np.all(np.isfinite(x)):
+        raise ValueError("maps contain NaN or inf values")
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+@torch.no_grad()
+def predict(model, sampling, info: dict, x: np.ndarray, order: str = "NESTED", device="cpu",
+            batch_size: int = 32) -> np.ndarray:
+    """Class probabilities ``(n, n_classes)`` (classification), per-pixel labels
+    ``(n, npix)`` (segmentation) or values (regression)."""
+    batch = as_batch(x, sampling, info["in_channels"], order)
+    outs = []
+    for i in range(0, len(batch), batch_size):
+        outs.append(model(torch.from_numpy(batch[i:i + batch_size]).to(device)).float().cpu())
+    out = torch.cat(outs)
+    if info["task"] == "classification":
+        return out.softmax(-1).numpy()
+    if info["task"] == "segmentation":
+        return out.argmax(-1).numpy()
+    return out.numpy()

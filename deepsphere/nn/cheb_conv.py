@@ -161,7 +161,12 @@ def cheb_conv(x: Tensor, L, weight: Tensor, bias: Optional[Tensor] = None) -> Te
     squeeze = x.dim() == 2
     if squeeze:
         x = x.unsqueeze(0)
-    Lc = as_csr_operator(L, n=x.shape[1], dtype=x.dtype, device=x.device)
+    if L is None:  # T_0 = I needs no operator
+        if weight.shape[0] > 1:
+            raise ValueError(f"L is None, but K={weight.shape[0]} > 1 needs the graph's operator")
+        Lc = None
+    else:
+        Lc = as_csr_operator(L, n=x.shape[1], dtype=x.dtype, device=x.device)
     y = _ChebConvFunction.apply(x, weight, bias, Lc)
     return y.squeeze(0) if squeeze else y
 
@@ -199,8 +204,8 @@ class ChebConv(nn.Module):
     the **symmetric** :math:`\tilde L` of the graph ``x`` lives on, as a torch sparse CSR
     (or COO) tensor, a :class:`~deepsphere.nn.SparseOperator` or a scipy.sparse matrix, of
     the same dtype and device as ``x`` (see
-    :meth:`deepsphere.graph.SphereGraph.chebyshev_operator`). Returns ``[B, N, out_channels]``.
-    ``L`` is a constant: no gradient flows to it.
+    :meth:`deepsphere.graph.SphereGraph.chebyshev_operator`); ``None`` is allowed when
+    ``K = 1``. Returns ``[B, N, out_channels]``. ``L`` is a constant: no gradient flows to it.
 
     Notes
     -----

@@ -6,7 +6,6 @@ Each of :data:`command_train`, :data:`command_evaluate`, :data:`command_predict`
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from types import SimpleNamespace

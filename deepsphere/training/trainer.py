@@ -19,10 +19,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import random
 import time
-import warnings
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Dict, List, Optional, Union
@@ -34,7 +32,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from . import checkpoint as ckpt
 from . import distributed as dist_
 from . import metrics as M
-from .builders import (build_dataset, build_loss, build_model, build_optimizer, build_sampling,
+from .builders import (WarmupCosine, build_dataset, build_loss, build_model, build_optimizer, build_sampling,
                        build_scheduler, n_outputs)
 from .config import Config, ConfigError, validate
 
@@ -258,10 +256,12 @@ class Trainer:
         return dist_.broadcast_object(results, self.dist)
 
     # ---- the loop ----------------------------------------------------------------------
-    def fit(self) -> List[Dict[str, float]]:
-        """Train until ``trainer.epochs`` or early stopping; returns the history."""
+    def fit(self, max_epochs: Optional[int] = None) -> List[Dict[str, float]]:
+        """Train until ``trainer.epochs`` or early stopping (or, with ``max_epochs``, for
+        at most that many more epochs in this call); returns the history."""
         t = self.config.trainer
-        while self.epoch < t.epochs and not self._stopped():
+        stop_at = t.epochs if max_epochs is None else min(t.epochs, self.epoch + max_epochs)
+        while self.epoch < stop_at and not self._stopped():
             e = self.epoch
             start = time.time()
             lr = self.optimizer.param_groups[0]["lr"]
@@ -295,7 +295,7 @@ class Trainer:
                 self._write_metrics()
                 self._log(row)
             dist_.barrier(self.dist)
-        if self.is_main:
+        if self.is_main and (self.epoch >= t.epochs or self._stopped()):
             self._finish()
         dist_.barrier(self.dist)
         return self.history
@@ -370,6 +370,9 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
+            for f in getattr(self.scheduler, "lr_lambdas", ()):
+                if isinstance(f, WarmupCosine):  # trainer.epochs may have been extended
+                    f.epochs = self.config.trainer.epochs
         self.scaler.load_state_dict(state["scaler"])
         self.epoch = int(state["epoch"])
         self.history = list(state["history"])

@@ -1,46 +1,21 @@
-"""What the models share: graph recipes, per-level Chebyshev operators held as buffers,
-input checks and rebuilding samplings from their recipes."""
+"""What the models share: graph recipes, per-level Chebyshev operators held as
+non-persistent buffers (so ``.to(device)`` moves them and checkpoints stay small), input
+checks and rebuilding samplings from their recipes."""
 from __future__ import annotations
 
 import copy
 from typing import List, Optional, Sequence
 
+import scipy.sparse as sp
 import torch
 from torch import Tensor, nn
 
 from .. import graph as _graph
+from ..nn.operator import SparseOperator
 from ..nn.pooling import check_vertices
 from ..sampling import Equiangular, HEALPix, Sampling
 
 DEFAULT_GRAPH = {"kind": "knn", "k": 8, "kernel_width": "tuned"}
-
-
-class ChebyshevOperator(nn.Module):
-    r"""The rescaled Laplacian :math:`\tilde L = 2L/\lambda_{max} - I` of one graph, held as
-    three non-persistent buffers (CSR ``crow_indices``, ``col_indices``, ``values``).
-
-    Non-persistent: ``.to(device)`` / ``.double()`` move and cast it, but it is left out of
-    the ``state_dict`` (checkpoints keep the recipe, not the matrix). Calling the module
-    returns the torch sparse CSR view, rebuilt each time because sparse CSR tensors cannot
-    be deep-copied.
-    """
-
-    def __init__(self, g, laplacian: str = "normalized", lmax: Optional[float] = None,
-                 scale: float = 1.0):
-        super().__init__()
-        L = g.chebyshev_operator(kind=laplacian, lmax=lmax, scale=scale, dtype=torch.float32)
-        self.n = int(L.shape[0])
-        self.laplacian = laplacian
-        self.register_buffer("crow_indices", L.crow_indices(), persistent=False)
-        self.register_buffer("col_indices", L.col_indices(), persistent=False)
-        self.register_buffer("values", L.values(), persistent=False)
-
-    def forward(self) -> Tensor:
-        return torch.sparse_csr_tensor(self.crow_indices, self.col_indices, self.values,
-                                       size=(self.n, self.n))
-
-    def extra_repr(self) -> str:
-        return f"n={self.n}, nnz={self.values.numel()}, laplacian={self.laplacian!r}"
 
 
 def graph_recipe(graph: Optional[dict], laplacian: str) -> tuple:
@@ -54,17 +29,25 @@ def graph_recipe(graph: Optional[dict], laplacian: str) -> tuple:
 
 
 def build_operators(samplings: Sequence[Sampling], recipe: dict, laplacian: str) -> nn.ModuleList:
-    """One :class:`ChebyshevOperator` per sampling, each at that sampling's own size.
+    r"""One :class:`~deepsphere.nn.SparseOperator` per sampling, each at that sampling's own
+    size: the rescaled Laplacian :math:`\tilde L = a(2L/\lambda_{max} - I)` of the graph the
+    recipe builds there, held as non-persistent buffers.
 
     The recipe's optional ``lmax`` (fixed :math:`\lambda_{max}`, e.g. 2 for a normalized
     Laplacian) and ``scale`` (DeepSphere v1 used 0.75) set the rescaling."""
     ops = []
     for s in samplings:
         g = _graph.build(s, recipe)
-        op = ChebyshevOperator(g, laplacian, recipe.get("lmax"), recipe.get("scale", 1.0))
-        assert op.n == s.npix, f"graph of {op.n} vertices built on {s!r}"
-        ops.append(op)
+        Lt = g.chebyshev_matrix(laplacian, recipe.get("lmax"), recipe.get("scale", 1.0))
+        if Lt.shape[0] != s.npix:
+            raise ValueError(f"the graph recipe {recipe} gave {Lt.shape[0]} vertices on {s!r}")
+        ops.append(SparseOperator(Lt, check_symmetric=False))  # graph Laplacians are symmetric
     return nn.ModuleList(ops)
+
+
+def identity_operator(n: int) -> SparseOperator:
+    """The sparse identity, the operator of a graph without edges (what ``K=1`` needs)."""
+    return SparseOperator(sp.identity(n, format="csr"), check_symmetric=False)
 
 
 def check_input(x: Tensor, sampling: Sampling, in_channels: int) -> None:

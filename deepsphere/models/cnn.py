@@ -82,7 +82,7 @@ class SphericalCNN(SphereModel):
         """The feature maps before the head, ``[B, coarsest.npix, channels[-1]]``."""
         check_input(x, self.sampling, self.in_channels)
         for block, op, pool in zip(self.blocks, self.operators, self.pools):
-            x = pool(block(x, op()))
+            x = pool(block(x, op))
         return x
 
     def forward(self, x: Tensor) -> Tensor:

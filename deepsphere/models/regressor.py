@@ -7,7 +7,8 @@ from torch import Tensor, nn
 
 from ..nn.blocks import ChebBlock
 from ..sampling import Sampling
-from ._common import build_operators, check_channels, check_input, graph_recipe
+from ._common import (build_operators, check_channels, check_input, graph_recipe,
+                      identity_operator)
 from .base import SphereModel
 
 
@@ -22,7 +23,7 @@ class StationRegressor(SphereModel):
 
     ``K=1`` means no graph at all: :math:`T_0 = I`, so the model is the same MLP applied to
     every station independently (the "P=0" baseline of DeepSphere's GHCN experiment); no
-    graph is built and ``graph`` is ignored.
+    graph is built, ``graph`` is ignored and the operator held is the identity.
 
     Parameters
     ----------
@@ -55,14 +56,16 @@ class StationRegressor(SphereModel):
                            batchnorm=bool(batchnorm))
         self.in_channels = int(in_channels)
         self.K = int(K)
-        self.operators = build_operators([sampling], recipe, laplacian) if self.K > 1 else None
+        if self.K > 1:
+            self.operators = build_operators([sampling], recipe, laplacian)
+        else:  # T_0 = I is all a K=1 convolution uses: no graph is built
+            self.operators = nn.ModuleList([identity_operator(sampling.npix)])
         ins = [self.in_channels] + channels[:-1]
         self.blocks = nn.ModuleList(ChebBlock(i, o, K, batchnorm) for i, o in zip(ins, channels))
         self.regressor = nn.Linear(channels[-1], int(out_channels))
 
     def forward(self, x: Tensor) -> Tensor:
         check_input(x, self.sampling, self.in_channels)
-        L = self.operators[0]() if self.operators is not None else None
         for block in self.blocks:
-            x = block(x, L)
+            x = block(x, self.operators[0])
         return self.regressor(x)

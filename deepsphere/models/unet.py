@@ -81,11 +81,11 @@ class SphericalUNet(SphereModel):
         check_input(x, self.sampling, self.in_channels)
         skips = []
         for i in range(self.depth):
-            x = self.encoder[i](x, self.operators[i]())
+            x = self.encoder[i](x, self.operators[i])
             if i < self.depth - 1:
                 skips.append(x)
                 x = self.pools[i](x)
         for i in reversed(range(self.depth - 1)):
             x = self.unpools[i](x)
-            x = self.decoder[i](torch.cat([x, skips[i]], dim=2), self.operators[i]())
+            x = self.decoder[i](torch.cat([x, skips[i]], dim=2), self.operators[i])
         return self.classifier(x)

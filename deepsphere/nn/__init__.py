@@ -1,5 +1,6 @@
 """Neural-network layers on the sphere: layout ``[batch, vertices, channels]``."""
 from .cheb_conv import ChebConv, cheb_conv  # noqa: F401
 from .operator import SparseOperator, as_csr_operator  # noqa: F401
+from .blocks import ChebBlock, VertexBatchNorm  # noqa: F401
 from .pooling import (HEALPixPool, HEALPixUnpool, HierarchyPool, HierarchyUnpool,  # noqa: F401
                       RemapPool)

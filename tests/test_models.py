@@ -166,7 +166,7 @@ def test_station_regressor_k1_is_per_station():
     for K, spreads in ((1, False), (3, True)):
         m = models.StationRegressor(s, 2, 1, channels=[8, 8], K=K,
                                     graph={"kind": "knn", "k": 8}).eval()
-        assert (m.operators[0].nnz == 40) == (K == 1)  # K=1: the identity, no graph
+        assert len(m.operators) == (0 if K == 1 else 1)  # K=1: no graph is built
         changed = (m(x + dx) - m(x)).abs().sum(dim=(0, 2)) > 1e-6
         assert changed[0]
         assert bool(changed[1:].any()) == spreads  # K=1: only station 0 moves
@@ -216,3 +216,10 @@ def test_graph_recipe_rescaling_keys_are_used():
     L = np.eye(len(d)) - W / np.sqrt(np.outer(d, d))  # normalized Laplacian, by hand
     np.testing.assert_allclose(m.operators[0]().to_dense().numpy(),
                                0.75 * (L - np.eye(len(d))), atol=1e-6)
+
+
+def test_k1_models_build_no_graph():
+    for m in (models.SphericalCNN(HEALPix(4), 1, 2, channels=[4, 4], K=1),
+              models.SphericalUNet(HEALPix(4), 1, 2, channels=[4, 4], K=1)):
+        assert len(m.operators) == 0
+        assert m(torch.randn(2, 192, 1)).shape[0] == 2

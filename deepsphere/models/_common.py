@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 from typing import List, Optional, Sequence
 
-import scipy.sparse as sp
 import torch
 from torch import Tensor, nn
 
@@ -28,14 +27,18 @@ def graph_recipe(graph: Optional[dict], laplacian: str) -> tuple:
     return recipe, laplacian
 
 
-def build_operators(samplings: Sequence[Sampling], recipe: dict, laplacian: str) -> nn.ModuleList:
+def build_operators(samplings: Sequence[Sampling], recipe: dict, laplacian: str,
+                    K: int = 2) -> nn.ModuleList:
     r"""One :class:`~deepsphere.nn.SparseOperator` per sampling, each at that sampling's own
     size: the rescaled Laplacian :math:`\tilde L = a(2L/\lambda_{max} - I)` of the graph the
     recipe builds there, held as non-persistent buffers.
 
     The recipe's optional ``lmax`` (fixed :math:`\lambda_{max}`, e.g. 2 for a normalized
-    Laplacian) and ``scale`` (DeepSphere v1 used 0.75) set the rescaling."""
+    Laplacian) and ``scale`` (DeepSphere v1 used 0.75) set the rescaling. With ``K=1`` the
+    convolutions use :math:`T_0 = I` only: no graph is built and the list is empty."""
     ops = []
+    if K == 1:
+        return nn.ModuleList(ops)
     for s in samplings:
         g = _graph.build(s, recipe)
         Lt = g.chebyshev_matrix(laplacian, recipe.get("lmax"), recipe.get("scale", 1.0))
@@ -45,9 +48,10 @@ def build_operators(samplings: Sequence[Sampling], recipe: dict, laplacian: str)
     return nn.ModuleList(ops)
 
 
-def identity_operator(n: int) -> SparseOperator:
-    """The sparse identity, the operator of a graph without edges (what ``K=1`` needs)."""
-    return SparseOperator(sp.identity(n, format="csr"), check_symmetric=False)
+
+def operator(operators: nn.ModuleList, i: int) -> Optional[SparseOperator]:
+    """The operator of level ``i``, or None when there are none (``K=1``)."""
+    return operators[i] if len(operators) else None
 
 
 def check_input(x: Tensor, sampling: Sampling, in_channels: int) -> None:

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from ..nn.blocks import ChebBlock
 from ..nn.pooling import HierarchyPool
 from ..sampling import Sampling
-from ._common import build_operators, check_channels, check_input, graph_recipe
+from ._common import build_operators, check_channels, check_input, graph_recipe, operator
 from .base import SphereModel
 
 _HEADS = ("global", "fc")
@@ -71,7 +71,7 @@ class SphericalCNN(SphereModel):
             self.pools.append(pool)
             levels.append(pool.coarse_sampling)
         self.samplings = levels  # [input, after pool 1, ..., after pool len(channels)]
-        self.operators = build_operators(levels[:-1], recipe, laplacian)
+        self.operators = build_operators(levels[:-1], recipe, laplacian, int(K))
         ins = [self.in_channels] + channels[:-1]
         self.blocks = nn.ModuleList(ChebBlock(i, o, K, batchnorm) for i, o in zip(ins, channels))
         n_in = channels[-1] if head == "global" else channels[-1] * levels[-1].npix
@@ -81,8 +81,8 @@ class SphericalCNN(SphereModel):
     def features(self, x: Tensor) -> Tensor:
         """The feature maps before the head, ``[B, coarsest.npix, channels[-1]]``."""
         check_input(x, self.sampling, self.in_channels)
-        for block, op, pool in zip(self.blocks, self.operators, self.pools):
-            x = pool(block(x, op))
+        for i, (block, pool) in enumerate(zip(self.blocks, self.pools)):
+            x = pool(block(x, operator(self.operators, i)))
         return x
 
     def forward(self, x: Tensor) -> Tensor:

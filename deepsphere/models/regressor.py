@@ -7,8 +7,7 @@ from torch import Tensor, nn
 
 from ..nn.blocks import ChebBlock
 from ..sampling import Sampling
-from ._common import (build_operators, check_channels, check_input, graph_recipe,
-                      identity_operator)
+from ._common import build_operators, check_channels, check_input, graph_recipe, operator
 from .base import SphereModel
 
 
@@ -23,7 +22,7 @@ class StationRegressor(SphereModel):
 
     ``K=1`` means no graph at all: :math:`T_0 = I`, so the model is the same MLP applied to
     every station independently (the "P=0" baseline of DeepSphere's GHCN experiment); no
-    graph is built, ``graph`` is ignored and the operator held is the identity.
+    graph is built (``operators`` is empty) and ``graph`` is ignored.
 
     Parameters
     ----------
@@ -56,16 +55,14 @@ class StationRegressor(SphereModel):
                            batchnorm=bool(batchnorm))
         self.in_channels = int(in_channels)
         self.K = int(K)
-        if self.K > 1:
-            self.operators = build_operators([sampling], recipe, laplacian)
-        else:  # T_0 = I is all a K=1 convolution uses: no graph is built
-            self.operators = nn.ModuleList([identity_operator(sampling.npix)])
+        self.operators = build_operators([sampling], recipe, laplacian, self.K)
         ins = [self.in_channels] + channels[:-1]
         self.blocks = nn.ModuleList(ChebBlock(i, o, K, batchnorm) for i, o in zip(ins, channels))
         self.regressor = nn.Linear(channels[-1], int(out_channels))
 
     def forward(self, x: Tensor) -> Tensor:
         check_input(x, self.sampling, self.in_channels)
+        L = operator(self.operators, 0)
         for block in self.blocks:
-            x = block(x, self.operators[0])
+            x = block(x, L)
         return self.regressor(x)

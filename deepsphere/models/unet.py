@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from ..nn.blocks import ChebBlock
 from ..nn.pooling import HierarchyPool, HierarchyUnpool
 from ..sampling import Sampling
-from ._common import build_operators, check_channels, check_input, graph_recipe
+from ._common import build_operators, check_channels, check_input, graph_recipe, operator
 from .base import SphereModel
 
 
@@ -68,7 +68,7 @@ class SphericalUNet(SphereModel):
             self.unpools.append(HierarchyUnpool(levels[-1], 1, "nearest"))
             levels.append(pool.coarse_sampling)
         self.samplings = levels
-        self.operators = build_operators(levels, recipe, laplacian)
+        self.operators = build_operators(levels, recipe, laplacian, int(K))
         ins = [self.in_channels] + channels[:-1]
         self.encoder = nn.ModuleList(ChebBlock(i, o, K, batchnorm) for i, o in zip(ins, channels))
         self.decoder = nn.ModuleList(
@@ -81,11 +81,11 @@ class SphericalUNet(SphereModel):
         check_input(x, self.sampling, self.in_channels)
         skips = []
         for i in range(self.depth):
-            x = self.encoder[i](x, self.operators[i])
+            x = self.encoder[i](x, operator(self.operators, i))
             if i < self.depth - 1:
                 skips.append(x)
                 x = self.pools[i](x)
         for i in reversed(range(self.depth - 1)):
             x = self.unpools[i](x)
-            x = self.decoder[i](torch.cat([x, skips[i]], dim=2), self.operators[i])
+            x = self.decoder[i](torch.cat([x, skips[i]], dim=2), operator(self.operators, i))
         return self.classifier(x)

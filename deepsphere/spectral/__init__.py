@@ -8,10 +8,16 @@ from .coefficients import (degrees_orders, from_healpy_alm, lm_index, lmax_from_
                            num_coefficients, to_healpy_alm)
 from .legendre import legendre_table
 from .rings import RingGeometry, ring_geometry
+from .rotation import (as_euler, euler_to_matrix, healpy_rotate_alm_args, healpy_rotator,
+                       matrix_to_euler, random_rotation, rotate_coefficients, rotate_signal,
+                       wigner_D_blocks, wigner_D_complex, wigner_D_real, wigner_d_small)
 from .transforms import SHT, InverseSHT, default_lmax, isht, sht
 
 __all__ = [
     "SHT", "InverseSHT", "sht", "isht", "default_lmax", "legendre_table", "ring_geometry",
     "RingGeometry", "lm_index", "num_coefficients", "degrees_orders", "lmax_from_size",
-    "to_healpy_alm", "from_healpy_alm",
+    "to_healpy_alm", "from_healpy_alm", "rotate_coefficients", "rotate_signal",
+    "euler_to_matrix", "matrix_to_euler", "as_euler", "random_rotation", "wigner_d_small",
+    "wigner_D_complex", "wigner_D_real", "wigner_D_blocks", "healpy_rotate_alm_args",
+    "healpy_rotator",
 ]

@@ -48,7 +48,6 @@ def build_operators(samplings: Sequence[Sampling], recipe: dict, laplacian: str,
     return nn.ModuleList(ops)
 
 
-
 def operator(operators: nn.ModuleList, i: int) -> Optional[SparseOperator]:
     """The operator of level ``i``, or None when there are none (``K=1``)."""
     return operators[i] if len(operators) else None

@@ -6,6 +6,7 @@ Coefficients are real, ``[..., (lmax+1)**2]``, index ``l*l + l + m`` (see
 """
 from .coefficients import (degrees_orders, from_healpy_alm, lm_index, lmax_from_size,
                            num_coefficients, to_healpy_alm)
+from .filters import ZonalConv, ZonalFilter
 from .legendre import legendre_table
 from .rings import RingGeometry, ring_geometry
 from .rotation import (as_euler, euler_to_matrix, healpy_rotate_alm_args, healpy_rotator,
@@ -19,5 +20,5 @@ __all__ = [
     "to_healpy_alm", "from_healpy_alm", "rotate_coefficients", "rotate_signal",
     "euler_to_matrix", "matrix_to_euler", "as_euler", "random_rotation", "wigner_d_small",
     "wigner_D_complex", "wigner_D_real", "wigner_D_blocks", "healpy_rotate_alm_args",
-    "healpy_rotator",
+    "healpy_rotator", "ZonalFilter", "ZonalConv",
 ]

@@ -1,0 +1,142 @@
+r"""Isotropic (zonal) spectral filters, Esteves et al. (2018) style.
+
+A zonal filter multiplies every coefficient of degree :math:`\ell` by a *real* weight:
+
+.. math:: y_{o,\ell m} = \sum_i w_{o i \ell}\, x_{i,\ell m}.
+
+It is the convolution of the signal with a zonal (axially symmetric) kernel
+:math:`k(\theta) = \sum_\ell \sqrt{(2\ell+1)/4\pi}\, w_\ell\, Y_{\ell 0}(\theta)`, so it commutes
+exactly with every rotation: a Wigner-D matrix acts inside one degree, where the filter is a
+multiple of the identity. (A complex weight per degree would rotate each :math:`(m, -m)` pair of
+the real basis by an :math:`m`-dependent angle, which commutes with rotations about :math:`z`
+only; such a filter is not equivariant and this layer cannot express it.)
+
+*Spectral parametrisation* (``n_anchors``): the weights are given at ``n_anchors`` degrees
+equispaced in :math:`[0, L]` and linearly interpolated in between, which makes the filter smooth
+in :math:`\ell` and hence localised on the sphere (Esteves et al., 2018).
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..sampling import Sampling
+from .coefficients import degrees_orders, num_coefficients
+from .transforms import SHT, InverseSHT, default_lmax
+
+
+def interpolation_matrix(lmax: int, n_anchors: int) -> np.ndarray:
+    """``(n_anchors, lmax + 1)`` matrix of linear interpolation from anchor degrees
+    ``linspace(0, lmax, n_anchors)`` to every degree ``0..lmax``."""
+    if n_anchors < 2:
+        raise ValueError(f"n_anchors must be >= 2 (or None for free per-degree weights), got {n_anchors}")
+    anchors = np.linspace(0, lmax, n_anchors)
+    l = np.arange(lmax + 1)
+    M = np.zeros((n_anchors, lmax + 1))
+    for j in range(n_anchors):
+        e = np.zeros(n_anchors)
+        e[j] = 1.0
+        M[j] = np.interp(l, anchors, e)
+    return M
+
+
+class ZonalFilter(nn.Module):
+    r"""Per-degree real channel mixing of spherical harmonic coefficients.
+
+    Input ``[..., in_channels, (L+1)**2]`` (real coefficients, layout of
+    :mod:`.coefficients`), output ``[..., out_channels, (L+1)**2]``.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+    lmax : int
+        Band limit :math:`L`.
+    n_anchors : int, optional
+        Spectral parametrisation: learn the weights at this many degrees and interpolate
+        linearly (smooth, localised filters). ``None``: one free weight per degree.
+    bias : bool
+        Add a learnable constant per output channel to the signal (on :math:`c_{00}` as
+        :math:`\sqrt{4\pi}\,b`, the only rotation-invariant place for it).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, lmax: int,
+                 n_anchors: Optional[int] = None, bias: bool = True):
+        super().__init__()
+        if in_channels < 1 or out_channels < 1:
+            raise ValueError(f"channels must be positive, got in={in_channels}, out={out_channels}")
+        if lmax < 0:
+            raise ValueError(f"lmax must be >= 0, got {lmax}")
+        self.in_channels, self.out_channels, self.lmax = int(in_channels), int(out_channels), int(lmax)
+        self.n_anchors = None if n_anchors is None else int(n_anchors)
+        n_w = self.lmax + 1 if n_anchors is None else self.n_anchors
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, n_w))
+        self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
+        if n_anchors is not None:
+            self.register_buffer("interp", torch.from_numpy(interpolation_matrix(self.lmax, self.n_anchors)).float(),
+                                 persistent=False)
+        else:
+            self.interp = None
+        l, _ = degrees_orders(self.lmax)
+        self.register_buffer("degree", torch.from_numpy(l), persistent=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # unit gain per degree in expectation, like a 1x1 convolution
+        nn.init.normal_(self.weight, std=1.0 / math.sqrt(self.in_channels))
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+    def degree_weights(self) -> torch.Tensor:
+        """The real weights per degree, ``(out_channels, in_channels, lmax + 1)``."""
+        if self.interp is None:
+            return self.weight
+        return self.weight @ self.interp.to(self.weight.dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = num_coefficients(self.lmax)
+        if x.dim() < 2 or x.shape[-1] != n or x.shape[-2] != self.in_channels:
+            raise ValueError(
+                f"expected coefficients [..., in_channels={self.in_channels}, (lmax+1)**2={n}], "
+                f"got shape {tuple(x.shape)}"
+            )
+        w = self.degree_weights().to(x.dtype)[..., self.degree]  # (out, in, ncoef)
+        y = torch.einsum("oik,...ik->...ok", w, x)
+        if self.bias is not None:
+            y = torch.cat([y[..., :1] + math.sqrt(4 * math.pi) * self.bias.to(x.dtype)[:, None],
+                           y[..., 1:]], dim=-1)
+        return y
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, lmax={self.lmax}, "
+                f"n_anchors={self.n_anchors}, bias={self.bias is not None}")
+
+
+class ZonalConv(nn.Module):
+    r"""Isotropic spherical convolution of signals on a ring sampling:
+    :math:`x \mapsto S\,(\text{ZonalFilter})\,A\,x`.
+
+    Input and output are ``[batch, vertices, channels]`` (the layout of
+    :class:`deepsphere.nn.ChebConv`, so the two are interchangeable). The output is band-limited
+    to ``lmax``. Exactly equivariant on equiangular grids (for inputs band-limited to ``lmax``);
+    on HEALPix as exact as the analysis (``iterations``).
+    """
+
+    def __init__(self, sampling: Sampling, in_channels: int, out_channels: int,
+                 lmax: Optional[int] = None, n_anchors: Optional[int] = None, bias: bool = True,
+                 iterations: int = 3):
+        super().__init__()
+        L = default_lmax(sampling) if lmax is None else int(lmax)
+        self.analysis = SHT(sampling, L, iterations)
+        self.synthesis = InverseSHT(sampling, L)
+        self.filter = ZonalFilter(in_channels, out_channels, L, n_anchors, bias)
+
+    def reset_parameters(self) -> None:
+        self.filter.reset_parameters()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = self.analysis(x.transpose(-1, -2))
+        return self.synthesis(self.filter(c)).transpose(-1, -2)

@@ -1,0 +1,117 @@
+"""Zonal spectral filters: exact equivariance under rotations done in harmonic space."""
+import numpy as np
+import pytest
+import torch
+
+from deepsphere.sampling import Equiangular, HEALPix
+from deepsphere.spectral import (InverseSHT, SHT, from_healpy_alm, num_coefficients,
+                                 random_rotation, rotate_coefficients, to_healpy_alm)
+from deepsphere.spectral.filters import ZonalConv, ZonalFilter, interpolation_matrix
+
+
+def rel(a, b):
+    return ((a - b).norm() / b.norm()).item()
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 1e-5)])
+@pytest.mark.parametrize("n_anchors", [None, 4])
+def test_zonal_filter_equivariant(dtype, tol, n_anchors):
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    L = 24
+    f = ZonalFilter(3, 5, L, n_anchors=n_anchors).to(dtype)
+    with torch.no_grad():
+        f.bias.normal_()
+    x = torch.randn(2, 3, num_coefficients(L), dtype=dtype)
+    for _ in range(3):
+        R = random_rotation(rng)
+        assert rel(f(rotate_coefficients(x, R)), rotate_coefficients(f(x), R)) <= tol
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 1e-5)])
+def test_zonal_conv_equivariant_on_grid(dtype, tol):
+    # signal-level layer on a DH grid; the rotation is done in harmonic space
+    torch.manual_seed(1)
+    rng = np.random.default_rng(1)
+    s = Equiangular(16, "DH")
+    L = 15
+    conv = ZonalConv(s, 2, 4, L, n_anchors=5).to(dtype)
+    syn, ana = InverseSHT(s, L), SHT(s, L)
+    c = torch.randn(3, 2, num_coefficients(L), dtype=dtype)
+    R = random_rotation(rng)
+    x = syn(c).transpose(-1, -2)                               # [batch, vertices, channels]
+    x_rot = syn(rotate_coefficients(c, R)).transpose(-1, -2)
+    y = conv(x).transpose(-1, -2)
+    y_rot_after = syn(rotate_coefficients(ana(y), R))
+    assert rel(conv(x_rot).transpose(-1, -2), y_rot_after) <= tol
+
+
+def test_zonal_conv_on_healpix_shapes_and_equivariance_level():
+    torch.manual_seed(2)
+    rng = np.random.default_rng(2)
+    s = HEALPix(8)
+    L = 16
+    conv = ZonalConv(s, 1, 2, L, iterations=3).double()
+    syn = InverseSHT(s, L)
+    c = torch.randn(2, 1, num_coefficients(L), dtype=torch.float64)
+    R = random_rotation(rng)
+    x, xr = syn(c).transpose(-1, -2), syn(rotate_coefficients(c, R)).transpose(-1, -2)
+    y = conv(x)
+    assert y.shape == (2, s.npix, 2)
+    yr_ref = syn(rotate_coefficients(SHT(s, L, 10)(y.transpose(-1, -2)), R)).transpose(-1, -2)
+    assert rel(conv(xr), yr_ref) < 1e-3  # HEALPix analysis is approximate (table in RESULTS.md)
+
+
+def test_filter_is_isotropic_convolution():
+    # a delta at the north pole is filtered into the zonal kernel sum_l w_l sqrt((2l+1)/4pi) Y_l0
+    L = 10
+    f = ZonalFilter(1, 1, L, bias=False).double()
+    w = f.degree_weights()[0, 0].detach().numpy()
+    s = Equiangular(12, "GL")
+    delta = torch.zeros(1, num_coefficients(L), dtype=torch.float64)
+    for l in range(L + 1):
+        delta[0, l * l + l] = np.sqrt((2 * l + 1) / (4 * np.pi))  # Y_l0(north pole)
+    with torch.no_grad():
+        k = InverseSHT(s, L)(f(delta)[0])
+    ref = sum(w[l] * (2 * l + 1) / (4 * np.pi) * np.polynomial.legendre.Legendre.basis(l)(np.cos(s.theta))
+              for l in range(L + 1))
+    np.testing.assert_allclose(k.numpy(), ref, atol=1e-12)
+    # it depends on theta only
+    grid = k.reshape(s.nlat, s.nlon)
+    assert (grid - grid[:, :1]).abs().max() < 1e-12
+
+
+def test_complex_degree_weights_break_equivariance():
+    # multiplying healpy alm (m >= 0) by a complex weight per degree gives a real signal again,
+    # but the operator commutes only with rotations about z: not equivariant
+    rng = np.random.default_rng(3)
+    L = 12
+    w = torch.from_numpy(np.exp(1j * rng.uniform(0, 2 * np.pi, L + 1)))
+    ell = torch.from_numpy(np.concatenate([np.arange(m, L + 1) for m in range(L + 1)]))
+
+    def complex_filter(c):
+        return from_healpy_alm(to_healpy_alm(c, L) * w[ell], L)
+
+    c = torch.randn(num_coefficients(L), dtype=torch.float64)
+    R = random_rotation(rng)
+    err = rel(complex_filter(rotate_coefficients(c, R)), rotate_coefficients(complex_filter(c), R))
+    assert err > 0.1
+    z_only = (0.7, 0.0, 0.0)
+    assert rel(complex_filter(rotate_coefficients(c, z_only)), rotate_coefficients(complex_filter(c), z_only)) < 1e-12
+    # our layer has real weights only, one per (out, in, degree)
+    f = ZonalFilter(1, 1, L)
+    assert not f.weight.is_complex() and f.degree_weights().shape == (1, 1, L + 1)
+
+
+def test_interpolation_and_errors():
+    M = interpolation_matrix(8, 3)  # anchors at 0, 4, 8
+    np.testing.assert_allclose(M.sum(0), 1.0)
+    np.testing.assert_allclose(M[:, 2], [0.5, 0.5, 0.0])
+    with pytest.raises(ValueError, match="n_anchors"):
+        interpolation_matrix(8, 1)
+    f = ZonalFilter(2, 3, 4)
+    with pytest.raises(ValueError, match="in_channels=2"):
+        f(torch.randn(5, 3, 25))
+    assert "n_anchors=None" in repr(f)
+    x = torch.randn(2, 2, 25, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(f.double(), (x,))

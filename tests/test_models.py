@@ -51,6 +51,13 @@ def test_partial_sky_cnn():
     m = models.SphericalCNN(s, 1, 2, channels=[4, 4], K=3, graph={"kind": "knn", "k": 8})
     assert [op.n for op in m.operators] == [64, 16]
     assert m(torch.randn(2, 64, 1)).shape == (2, 2)
+    u = models.SphericalUNet(s, 1, 3, channels=[4, 4, 4], K=2, graph=HP_GRAPH)
+    assert [op.n for op in u.operators] == [64, 16, 4]
+    assert u(torch.randn(2, 64, 1)).shape == (2, 64, 3)
+    with pytest.raises(ValueError, match=r"at level 2 of 3 .*nside=2.*k=8"):
+        models.SphericalUNet(s, 1, 3, channels=[4, 4, 4], K=2, graph={"kind": "knn", "k": 8})
+    with pytest.raises(ValueError, match="not closed|coarsened"):
+        models.SphericalCNN(s, 1, 2, channels=[4, 4, 4, 4], K=2)
 
 
 @pytest.mark.parametrize("depth", [1, 2, 3, 4])

@@ -39,8 +39,14 @@ def build_operators(samplings: Sequence[Sampling], recipe: dict, laplacian: str,
     ops = []
     if K == 1:
         return nn.ModuleList(ops)
-    for s in samplings:
-        g = _graph.build(s, recipe)
+    for i, s in enumerate(samplings):
+        try:
+            g = _graph.build(s, recipe)
+        except ValueError as e:
+            raise ValueError(
+                f"cannot build the graph {recipe} at level {i} of {len(samplings)} ({s!r}, after "
+                f"{i} pooling(s)): {e} Use fewer levels (shorter channels) or another graph recipe."
+            ) from e
         Lt = g.chebyshev_matrix(laplacian, recipe.get("lmax"), recipe.get("scale", 1.0))
         if Lt.shape[0] != s.npix:
             raise ValueError(f"the graph recipe {recipe} gave {Lt.shape[0]} vertices on {s!r}")

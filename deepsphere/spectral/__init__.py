@@ -12,6 +12,8 @@ from .rings import RingGeometry, ring_geometry
 from .rotation import (as_euler, euler_to_matrix, healpy_rotate_alm_args, healpy_rotator,
                        matrix_to_euler, random_rotation, rotate_coefficients, rotate_signal,
                        wigner_D_blocks, wigner_D_complex, wigner_D_real, wigner_d_small)
+from .so3 import (S2Conv, SO3Analysis, SO3Conv, SO3Grid, SO3Synthesis, SO3ToS2, real_sph_harm,
+                  rotate_so3_coefficients, so3_index, so3_size)
 from .transforms import SHT, InverseSHT, default_lmax, isht, sht
 
 __all__ = [
@@ -20,5 +22,7 @@ __all__ = [
     "to_healpy_alm", "from_healpy_alm", "rotate_coefficients", "rotate_signal",
     "euler_to_matrix", "matrix_to_euler", "as_euler", "random_rotation", "wigner_d_small",
     "wigner_D_complex", "wigner_D_real", "wigner_D_blocks", "healpy_rotate_alm_args",
-    "healpy_rotator", "ZonalFilter", "ZonalConv",
+    "healpy_rotator", "ZonalFilter", "ZonalConv", "S2Conv", "SO3Conv", "SO3ToS2", "SO3Grid",
+    "SO3Synthesis", "SO3Analysis", "rotate_so3_coefficients", "so3_size", "so3_index",
+    "real_sph_harm",
 ]

@@ -9,6 +9,8 @@ from .coefficients import (degrees_orders, from_healpy_alm, lm_index, lmax_from_
 from .filters import ZonalConv, ZonalFilter
 from .legendre import legendre_table
 from .rings import RingGeometry, ring_geometry
+from .nonlinear import (GatedNonlinearity, NormNonlinearity, QuadraticNonlinearity,
+                        S2GridNonlinearity, SO3GridNonlinearity, equivariance_error)
 from .rotation import (as_euler, euler_to_matrix, healpy_rotate_alm_args, healpy_rotator,
                        matrix_to_euler, random_rotation, rotate_coefficients, rotate_signal,
                        wigner_D_blocks, wigner_D_complex, wigner_D_real, wigner_d_small)
@@ -24,5 +26,6 @@ __all__ = [
     "wigner_D_complex", "wigner_D_real", "wigner_D_blocks", "healpy_rotate_alm_args",
     "healpy_rotator", "ZonalFilter", "ZonalConv", "S2Conv", "SO3Conv", "SO3ToS2", "SO3Grid",
     "SO3Synthesis", "SO3Analysis", "rotate_so3_coefficients", "so3_size", "so3_index",
-    "real_sph_harm",
+    "real_sph_harm", "S2GridNonlinearity", "SO3GridNonlinearity", "NormNonlinearity",
+    "GatedNonlinearity", "QuadraticNonlinearity", "equivariance_error",
 ]

@@ -3,6 +3,7 @@ r"""A constant sparse square matrix (a graph operator such as the rescaled Lapla
 sparse CSR view the layers compute with."""
 from __future__ import annotations
 
+import warnings
 from typing import Optional, Union
 
 import numpy as np
@@ -13,6 +14,12 @@ from torch import Tensor, nn
 __all__ = ["SparseOperator", "as_csr_operator", "describe_vertices"]
 
 _INT32_MAX = 2**31 - 1
+
+
+def _csr_tensor(crow: Tensor, col: Tensor, values: Tensor, n: int) -> Tensor:
+    with warnings.catch_warnings():  # torch's one-time "sparse CSR is in beta" notice
+        warnings.filterwarnings("ignore", message=".*Sparse CSR tensor support is in beta.*")
+        return torch.sparse_csr_tensor(crow, col, values, size=(n, n), check_invariants=False)
 
 
 def _index_dtype(n: int, nnz: int) -> torch.dtype:
@@ -119,8 +126,7 @@ def as_csr_operator(matrix, n: Optional[int] = None, dtype: Optional[torch.dtype
     idx = _index_dtype(size, values.numel())
     if crow.dtype != idx:
         crow, col = crow.to(idx), col.to(idx)
-    return torch.sparse_csr_tensor(crow, col, values, size=(size, size),
-                                   check_invariants=False)
+    return _csr_tensor(crow, col, values, size)
 
 
 class SparseOperator(nn.Module):
@@ -176,8 +182,7 @@ class SparseOperator(nn.Module):
 
     def csr(self) -> Tensor:
         """The torch sparse CSR view (shares memory with the buffers)."""
-        return torch.sparse_csr_tensor(self.crow_indices, self.col_indices, self.values,
-                                       size=(self.n, self.n), check_invariants=False)
+        return _csr_tensor(self.crow_indices, self.col_indices, self.values, self.n)
 
     def forward(self) -> Tensor:
         return self.csr()

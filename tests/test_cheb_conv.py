@@ -1,0 +1,302 @@
+"""ChebConv against the mathematics (dense eigendecomposition of the rescaled Laplacian) and
+against torch_geometric's ChebConv on the same graph; gradients, errors, SparseOperator."""
+import copy
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from numpy.polynomial import chebyshev as npcheb
+
+from deepsphere import graph, sampling
+from deepsphere.nn import ChebConv, SparseOperator, as_csr_operator, cheb_conv
+
+NSIDE = 4  # 192 vertices: dense eigendecompositions stay instant
+
+
+@pytest.fixture(scope="module")
+def sphere():
+    """Adjacency W (scipy, zero diagonal), dense normalized Laplacian, its exact lmax and
+    the rescaled L~ = 2L/lmax - I (dense and scipy)."""
+    g = graph.knn(sampling.HEALPix(NSIDE), k=8)
+    W = sp.csr_matrix(g.adjacency)
+    d = np.asarray(W.sum(1)).ravel()
+    Wd = W.toarray()
+    L = np.eye(len(d)) - Wd / np.sqrt(np.outer(d, d))
+    lam, U = np.linalg.eigh(L)
+    lmax = float(lam[-1])
+    Lt = 2 * L / lmax - np.eye(len(d))
+    return dict(W=W, L=L, lam=lam, U=U, lmax=lmax, Lt=Lt, Lt_sp=sp.csr_matrix(Lt), n=len(d))
+
+
+def spectral_filter(s, x, weight, bias):
+    """y[b, :, o] = sum_i U g_io(Lambda) U^T x[b, :, i] with
+    g_io(lambda) = sum_k W[k, i, o] T_k(2 lambda / lmax - 1), evaluated by numpy."""
+    lam_t = 2 * s["lam"] / s["lmax"] - 1
+    g = np.moveaxis(npcheb.chebval(lam_t, weight), -1, 0)  # (n, Fin, Fout)
+    xh = np.einsum("vn,bvi->bni", s["U"], x)          # graph Fourier transform
+    yh = np.einsum("nio,bni->bno", g, xh)              # filter each eigenvalue
+    y = np.einsum("vn,bno->bvo", s["U"], yh)
+    return y if bias is None else y + bias
+
+
+def _conv(fin, fout, K, bias=True, dtype=torch.float64, seed=0):
+    torch.manual_seed(seed)
+    conv = ChebConv(fin, fout, K, bias=bias).to(dtype)
+    if bias:
+        with torch.no_grad():
+            conv.bias.normal_()
+    return conv
+
+
+@pytest.mark.parametrize("K", [1, 2, 5])
+@pytest.mark.parametrize("fin,fout", [(3, 4), (4, 3)])
+def test_equals_dense_spectral_filter(sphere, K, fin, fout):
+    conv = _conv(fin, fout, K)
+    x = torch.randn(2, sphere["n"], fin, dtype=torch.float64)
+    y = conv(x, sphere["Lt_sp"])
+    ref = spectral_filter(sphere, x.numpy(), conv.weight.detach().numpy(),
+                          conv.bias.detach().numpy())
+    np.testing.assert_allclose(y.detach().numpy(), ref, atol=1e-10, rtol=1e-10)
+
+
+def test_chebyshev_polynomial_order_is_used(sphere):
+    # a wrong recursion (e.g. T_k = L T_{k-1}) must fail the spectral comparison
+    conv = _conv(2, 2, 4)
+    x = torch.randn(1, sphere["n"], 2, dtype=torch.float64)
+    w = conv.weight.detach().numpy()
+    monomial = sum(np.einsum("vw,bwi,io->bvo", np.linalg.matrix_power(sphere["Lt"], k),
+                             x.numpy(), w[k]) for k in range(4))
+    y = conv(x, sphere["Lt_sp"]).detach().numpy() - conv.bias.detach().numpy()
+    assert np.abs(y - monomial).max() > 1e-3
+
+
+@pytest.mark.parametrize("k", [0, 1, 2, 4])
+def test_weight_k_multiplies_T_k(sphere, k):
+    """With only weight[k] nonzero, y = T_k(L~) x W_k, T_k(L~) = U T_k(Lambda~) U^T."""
+    K, fin, fout = 5, 3, 2
+    conv = _conv(fin, fout, K, bias=False)
+    with torch.no_grad():
+        keep = conv.weight[k].clone()
+        conv.weight.zero_()
+        conv.weight[k] = keep
+    x = torch.randn(2, sphere["n"], fin, dtype=torch.float64)
+    lam_t = 2 * sphere["lam"] / sphere["lmax"] - 1
+    Tk = (sphere["U"] * npcheb.chebval(lam_t, np.eye(K)[k])) @ sphere["U"].T
+    ref = np.einsum("vw,bwi,io->bvo", Tk, x.numpy(), keep.numpy())
+    np.testing.assert_allclose(conv(x, sphere["Lt_sp"]).detach().numpy(), ref, atol=1e-10)
+
+
+@pytest.mark.parametrize("K", [1, 2, 5])
+def test_equals_torch_geometric(sphere, K):
+    """PyG's ChebConv ('sym': L = I - D^-1/2 W D^-1/2 after removing self loops, then
+    2L/lambda_max - I; per-graph lambda_max in a batch) on a disjoint union of B graphs."""
+    tg = pytest.importorskip("torch_geometric.nn")
+    B, fin, fout, n = 3, 4, 5, sphere["n"]
+    conv = _conv(fin, fout, K)
+    pyg = tg.ChebConv(fin, fout, K, normalization="sym").double()
+    with torch.no_grad():
+        for k, lin in enumerate(pyg.lins):
+            lin.weight.copy_(conv.weight[k].t())     # lins[k].weight is (out, in)
+        pyg.bias.copy_(conv.bias)
+    W = sphere["W"].tocoo()
+    ei = torch.from_numpy(np.vstack([W.row, W.col]).astype(np.int64))
+    ew = torch.from_numpy(W.data)
+    # self loops in PyG's input are dropped by its get_laplacian: adding some must not matter
+    loops = torch.arange(n).repeat(2, 1)
+    ei = torch.cat([ei, loops], 1)
+    ew = torch.cat([ew, torch.full((n,), 0.7, dtype=torch.float64)])
+    E = ei.shape[1]
+    ei_b = torch.cat([ei + b * n for b in range(B)], 1)
+    batch = torch.arange(B).repeat_interleave(n)
+    lmax = torch.full((B,), sphere["lmax"], dtype=torch.float64)
+    x = torch.randn(B, n, fin, dtype=torch.float64, requires_grad=True)
+    y_pyg = pyg(x.reshape(B * n, fin), ei_b, ew.repeat(B), batch=batch,
+                lambda_max=lmax).view(B, n, fout)
+    y = conv(x, SparseOperator(sphere["Lt_sp"], dtype=torch.float64))
+    torch.testing.assert_close(y, y_pyg, atol=1e-10, rtol=1e-10)
+    # and the gradients
+    g = torch.randn_like(y)
+    gx, gw, gb = torch.autograd.grad(y, (x, conv.weight, conv.bias), g)
+    pg = torch.autograd.grad(y_pyg, [x] + [lin.weight for lin in pyg.lins] + [pyg.bias], g)
+    torch.testing.assert_close(gx, pg[0])
+    torch.testing.assert_close(gw, torch.stack([w.t() for w in pg[1:-1]]))
+    torch.testing.assert_close(gb, pg[-1])
+    assert E == sphere["W"].nnz + n
+
+
+@pytest.mark.parametrize("K", [1, 3])
+@pytest.mark.parametrize("fin,fout", [(2, 3), (3, 2)])
+def test_gradcheck(K, fin, fout):
+    rng = np.random.default_rng(1)
+    n = 12
+    A = sp.random(n, n, density=0.3, random_state=rng)
+    A = A + A.T
+    A = A / np.abs(np.linalg.eigvalsh(A.toarray())).max()
+    L = SparseOperator(A, dtype=torch.float64)
+    torch.manual_seed(0)
+    x = torch.randn(2, n, fin, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(K, fin, fout, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(fout, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, w, b: cheb_conv(x, L, w, b), (x, w, b))
+    # each input alone (exercises the needs_input_grad branches)
+    assert torch.autograd.gradcheck(lambda x: cheb_conv(x, L, w.detach(), None), (x,))
+    assert torch.autograd.gradcheck(lambda w: cheb_conv(x.detach(), L, w, b.detach()), (w,))
+
+
+def test_input_forms_agree(sphere):
+    conv = _conv(3, 3, 4)
+    x = torch.randn(2, sphere["n"], 3, dtype=torch.float64)
+    ref = conv(x, sphere["Lt_sp"])
+    csr64 = torch.from_numpy(sphere["Lt"]).to_sparse_csr()
+    coo = torch.from_numpy(sphere["Lt"]).to_sparse_coo()
+    for L in (csr64, coo, SparseOperator(coo), sphere["Lt_sp"].tocoo()):
+        torch.testing.assert_close(conv(x, L), ref)
+    # 2-d input: one signal without batch axis
+    torch.testing.assert_close(conv(x[1], sphere["Lt_sp"]), ref[1])
+    # a non-contiguous input (vertex-major storage) gives the same
+    xt = x.transpose(0, 1).contiguous().transpose(0, 1)
+    torch.testing.assert_close(conv(xt, sphere["Lt_sp"]), ref)
+
+
+def test_float32_matches_float64(sphere):
+    conv = _conv(4, 4, 5)
+    x = torch.randn(2, sphere["n"], 4, dtype=torch.float64)
+    ref = conv(x, sphere["Lt_sp"])
+    y = conv.float()(x.float(), SparseOperator(sphere["Lt_sp"]))
+    assert y.dtype == torch.float32
+    torch.testing.assert_close(y.double(), ref, atol=1e-4, rtol=1e-4)
+
+
+# ---- errors -----------------------------------------------------------------------------
+@pytest.mark.parametrize("K", [0, -1, 2.0, True])
+def test_bad_K(K):
+    with pytest.raises(ValueError, match="K must be an int >= 1"):
+        ChebConv(2, 3, K)
+
+
+def test_bad_channels_argument():
+    with pytest.raises(ValueError, match="in_channels must be a positive int"):
+        ChebConv(0, 3, 2)
+
+
+@pytest.mark.parametrize("shape", [(192,), (1, 2, 192, 3)])
+def test_bad_ndim(sphere, shape):
+    with pytest.raises(ValueError, match=r"\[batch, vertices, channels\].*got a \d-d tensor"):
+        ChebConv(3, 2, 2)(torch.randn(shape), sphere["Lt_sp"])
+
+
+def test_channel_mismatch_names_expected_and_got(sphere):
+    with pytest.raises(ValueError, match=r"in_channels=3.*got 4"):
+        ChebConv(3, 2, 2)(torch.randn(1, sphere["n"], 4), sphere["Lt_sp"])
+
+
+def test_vertex_mismatch_names_the_graphs(sphere):
+    x = torch.randn(1, 12 * 8**2, 3)  # an nside=8 map on the nside=4 operator
+    with pytest.raises(ValueError, match=r"768 vertices.*nside=8.*192 x 192.*nside=4"):
+        ChebConv(3, 2, 2)(x, sphere["Lt_sp"])
+
+
+def test_dtype_mismatch_says_to(sphere):
+    L = SparseOperator(sphere["Lt_sp"], dtype=torch.float64)
+    with pytest.raises(TypeError, match=r"dtype mismatch.*float32.*float64.*\.to\("):
+        ChebConv(3, 2, 2)(torch.randn(1, sphere["n"], 3), L)
+    with pytest.raises(TypeError, match=r"x is torch.float64.*weight is torch.float32.*\.to\("):
+        ChebConv(3, 2, 2)(torch.randn(1, sphere["n"], 3, dtype=torch.float64), L)
+
+
+def test_device_mismatch_says_to(sphere):
+    L = as_csr_operator(sphere["Lt_sp"], dtype=torch.float32).to("meta")
+    with pytest.raises(TypeError, match=r"device mismatch.*\.to\("):
+        ChebConv(3, 2, 2)(torch.randn(1, sphere["n"], 3), L)
+
+
+def test_integer_input(sphere):
+    with pytest.raises(TypeError, match="floating-point"):
+        ChebConv(3, 2, 2)(torch.ones(1, sphere["n"], 3, dtype=torch.int64), sphere["Lt_sp"])
+
+
+def test_operator_requiring_grad(sphere):
+    L = torch.from_numpy(sphere["Lt"]).float().to_sparse_csr().requires_grad_()
+    with pytest.raises(ValueError, match=r"requires grad.*detach"):
+        ChebConv(3, 2, 2)(torch.randn(1, sphere["n"], 3), L)
+
+
+def test_bad_operators(sphere):
+    conv = ChebConv(3, 2, 2)
+    x = torch.randn(1, 4, 3)
+    with pytest.raises(ValueError, match="square"):
+        conv(x, sp.random(4, 5, density=0.5))
+    with pytest.raises(ValueError, match="square"):
+        conv(x, torch.rand(4, 5).to_sparse_csr())
+    with pytest.raises(TypeError, match="must be sparse"):
+        conv(x, torch.rand(4, 4))
+    with pytest.raises(TypeError, match="scipy.sparse matrix"):
+        conv(x, np.eye(4))
+    with pytest.raises(ValueError, match="K=2 > 1 needs"):
+        conv(x, None)
+    # K=1 needs no operator
+    assert ChebConv(3, 2, 1)(x, None).shape == (1, 4, 2)
+
+
+def test_asymmetric_operator_rejected():
+    A = sp.csr_matrix(np.triu(np.ones((4, 4))))
+    with pytest.raises(ValueError, match="not symmetric"):
+        SparseOperator(A)
+    SparseOperator(A, check_symmetric=False)
+
+
+# ---- module behaviour -------------------------------------------------------------------
+def test_parameters_repr_reset():
+    conv = ChebConv(3, 5, 4)
+    assert conv.weight.shape == (4, 3, 5) and conv.bias.shape == (5,)
+    assert "3, 5, K=4, bias=True" in repr(conv)
+    assert ChebConv(3, 5, 4, bias=False).bias is None
+    a = (6 / 8) ** 0.5
+    assert conv.weight.abs().max() <= a and conv.weight.std() > a / 4
+    assert torch.all(conv.bias == 0)
+
+
+def test_sparse_operator_buffers(sphere):
+    op = SparseOperator(sphere["Lt_sp"])
+    assert op.dtype == torch.float32 and op.crow_indices.dtype == torch.int32
+    assert op.shape == (sphere["n"], sphere["n"]) and op.nnz == sphere["Lt_sp"].nnz
+    assert "nside=4" in repr(op)
+    op64 = copy.deepcopy(op).to(torch.float64)
+    assert op64.dtype == torch.float64 and op.dtype == torch.float32
+    np.testing.assert_allclose(op64.csr().to_dense().numpy(), sphere["Lt"], atol=1e-6)
+    np.testing.assert_allclose(op64.to_scipy().toarray(), sphere["Lt"], atol=1e-6)
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.L = SparseOperator(sphere["Lt_sp"])
+            self.conv = ChebConv(2, 2, 3)
+
+        def forward(self, x):
+            return self.conv(x, self.L)
+
+    net = Net()
+    assert set(net.state_dict()) == {"conv.weight", "conv.bias"}
+    clone = copy.deepcopy(net).double()
+    x = torch.randn(1, sphere["n"], 2, dtype=torch.float64)
+    torch.testing.assert_close(clone(x), net(x.float()).double(), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cuda_matches_cpu(sphere, dtype):
+    conv = _conv(4, 3, 5, dtype=dtype)
+    L = SparseOperator(sphere["Lt_sp"], dtype=dtype)
+    x = torch.randn(2, sphere["n"], 4, dtype=dtype, requires_grad=True)
+    y = conv(x, L)
+    y.sum().backward()
+    gx, gw = x.grad.clone(), conv.weight.grad.clone()
+    conv_c, L_c = copy.deepcopy(conv).cuda(), copy.deepcopy(L).cuda()
+    xc = x.detach().cuda().requires_grad_()
+    yc = conv_c(xc, L_c)
+    yc.sum().backward()
+    tol = dict(atol=1e-4, rtol=1e-4) if dtype == torch.float32 else {}
+    torch.testing.assert_close(yc.cpu(), y, **tol)
+    torch.testing.assert_close(xc.grad.cpu(), gx, **tol)
+    torch.testing.assert_close(conv_c.weight.grad.cpu(), gw, **tol)

@@ -28,6 +28,7 @@ from typing import Optional, Tuple, Union
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from ..sampling import HEALPix, Sampling
 
@@ -189,16 +190,15 @@ class HierarchyPool(_Hierarchy):
         B, _, C = x.shape
         if self.perm is not None:
             x = x.index_select(1, self.perm)
-        x = x.reshape(B, self.n_coarse, self.factor, C)
         if self.mode == "average":
-            return x.mean(dim=2)
-        y, arg = x.max(dim=2)
+            return x.reshape(B, self.n_coarse, self.factor, C).mean(dim=2)
         if not self.return_indices:
-            return y
-        # arg is the position within the group; map it back to a fine-vertex index.
-        pos = torch.arange(self.n_coarse, device=x.device).view(1, -1, 1) * self.factor + arg
-        idx = pos if self.perm is None else self.perm[pos]
-        return y, idx
+            return x.reshape(B, self.n_coarse, self.factor, C).amax(dim=2)
+        # max_pool1d gives the argmax as a position along the (grouped) vertex axis, several
+        # times faster than Tensor.max(dim) on CPU; map it back to a fine-vertex index.
+        y, pos = F.max_pool1d(x.transpose(1, 2), self.factor, return_indices=True)
+        y, pos = y.transpose(1, 2).contiguous(), pos.transpose(1, 2).contiguous()
+        return y, (pos if self.perm is None else self.perm[pos])
 
     def extra_repr(self) -> str:
         s = f"{super().extra_repr()}, mode={self.mode!r}"

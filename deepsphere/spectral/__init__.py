@@ -9,6 +9,7 @@ from .coefficients import (degrees_orders, from_healpy_alm, lm_index, lmax_from_
 from .filters import ZonalConv, ZonalFilter
 from .legendre import legendre_table
 from .rings import RingGeometry, ring_geometry
+from .models import SpectralClassifier, SpectralSegmenter
 from .nonlinear import (GatedNonlinearity, NormNonlinearity, QuadraticNonlinearity,
                         S2GridNonlinearity, SO3GridNonlinearity, equivariance_error)
 from .rotation import (as_euler, euler_to_matrix, healpy_rotate_alm_args, healpy_rotator,
@@ -27,5 +28,6 @@ __all__ = [
     "healpy_rotator", "ZonalFilter", "ZonalConv", "S2Conv", "SO3Conv", "SO3ToS2", "SO3Grid",
     "SO3Synthesis", "SO3Analysis", "rotate_so3_coefficients", "so3_size", "so3_index",
     "real_sph_harm", "S2GridNonlinearity", "SO3GridNonlinearity", "NormNonlinearity",
-    "GatedNonlinearity", "QuadraticNonlinearity", "equivariance_error",
+    "GatedNonlinearity", "QuadraticNonlinearity", "equivariance_error", "SpectralClassifier",
+    "SpectralSegmenter",
 ]

@@ -215,7 +215,7 @@ class TrainerConfig:
     out: str = "runs/run"
     progress: bool = True
     plots: bool = True
-    sync_batchnorm: bool = True  # convert BatchNorm under DDP
+    sync_batchnorm: bool = True  # synchronise BatchNorm statistics under DDP (CUDA only)
 
 
 _FIXED = {"optim": OptimConfig, "scheduler": SchedulerConfig, "trainer": TrainerConfig}

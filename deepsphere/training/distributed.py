@@ -66,3 +66,34 @@ def all_reduce_mean(value: float, info: DistInfo) -> float:
 def cleanup(info: DistInfo) -> None:
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()
+
+
+class SyncVertexBatchNorm(torch.nn.SyncBatchNorm):
+    """:class:`torch.nn.SyncBatchNorm` on the ``[batch, vertices, channels]`` layout
+    (statistics over batch and vertices of every process), the synchronised twin of
+    :class:`deepsphere.nn.blocks.VertexBatchNorm`."""
+
+    def forward(self, x):
+        return super().forward(x.reshape(-1, x.shape[-1])).view_as(x)
+
+
+def convert_sync_batchnorm(module: torch.nn.Module) -> torch.nn.Module:
+    """Replace batch norms by synchronised ones (CUDA only, as torch's SyncBatchNorm).
+
+    torch's ``convert_sync_batchnorm`` would turn a ``VertexBatchNorm`` into a plain
+    ``SyncBatchNorm`` and lose its ``[B, N, C]`` handling, so those become
+    :class:`SyncVertexBatchNorm`, with parameters and running statistics carried over.
+    """
+    from ..nn.blocks import VertexBatchNorm
+
+    if isinstance(module, VertexBatchNorm):
+        new = SyncVertexBatchNorm(module.num_features, module.eps, module.momentum,
+                                  module.affine, module.track_running_stats)
+        new.load_state_dict(module.state_dict())
+        return new.to(next(module.buffers(), torch.empty(0)).device)
+    for name, child in module.named_children():
+        module.add_module(name, convert_sync_batchnorm(child))
+    if type(module).__module__.startswith("torch.nn"):
+        return torch.nn.SyncBatchNorm.convert_sync_batchnorm(module) if isinstance(
+            module, torch.nn.modules.batchnorm._BatchNorm) else module
+    return module

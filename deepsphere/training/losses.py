@@ -18,7 +18,7 @@ class CrossEntropy(torch.nn.Module):
     :math:`\ell = -\sum_i w_{y_i} \log p_{i, y_i} / \sum_i w_{y_i}`.
 
     Weights counter class imbalance in segmentation (e.g. background 97 % vs rare
-    events); :func:`balanced_weights` gives :math:`w_c = n / (C\, n_c)`.
+    events); :func:`balanced_weights` gives :math:`w_c = n / (C\, n_c)` over the C classes present.
     """
 
     def __init__(self, weight: Optional[Sequence[float]] = None):
@@ -41,12 +41,13 @@ class CrossEntropy(torch.nn.Module):
 
 
 def balanced_weights(counts: Sequence[int]) -> np.ndarray:
-    r"""Inverse-frequency class weights :math:`w_c = n / (C\, n_c)` (scikit-learn's
-    ``class_weight='balanced'``); absent classes get weight 0."""
+    r"""Inverse-frequency class weights :math:`w_c = n / (C\, n_c)` over the :math:`C`
+    classes present (scikit-learn's ``class_weight='balanced'``), so that
+    :math:`\sum_c n_c w_c = n`; absent classes get weight 0."""
     counts = np.asarray(counts, dtype=np.float64)
     w = np.zeros_like(counts)
     present = counts > 0
-    w[present] = counts.sum() / (counts.size * counts[present])
+    w[present] = counts.sum() / (present.sum() * counts[present])
     return w
 
 

@@ -17,6 +17,7 @@ epoch e and resumed is the same computation as a run that never stopped.
 from __future__ import annotations
 
 import csv
+import inspect
 import io
 import json
 import random
@@ -148,12 +149,20 @@ class Trainer:
 
         self.net = self.model
         if self.dist.enabled:
-            if t.sync_batchnorm:
-                self.net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.net)
-                self.model = self.net
-            self.net = torch.nn.parallel.DistributedDataParallel(
-                self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                broadcast_buffers=False)  # operators are identical; don't resend them each step
+            has_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in self.net.modules())
+            if has_bn and t.sync_batchnorm and self.device.type == "cuda":
+                self.net = self.model = dist_.convert_sync_batchnorm(self.net)
+            elif has_bn and self.is_main:
+                print("note: batch-norm statistics are per process (torch's SyncBatchNorm needs "
+                      "CUDA); results differ slightly from one process with the same global batch",
+                      flush=True)
+            DDP = torch.nn.parallel.DistributedDataParallel
+            # the Chebyshev operators are identical on every rank: don't resend buffers each step
+            no_resend = ({"forward_sync_buffers": False}
+                         if "forward_sync_buffers" in inspect.signature(DDP).parameters
+                         else {"broadcast_buffers": False})
+            self.net = DDP(self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                           **no_resend)
 
         self.epoch = 0  # epochs completed
         self.history: List[Dict[str, float]] = []

@@ -1,0 +1,359 @@
+"""Trainer, metrics, checkpoints, exact resume (in process and after SIGKILL), CLI."""
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from deepsphere.cli import main as cli
+from deepsphere.training import Config, ConfigError, Trainer, train
+from deepsphere.training import metrics as M
+from deepsphere.training.checkpoint import atomic_save, load
+from deepsphere.training.losses import CrossEntropy, balanced_weights
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+
+# ---- tiny stand-in models (no graph: fast), importable as 'test_training:Name' ----------------
+class PixelMLP(torch.nn.Module):
+    """Average over NESTED groups of 4 pixels, a per-pixel MLP, then the mean of squares
+    over the sphere: a band-power estimate, which tells steep spectra from shallow ones."""
+
+    def __init__(self, sampling, in_channels: int, n_classes: int, hidden: int = 8,
+                 dropout: float = 0.0):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Linear(in_channels, hidden), torch.nn.Tanh(),
+                                       torch.nn.Dropout(dropout))
+        self.fc = torch.nn.Linear(hidden, n_classes)
+
+    def forward(self, x):
+        x = x.view(x.shape[0], -1, 4, x.shape[-1]).mean(2)
+        return self.fc(self.net(x).pow(2).mean(1))
+
+
+class PixelSegmenter(torch.nn.Module):
+    def __init__(self, sampling, in_channels: int, n_classes: int, hidden: int = 8):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Linear(in_channels, hidden), torch.nn.Tanh(),
+                                       torch.nn.Linear(hidden, n_classes))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def tiny_config(out, **trainer):
+    t = {"epochs": 3, "batch_size": 8, "progress": False, "plots": False, "out": str(out)}
+    t.update(trainer)
+    return Config.from_dict({
+        "data": {"name": "synthetic_fields", "n_train": 32, "n_val": 16, "n_test": 16,
+                 "noise": 0.3, "slopes": [1.0, 3.0]},
+        "sampling": {"name": "healpix", "nside": 4},
+        "model": {"name": f"{__name__}:PixelMLP", "hidden": 8, "dropout": 0.2},
+        "optim": {"name": "adam", "lr": 0.02},
+        "scheduler": {"name": "cosine", "warmup_epochs": 1},
+        "trainer": t,
+    })
+
+
+def read_metrics(run):
+    with open(Path(run) / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        r.pop("time_s")
+    return rows
+
+
+def weights(run, which="last"):
+    return load(Path(run) / "checkpoints" / f"{which}.pt")["model"]
+
+
+def same_weights(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# ---- metrics against scikit-learn ------------------------------------------------------
+@pytest.fixture
+def scores_and_target(rng):
+    n, k = 200, 4
+    target = rng.integers(0, k, n)
+    scores = rng.random((n, k)) + 0.8 * np.eye(k)[target]
+    scores = np.round(scores, 1)  # ties, as sklearn's threshold handling must be matched
+    return scores, target
+
+
+def test_classification_metrics_match_sklearn(scores_and_target):
+    sk = pytest.importorskip("sklearn.metrics")
+    from sklearn.preprocessing import label_binarize
+
+    s, t = scores_and_target
+    pred = s.argmax(1)
+    assert M.accuracy(s, t) == pytest.approx(sk.accuracy_score(t, pred))
+    np.testing.assert_array_equal(M.confusion_matrix(s, t), sk.confusion_matrix(t, pred, labels=range(4)))
+    np.testing.assert_allclose(M.precision(s, t), sk.precision_score(t, pred, average=None, zero_division=0))
+    np.testing.assert_allclose(M.recall(s, t), sk.recall_score(t, pred, average=None, zero_division=0))
+    np.testing.assert_allclose(M.iou(s, t), sk.jaccard_score(t, pred, average=None, zero_division=0))
+    onehot = label_binarize(t, classes=range(4))
+    ap = [sk.average_precision_score(onehot[:, c], s[:, c]) for c in range(4)]
+    np.testing.assert_allclose(M.average_precision(s, t), ap)
+    assert M.mean_average_precision(s, t) == pytest.approx(np.mean(ap))
+    assert M.mean_iou(s, t) == pytest.approx(sk.jaccard_score(t, pred, average="macro"))
+
+
+def test_regression_metrics_match_sklearn(rng):
+    sk = pytest.importorskip("sklearn.metrics")
+    y = rng.normal(size=(20, 7))
+    p = y + 0.3 * rng.normal(size=y.shape)
+    assert M.mse(p, y) == pytest.approx(sk.mean_squared_error(y.ravel(), p.ravel()))
+    assert M.mae(p, y) == pytest.approx(sk.mean_absolute_error(y.ravel(), p.ravel()))
+    assert M.r2(p, y) == pytest.approx(sk.r2_score(y.ravel(), p.ravel()))
+
+
+def test_metrics_hand_computed():
+    # true:      0 0 1 1 2 ; predicted: 0 1 1 1 0
+    t = np.array([0, 0, 1, 1, 2])
+    s = np.eye(3)[[0, 1, 1, 1, 0]]
+    np.testing.assert_array_equal(M.confusion_matrix(s, t), [[1, 1, 0], [0, 2, 0], [1, 0, 0]])
+    assert M.accuracy(s, t) == 0.6
+    np.testing.assert_allclose(M.precision(s, t), [1 / 2, 2 / 3, 0])
+    np.testing.assert_allclose(M.recall(s, t), [1 / 2, 1, 0])
+    np.testing.assert_allclose(M.iou(s, t), [1 / 3, 2 / 3, 0])
+    assert M.mean_iou(s, t) == pytest.approx((1 / 3 + 2 / 3 + 0) / 3)
+    # AP of scores [0.9, 0.8, 0.7, 0.6] with positives at ranks 1 and 3: (1 + 2/3) / 2
+    sc = np.array([[0.1, 0.9], [0.2, 0.8], [0.3, 0.7], [0.4, 0.6]])
+    assert M.average_precision(sc, np.array([1, 0, 1, 0]))[1] == pytest.approx((1 + 2 / 3) / 2)
+    assert M.r2(np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 4.0])) == pytest.approx(1 - 1 / (14 / 3))
+    with pytest.raises(ValueError, match="target labels must be in"):
+        M.accuracy(s, np.array([0, 0, 1, 1, 3]))
+    with pytest.raises(ValueError, match="prediction shape"):
+        M.mse(np.zeros(3), np.zeros(4))
+
+
+def test_weighted_cross_entropy_by_hand():
+    logits = torch.tensor([[[2.0, 0.0], [0.0, 1.0], [1.0, 1.0]]])  # [B=1, N=3, C=2]
+    target = torch.tensor([[0, 1, 1]])
+    w = [0.25, 2.0]
+    logp = torch.log_softmax(logits[0], -1)
+    nll = -torch.stack([logp[0, 0], logp[1, 1], logp[2, 1]])
+    ww = torch.tensor([0.25, 2.0, 2.0])
+    expected = (ww * nll).sum() / ww.sum()
+    assert CrossEntropy(w)(logits, target).item() == pytest.approx(expected.item())
+    np.testing.assert_allclose(balanced_weights([90, 10]), [100 / 180, 100 / 20])
+    np.testing.assert_allclose(balanced_weights([5, 0, 5]), [1.0, 0.0, 1.0])
+
+
+# ---- the trainer -----------------------------------------------------------------------
+def test_train_writes_the_run_directory(tmp_path):
+    run = tmp_path / "run"
+    trainer = train(tiny_config(run, plots=True))
+    for f in ("config.yaml", "metrics.csv", "checkpoints/best.pt", "checkpoints/last.pt",
+              "test_metrics.json", "plots/learning_curves.png"):
+        assert (run / f).is_file(), f
+    pytest.importorskip("matplotlib")
+    assert (run / "plots" / "maps_test.png").is_file()
+    rows = read_metrics(run)
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert {"train_loss", "val_loss", "val_accuracy", "val_mean_average_precision", "lr"} <= set(rows[0])
+    # warm-up then cosine: lr = 0.02 * [1/2, 1, cos-decayed]
+    assert [float(r["lr"]) for r in rows][:2] == pytest.approx([0.01, 0.02])
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert state["epoch"] == 3 and {"model", "optimizer", "scheduler", "rng", "history"} <= set(state)
+    assert not [p for p in (run / "checkpoints").iterdir() if p.name.startswith(".")]  # no temp files
+    assert trainer.monitor == "val_accuracy" and trainer.greater
+
+
+def test_learns_the_easy_task(tmp_path):
+    """Steep vs shallow spectra through little noise: the power estimate separates them."""
+    c = tiny_config(tmp_path / "run", epochs=8)
+    c.model.params["dropout"] = 0.0
+    c.optim.lr = 0.05
+    trainer = train(c)
+    assert max(r["val_accuracy"] for r in trainer.history) >= 0.85
+
+
+def test_same_seed_same_metrics_and_weights(tmp_path):
+    a = train(tiny_config(tmp_path / "a"))
+    b = train(tiny_config(tmp_path / "b"))
+    assert read_metrics(tmp_path / "a") == read_metrics(tmp_path / "b")
+    assert same_weights(weights(tmp_path / "a"), weights(tmp_path / "b"))
+    c = train(tiny_config(tmp_path / "c", seed=1))
+    assert not same_weights(weights(tmp_path / "a"), weights(tmp_path / "c"))
+    assert a.history[0]["train_loss"] != c.history[0]["train_loss"]
+
+
+def test_resume_in_process_equals_uninterrupted(tmp_path):
+    train(tiny_config(tmp_path / "full", epochs=4))
+    t = Trainer(tiny_config(tmp_path / "part", epochs=4))
+    t.fit(max_epochs=2)  # stops after 2 epochs, as if killed before the third
+    assert load(tmp_path / "part" / "checkpoints" / "last.pt")["epoch"] == 2
+    torch.manual_seed(123)  # scramble the global RNG: resume must restore it
+    np.random.seed(5)
+    train(tiny_config(tmp_path / "part", epochs=4), resume=True)
+    assert read_metrics(tmp_path / "full") == read_metrics(tmp_path / "part")
+    assert same_weights(weights(tmp_path / "full"), weights(tmp_path / "part"))
+
+
+def test_existing_run_and_changed_config_are_refused(tmp_path):
+    run = tmp_path / "run"
+    train(tiny_config(run, epochs=1))
+    with pytest.raises(FileExistsError, match="--resume"):
+        Trainer(tiny_config(run, epochs=1))
+    changed = tiny_config(run, epochs=2)
+    changed.optim.lr = 0.5
+    with pytest.raises(ConfigError, match=r"optim\.lr: 0\.02 -> 0\.5"):
+        Trainer(changed, resume=True)
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        Trainer(tiny_config(tmp_path / "empty"), resume=True)
+    # more epochs is a valid change
+    assert len(train(tiny_config(run, epochs=2), resume=True).history) == 2
+
+
+def test_early_stopping(tmp_path):
+    c = tiny_config(tmp_path / "run", epochs=10, early_stopping=2, monitor="val_loss")
+    c.optim.lr = 1e-12  # nothing changes: no improvement after the first epoch
+    c.scheduler.name, c.scheduler.warmup_epochs = "none", 0
+    c.model.params["dropout"] = 0.0
+    trainer = train(c)
+    assert len(trainer.history) == 3 and trainer.best_epoch == 1 and not trainer.greater
+
+
+def test_gradient_clipping_bounds_the_step(tmp_path):
+    """SGD without momentum moves the weights by lr * clipped gradient: the first
+    step's change has norm <= lr * grad_clip."""
+    c = tiny_config(tmp_path / "run", epochs=1, grad_clip=1e-3, batch_size=32)
+    c.optim.name, c.optim.momentum, c.optim.lr = "sgd", 0.0, 1.0
+    c.scheduler.name, c.scheduler.warmup_epochs = "none", 0
+    t = Trainer(c)
+    before = [p.detach().clone() for p in t.model.parameters()]
+    t.fit()
+    step = torch.sqrt(sum(((p - b) ** 2).sum() for p, b in zip(t.model.parameters(), before)))
+    assert 0 < step.item() <= 1e-3 * (1 + 1e-5)
+
+
+def test_segmentation_with_balanced_class_weights(tmp_path):
+    c = Config.from_dict({
+        "data": {"name": "synthetic_segmentation", "n_train": 16, "n_val": 8, "n_test": 8},
+        "sampling": {"name": "healpix", "nside": 4, "base_pixels": [0, 4]},
+        "model": {"name": f"{__name__}:PixelSegmenter"},
+        "trainer": {"epochs": 2, "batch_size": 8, "class_weights": "balanced", "progress": False,
+                    "plots": True, "out": str(tmp_path / "run")},
+    })
+    t = train(c)
+    counts = t.dataset.class_counts()
+    assert counts[1] < counts[0]  # imbalanced: peaks are rare
+    np.testing.assert_allclose(t.loss_fn.weight.numpy(), balanced_weights(counts), rtol=1e-6)
+    assert t.sampling.npix == 2 * 16 and "val_mean_iou" in t.history[-1]
+    pytest.importorskip("matplotlib")
+    assert (tmp_path / "run" / "plots" / "maps_test.png").is_file()
+
+
+def test_checkpoint_is_atomic_and_weights_only(tmp_path, monkeypatch):
+    path = tmp_path / "c.pt"
+    atomic_save({"a": torch.ones(2)}, path)
+
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(torch, "save", boom)
+    with pytest.raises(RuntimeError, match="disk full"):
+        atomic_save({"a": torch.zeros(2)}, path)
+    assert torch.equal(torch.load(path, weights_only=True)["a"], torch.ones(2))  # old one intact
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
+
+
+# ---- killed mid-run, then resumed ----------------------------------------------------------
+KILL_CONFIG = """
+data: {name: synthetic_fields, n_train: 256, n_val: 16, n_test: 16, noise: 0.3, slopes: [1.0, 3.0]}
+sampling: {name: healpix, nside: 8}
+model: {name: "test_training:PixelMLP", hidden: 16, dropout: 0.2}
+optim: {name: adam, lr: 0.01}
+scheduler: {name: cosine}
+trainer: {epochs: 4, batch_size: 8, progress: false, plots: false}
+"""
+
+
+def _train_process(config, out, *extra):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+               OMP_NUM_THREADS="1")
+    return subprocess.Popen([sys.executable, "-m", "deepsphere.cli", "train", str(config), "--out",
+                             str(out), *extra], env=env, cwd=str(ROOT),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(KILL_CONFIG)
+    full = _train_process(cfg, tmp_path / "full")
+    victim = _train_process(cfg, tmp_path / "killed")
+    last = tmp_path / "killed" / "checkpoints" / "last.pt"
+    deadline = time.time() + 120
+    while not last.exists() and victim.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    assert victim.poll() is None, "training ended before it could be killed:\n" + victim.stdout.read()
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert victim.returncode == -signal.SIGKILL
+    killed_at = load(last)["epoch"]
+    assert 1 <= killed_at < 4
+    resumed = _train_process(cfg, tmp_path / "killed", "--resume")
+    out, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, out
+    assert f"resuming {tmp_path / 'killed'} after epoch {killed_at}" in out
+    out, _ = full.communicate(timeout=300)
+    assert full.returncode == 0, out
+    assert read_metrics(tmp_path / "full") == read_metrics(tmp_path / "killed")
+    for which in ("last", "best"):
+        assert same_weights(weights(tmp_path / "full", which), weights(tmp_path / "killed", which))
+
+
+# ---- command line ----------------------------------------------------------------------
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict"])
+def test_cli_help(command, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli([command, "--help"])
+    assert e.value.code == 0
+    assert f"deepsphere {command}" in capsys.readouterr().out
+
+
+def test_cli_train_evaluate_predict(tmp_path, capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(HERE))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(KILL_CONFIG.replace("n_train: 256", "n_train: 32").replace("nside: 8", "nside: 4"))
+    run = tmp_path / "run"
+    assert cli(["train", str(cfg), "--out", str(run), "--set", "trainer.epochs=2"]) == 0
+    assert cli(["train", str(cfg), "--out", str(run)]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert cli(["train", str(cfg), "--set", "trainer.epochz=2"]) == 2
+    assert "trainer.epochz: unknown key" in capsys.readouterr().err
+
+    assert cli(["evaluate", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "accuracy" in out and (run / "test_metrics.json").is_file()
+
+    import healpy as hp
+
+    maps = np.random.default_rng(0).normal(size=(3, 12 * 16))
+    np.save(tmp_path / "nested.npy", maps)
+    np.save(tmp_path / "ring.npy", np.stack([hp.reorder(m, n2r=True) for m in maps]))
+    assert cli(["predict", str(run), str(tmp_path / "nested.npy")]) == 0
+    assert cli(["predict", str(run), str(tmp_path / "ring.npy"), "--order", "RING"]) == 0
+    p_nested = np.load(run / "predictions" / "nested.npy")
+    p_ring = np.load(run / "predictions" / "ring.npy")
+    assert p_nested.shape == (3, 2)
+    np.testing.assert_allclose(p_nested.sum(1), 1, rtol=1e-5)
+    np.testing.assert_allclose(p_nested, p_ring, rtol=1e-6)
+    # predict agrees with the model applied directly
+    from deepsphere.training.predict import load_model
+
+    model, _, _, _ = load_model(run)
+    direct = torch.softmax(model(torch.tensor(maps[:, :, None], dtype=torch.float32)), -1)
+    np.testing.assert_allclose(p_nested, direct.detach().numpy(), rtol=1e-5)
+    np.save(tmp_path / "bad.npy", np.zeros((3, 100)))
+    assert cli(["predict", str(run), str(tmp_path / "bad.npy")]) == 2
+    assert "shape (3, 100)" in capsys.readouterr().err

@@ -27,26 +27,39 @@ def _index_dtype(nnz: int):
     return np.int64 if nnz >= 2**31 - 1 else np.int32
 
 
-def _assemble(rows: np.ndarray, cols: np.ndarray, vectors: np.ndarray, n: int, t,
-              symmetrize: str) -> sp.csr_matrix:
-    """Weighted symmetric adjacency from directed edges (rows -> cols)."""
+def _pair_d2(vectors: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+             chunk: int = 1 << 22) -> np.ndarray:
+    """Squared chordal distances of point pairs, in chunks (bounded memory at nside 1024+)."""
+    out = np.empty(len(rows))
+    for s in range(0, len(rows), chunk):
+        diff = vectors[rows[s:s + chunk]] - vectors[cols[s:s + chunk]]
+        out[s:s + chunk] = np.einsum("ij,ij->i", diff, diff)
+    return out
+
+
+def _assemble(indptr: np.ndarray, cols: np.ndarray, d2: np.ndarray, n: int, t,
+              symmetrize: str):
+    """Weighted symmetric adjacency from directed edges given row by row (CSR layout:
+    the edges of vertex i are ``cols[indptr[i]:indptr[i+1]]``, squared distances ``d2``).
+
+    Building CSR directly avoids a COO sort; the transpose is a free CSC view."""
     if symmetrize not in SYMMETRIZE:
         raise ValueError(f"symmetrize must be one of {SYMMETRIZE}, got {symmetrize!r}")
-    d2 = np.sum((vectors[rows] - vectors[cols]) ** 2, axis=1)
     if isinstance(t, str):
         if t != "heuristic":
             raise ValueError(f"unknown kernel width {t!r}")
         t = heuristic_t(d2)
     w = heat_kernel(d2, t)
-    idx = _index_dtype(2 * len(rows))
-    W = sp.csr_matrix((w, (rows.astype(idx), cols.astype(idx))), shape=(n, n))
+    idx = _index_dtype(2 * len(cols))
+    W = sp.csr_matrix((w, cols.astype(idx, copy=False), indptr.astype(idx, copy=False)),
+                      shape=(n, n))
+    del w
     if symmetrize == "average":
         W = (W + W.T) * 0.5
     else:
         W = W.maximum(W.T)
     W = sp.csr_matrix(W)
-    W.setdiag(0)
-    W.eliminate_zeros()
+    W.sort_indices()
     return W, float(t)
 
 
@@ -107,18 +120,20 @@ def healpix_neighbours(sampling: HEALPix, kernel_width: Union[str, float] = "heu
         raise TypeError(f"healpix_neighbours needs a HEALPix sampling, got {type(sampling).__name__}")
     pix = sampling.pixels
     nb = hp.get_all_neighbours(sampling.nside, pix, nest=True).T  # (n, 8), -1 = none
-    rows = np.repeat(np.arange(len(pix), dtype=np.int64), 8)
-    nb = nb.ravel()
-    if sampling.full_sky:
-        cols = nb
-        ok = cols >= 0
-    else:
-        cols = np.searchsorted(pix, nb)
-        cols = np.minimum(cols, len(pix) - 1)
-        ok = (nb >= 0) & (pix[cols] == nb)
-    rows, cols = rows[ok], cols[ok].astype(np.int64)
+    if not sampling.full_sky:  # neighbours outside the partial sky are dropped
+        pos = np.minimum(np.searchsorted(pix, nb), len(pix) - 1)
+        nb = np.where((nb >= 0) & (pix[pos] == nb), pos, -1)
+    # at low nside a pixel can list the same neighbour twice: keep it once
+    nb = np.sort(nb, axis=1)
+    nb[:, 1:][nb[:, 1:] == nb[:, :-1]] = -1
+    ok = nb >= 0
+    indptr = np.concatenate([[0], np.cumsum(ok.sum(axis=1))])
+    cols = nb[ok].astype(np.int64)
+    rows = np.repeat(np.arange(len(pix), dtype=np.int64), ok.sum(axis=1))
+    d2 = _pair_d2(sampling.vectors, rows, cols)
+    del rows, nb, ok
     t = _resolve_t(kernel_width, sampling, None)
-    W, t = _assemble(rows, cols, sampling.vectors, sampling.npix, t, "maximum")
+    W, t = _assemble(indptr, cols, d2, sampling.npix, t, "maximum")
     recipe = {"kind": "healpix", "kernel_width": kernel_width, "t": t}
     return SphereGraph(W, sampling, recipe, check=False)
 
@@ -149,15 +164,15 @@ def knn(sampling: Sampling, k: int = 8, kernel_width="tuned", symmetrize: str = 
                          f"Use k <= {n - 1}.")
     t = _resolve_t(kernel_width, sampling, int(k))
     v = sampling.vectors
-    _, idx = cKDTree(v).query(v, k=k + 1, workers=-1)
-    self_ = np.arange(n)[:, None]
-    keep = idx != self_
+    dist, idx = cKDTree(v).query(v, k=k + 1, workers=-1)
+    keep = idx != np.arange(n)[:, None]
     # Points whose own index did not come back (exact ties) drop their farthest neighbour.
-    no_self = keep.all(axis=1)
-    keep[no_self, -1] = False
-    cols = idx[keep].reshape(n, k).ravel().astype(np.int64)
-    rows = np.repeat(np.arange(n, dtype=np.int64), k)
-    W, t = _assemble(rows, cols, v, n, t, symmetrize)
+    keep[keep.all(axis=1), -1] = False
+    cols = idx[keep]
+    del idx
+    d2 = dist[keep] ** 2  # chordal distances straight from the tree
+    del dist, keep
+    W, t = _assemble(np.arange(n + 1, dtype=np.int64) * k, cols, d2, n, t, symmetrize)
     recipe = {"kind": "knn", "k": int(k), "kernel_width": kernel_width, "t": t,
               "symmetrize": symmetrize}
     return SphereGraph(W, sampling, recipe, check=False)
@@ -177,7 +192,10 @@ def radius(sampling: Sampling, r: float, kernel_width="heuristic") -> SphereGrap
                          f"(typical spacing is {sampling.resolution:.3g} rad)")
     rows = np.concatenate([pairs[:, 0], pairs[:, 1]])
     cols = np.concatenate([pairs[:, 1], pairs[:, 0]])
-    W, t = _assemble(rows, cols, v, sampling.npix, t, "maximum")
+    order = np.argsort(rows, kind="stable")
+    rows, cols = rows[order], cols[order]
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=sampling.npix))])
+    W, t = _assemble(indptr, cols, _pair_d2(v, rows, cols), sampling.npix, t, "maximum")
     recipe = {"kind": "radius", "r": float(r), "kernel_width": kernel_width, "t": t}
     return SphereGraph(W, sampling, recipe, check=False)
 

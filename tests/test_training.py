@@ -357,3 +357,14 @@ def test_cli_train_evaluate_predict(tmp_path, capsys, monkeypatch):
     np.save(tmp_path / "bad.npy", np.zeros((3, 100)))
     assert cli(["predict", str(run), str(tmp_path / "bad.npy")]) == 2
     assert "shape (3, 100)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("script, command", [("train.py", "train"), ("evaluate.py", "evaluate")])
+def test_scripts_are_the_cli(script, command, monkeypatch, capsys):
+    import runpy
+
+    monkeypatch.setattr(sys, "argv", [script, "--help"])
+    with pytest.raises(SystemExit) as e:
+        runpy.run_path(str(ROOT / "scripts" / script), run_name="__main__")
+    assert e.value.code == 0
+    assert f"deepsphere {command}" in capsys.readouterr().out

@@ -61,8 +61,8 @@ def _evaluate(args) -> int:
     print(f"{args.split} split, {args.checkpoint} checkpoint (epoch {trainer.epoch}):")
     for k, v in results.items():
         v = np.asarray(v)
-        print(f"  {k:>24}: " + (f"{float(v):.4f}" if v.ndim == 0 else
-                                np.array2string(v, precision=4, separator=", ")))
+        text = f"{float(v):.4f}" if v.ndim == 0 else np.array2string(v, precision=4, separator=", ")
+        print(f"  {k:>24}: " + text.replace("\n", "\n" + " " * 28))
     print(f"written: {Path(args.run_dir) / f'{args.split}_metrics.json'}")
     return 0
 

@@ -18,6 +18,7 @@ key path (``trainer.epochs``), the bad value and the valid choices.
 """
 from __future__ import annotations
 
+import collections.abc
 import copy
 import dataclasses
 import inspect
@@ -87,11 +88,7 @@ def check_type(value: Any, tp: Any, path: str) -> Any:
         if value is not None:
             fail()
         return value
-    if origin in (list, tuple) or origin is typing.Sequence or tp in (list, tuple):
-        import collections.abc as cabc
-
-        if origin is cabc.Sequence and isinstance(value, str):
-            fail()
+    if origin in (list, tuple, collections.abc.Sequence) or tp in (list, tuple):
         if not isinstance(value, (list, tuple)):
             fail()
         inner = args[0] if args else Any

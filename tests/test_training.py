@@ -368,3 +368,43 @@ def test_scripts_are_the_cli(script, command, monkeypatch, capsys):
         runpy.run_path(str(ROOT / "scripts" / script), run_name="__main__")
     assert e.value.code == 0
     assert f"deepsphere {command}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("scheduler, expected", [
+    ({"name": "step", "step_size": 2, "gamma": 0.5}, [1, 1, 0.5, 0.5, 0.25]),
+    ({"name": "multistep", "milestones": [1, 3], "gamma": 0.1}, [1, 0.1, 0.1, 0.01, 0.01]),
+    ({"name": "exponential", "gamma": 0.5}, [1, 0.5, 0.25, 0.125, 0.0625]),
+    ({"name": "cosine"}, [1, 0.5 * (1 + np.cos(np.pi / 5)), 0.5 * (1 + np.cos(2 * np.pi / 5)),
+                          0.5 * (1 + np.cos(3 * np.pi / 5)), 0.5 * (1 + np.cos(4 * np.pi / 5))]),
+    ({"name": "none", "warmup_epochs": 2}, [1 / 3, 2 / 3, 1, 1, 1]),
+])
+def test_schedules_by_epoch_and_their_state_loads_weights_only(scheduler, expected, tmp_path):
+    from deepsphere.training.builders import build_optimizer, build_scheduler
+
+    c = Config.from_dict({"optim": {"lr": 1.0}, "scheduler": scheduler, "trainer": {"epochs": 5}})
+    opt = build_optimizer(c, torch.nn.Linear(2, 2))
+    sched = build_scheduler(c, opt)
+    lrs = []
+    for _ in range(5):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    np.testing.assert_allclose(lrs, expected, rtol=1e-12, atol=1e-15)
+    atomic_save({"s": sched.state_dict()}, tmp_path / "s.pt")
+    assert load(tmp_path / "s.pt")["s"]["last_epoch"] == 5
+
+
+def test_partial_sky_maps_are_filled_with_unseen():
+    import healpy as hp
+
+    from deepsphere.training.builders import healpix_sampling
+    from deepsphere.training.plots import full_sky
+
+    s = healpix_sampling(4, base_pixels=[3, 7])
+    m = full_sky(np.arange(s.npix, dtype=float), s)
+    assert m.shape == (192,) and s.npix == 32
+    np.testing.assert_array_equal(m[3 * 16:4 * 16], np.arange(16))  # NESTED block of base pixel 3
+    np.testing.assert_array_equal(m[7 * 16:8 * 16], np.arange(16, 32))
+    assert np.sum(m == hp.UNSEEN) == 192 - 32
+    with pytest.raises(ValueError, match="base_pixels must be distinct integers in 0..11"):
+        healpix_sampling(4, base_pixels=[12])

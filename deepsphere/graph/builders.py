@@ -164,14 +164,21 @@ def knn(sampling: Sampling, k: int = 8, kernel_width="tuned", symmetrize: str = 
                          f"Use k <= {n - 1}.")
     t = _resolve_t(kernel_width, sampling, int(k))
     v = sampling.vectors
-    dist, idx = cKDTree(v).query(v, k=k + 1, workers=-1)
-    keep = idx != np.arange(n)[:, None]
-    # Points whose own index did not come back (exact ties) drop their farthest neighbour.
-    keep[keep.all(axis=1), -1] = False
-    cols = idx[keep]
-    del idx
-    d2 = dist[keep] ** 2  # chordal distances straight from the tree
-    del dist, keep
+    tree = cKDTree(v)
+    idx_dtype = _index_dtype(2 * n * k)
+    cols = np.empty(n * k, dtype=idx_dtype)
+    d2 = np.empty(n * k)
+    # Query in blocks so the (block, k+1) distance/index arrays stay small at nside 1024+.
+    block = max(1, (1 << 24) // (k + 1))
+    for s0 in range(0, n, block):
+        s1 = min(n, s0 + block)
+        dist, idx = tree.query(v[s0:s1], k=k + 1, workers=-1)
+        keep = idx != np.arange(s0, s1)[:, None]
+        # Points whose own index did not come back (exact ties) drop their farthest neighbour.
+        keep[keep.all(axis=1), -1] = False
+        cols[s0 * k:s1 * k] = idx[keep]
+        d2[s0 * k:s1 * k] = dist[keep] ** 2  # chordal distances straight from the tree
+    del tree, dist, idx, keep
     W, t = _assemble(np.arange(n + 1, dtype=np.int64) * k, cols, d2, n, t, symmetrize)
     recipe = {"kind": "knn", "k": int(k), "kernel_width": kernel_width, "t": t,
               "symmetrize": symmetrize}

@@ -75,7 +75,7 @@ class SpectralClassifier(nn.Module):
     """
 
     def __init__(self, sampling: Sampling, in_channels: int, n_classes: int,
-                 channels: Sequence[int] = (8, 16), lmax: int = 8, oversampling: float = 1.0,
+                 channels: Sequence[int] = (8, 16), lmax: int = 8, oversampling: float = 2.0,
                  iterations: int = 0):
         super().__init__()
         self.trunk = _Trunk(sampling, in_channels, channels, lmax, oversampling, iterations)
@@ -97,7 +97,7 @@ class SpectralSegmenter(nn.Module):
     :class:`SpectralClassifier`."""
 
     def __init__(self, sampling: Sampling, in_channels: int, n_classes: int,
-                 channels: Sequence[int] = (8, 16), lmax: int = 8, oversampling: float = 1.0,
+                 channels: Sequence[int] = (8, 16), lmax: int = 8, oversampling: float = 2.0,
                  iterations: int = 0):
         super().__init__()
         self.trunk = _Trunk(sampling, in_channels, channels, lmax, oversampling, iterations)

@@ -166,8 +166,9 @@ class InverseSHT(_RingTransform):
         outs = []
         for i, nphi in enumerate(self.nphis):
             rings = getattr(self, f"rings_{i}")
-            Gre = Fre[..., rings, :] @ self._buf(f"fold_re_{i}", dt)
-            Gim = Fim[..., rings, :] @ self._buf(f"fold_im_{i}", dt)
+            # contiguous(): matmul on the strided result of an index is very slow in torch
+            Gre = Fre[..., rings, :].contiguous() @ self._buf(f"fold_re_{i}", dt)
+            Gim = Fim[..., rings, :].contiguous() @ self._buf(f"fold_im_{i}", dt)
             ring = torch.fft.irfft(torch.complex(Gre, Gim), n=nphi, dim=-1, norm="forward")
             outs.append(ring.reshape(*ring.shape[:-2], -1))
         out = torch.cat(outs, dim=-1)
@@ -219,8 +220,8 @@ class SHT(_RingTransform):
             seg = xs[..., start:start + nr * nphi].reshape(*x.shape[:-1], nr, nphi)
             start += nr * nphi
             G = torch.fft.rfft(seg, dim=-1)
-            parts_re.append(G.real @ self._buf(f"fold_re_{i}", dt))
-            parts_im.append(G.imag @ self._buf(f"fold_im_{i}", dt))
+            parts_re.append(G.real.contiguous() @ self._buf(f"fold_re_{i}", dt))
+            parts_im.append(G.imag.contiguous() @ self._buf(f"fold_im_{i}", dt))
         inv = self.ring_inverse
         Fre = torch.cat(parts_re, dim=-2)[..., inv, :]
         Fim = torch.cat(parts_im, dim=-2)[..., inv, :]

@@ -27,19 +27,25 @@ trainer: {epochs: 2, batch_size: 8, progress: false, plots: false}
 """
 
 
-def _run(args, out):
+def _start(args, out):
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    p = subprocess.run([sys.executable, *args, "-m", "deepsphere.cli", "train", str(out.parent / "c.yaml"),
-                        "--out", str(out)], env=env, cwd=str(ROOT), capture_output=True, text=True,
-                       timeout=300)
-    assert p.returncode == 0, p.stdout + p.stderr
-    return p.stdout
+    return subprocess.Popen([sys.executable, *args, "-m", "deepsphere.cli", "train",
+                             str(out.parent / "c.yaml"), "--out", str(out)], env=env, cwd=str(ROOT),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _finish(p):
+    out, _ = p.communicate(timeout=300)
+    assert p.returncode == 0, out
+    return out
 
 
 def test_two_gloo_processes_match_one_process(tmp_path):
     (tmp_path / "c.yaml").write_text(CONFIG)
-    out2 = _run(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"], tmp_path / "ddp")
-    _run([], tmp_path / "single")
+    ddp = _start(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"], tmp_path / "ddp")
+    single = _start([], tmp_path / "single")
+    out2 = _finish(ddp)
+    _finish(single)
     a = load(tmp_path / "single" / "checkpoints" / "last.pt")
     b = load(tmp_path / "ddp" / "checkpoints" / "last.pt")
     assert a["epoch"] == b["epoch"] == 2
@@ -68,8 +74,10 @@ def test_vertex_batchnorm_converts_to_a_synchronised_twin():
     L = torch.eye(12).to_sparse_csr()
     expected = block(x, L)
     running_var = block.norm.running_var.clone()
+    weight = block.norm.weight
     conv = convert_sync_batchnorm(block)
     assert isinstance(conv.norm, SyncVertexBatchNorm)
     conv.eval()  # eval mode uses running statistics: no process group needed
     torch.testing.assert_close(conv(x, L), expected)
     np.testing.assert_array_equal(conv.norm.running_var.numpy(), running_var.numpy())
+    assert conv.norm.weight is weight  # same Parameter: an optimizer built before still trains it

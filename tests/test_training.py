@@ -179,7 +179,7 @@ def test_learns_the_easy_task(tmp_path):
 
 def test_same_seed_same_metrics_and_weights(tmp_path):
     a = train(tiny_config(tmp_path / "a"))
-    b = train(tiny_config(tmp_path / "b"))
+    train(tiny_config(tmp_path / "b"))
     assert read_metrics(tmp_path / "a") == read_metrics(tmp_path / "b")
     assert same_weights(weights(tmp_path / "a"), weights(tmp_path / "b"))
     c = train(tiny_config(tmp_path / "c", seed=1))

@@ -89,8 +89,14 @@ def convert_sync_batchnorm(module: torch.nn.Module) -> torch.nn.Module:
     if isinstance(module, VertexBatchNorm):
         new = SyncVertexBatchNorm(module.num_features, module.eps, module.momentum,
                                   module.affine, module.track_running_stats)
-        new.load_state_dict(module.state_dict())
-        return new.to(next(module.buffers(), torch.empty(0)).device)
+        # the same Parameter and buffer objects (as torch's conversion): an optimizer
+        # built earlier keeps training them
+        for name, p in module.named_parameters(recurse=False):
+            setattr(new, name, p)
+        for name, b in module.named_buffers(recurse=False):
+            setattr(new, name, b)
+        new.training = module.training
+        return new
     for name, child in module.named_children():
         module.add_module(name, convert_sync_batchnorm(child))
     if type(module).__module__.startswith("torch.nn"):

@@ -21,7 +21,7 @@ def load_model(run_dir: Union[str, Path], which: str = "best", device: Optional[
         raise FileNotFoundError(f"{str(run_dir)!r} is not a run directory (no {CONFIG_FILE})")
     config = load_config(run_dir / CONFIG_FILE)
     dev = resolve_device(device or config.trainer.device)
-    state = ckpt.load(run_dir / (BEST if which == "best" else LAST), map_location=dev)
+    state = ckpt.load(run_dir / (BEST if which == "best" else LAST))
     sampling = build_sampling(config)
     info = state["data_info"]
     model = build_model(config, sampling, info_namespace(info))

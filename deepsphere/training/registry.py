@@ -110,6 +110,8 @@ METRICS = Registry("metric")
 SAMPLINGS.register("healpix", "deepsphere.training.builders:healpix_sampling")
 SAMPLINGS.register("equiangular", "deepsphere.sampling:Equiangular")
 SAMPLINGS.register("irregular_csv", "deepsphere.training.builders:irregular_from_csv")
+SAMPLINGS.register("ghcn_stations", "deepsphere.data.stations:ghcn_sampling")
+SAMPLINGS.register("random_stations", "deepsphere.data.stations:random_stations")
 
 # names as deepsphere.graph.build knows them (a plugin is passed through as its path)
 GRAPHS.register("knn", "deepsphere.graph:knn")
@@ -118,6 +120,9 @@ GRAPHS.register("radius", "deepsphere.graph:radius")
 
 DATASETS.register("synthetic_fields", "deepsphere.data.synthetic:SyntheticFields")
 DATASETS.register("synthetic_segmentation", "deepsphere.data.synthetic:SyntheticSegmentation")
+DATASETS.register("climate", "deepsphere.data.climate:ClimateSegmentation")
+DATASETS.register("ghcn", "deepsphere.data.stations:GHCNDaily")
+DATASETS.register("synthetic_stations", "deepsphere.data.stations:SyntheticStations")
 
 MODELS.register("cnn", "deepsphere.models:SphericalCNN")
 MODELS.register("unet", "deepsphere.models:SphericalUNet")
@@ -130,3 +135,14 @@ LOSSES.register("l1", "deepsphere.training.losses:l1")
 for _m in ("accuracy", "confusion_matrix", "precision", "recall", "average_precision",
            "mean_average_precision", "iou", "mean_iou", "mse", "mae", "r2"):
     METRICS.register(_m, f"deepsphere.training.metrics:{_m}")
+
+# applications (deepsphere.data.cosmology, deepsphere.data.digits)
+SAMPLINGS.register("healpix_patch", "deepsphere.data.cosmology:healpix_patch")
+DATASETS.register("cosmology", "deepsphere.data.cosmology:CosmologyPatches")
+DATASETS.register("cosmology_files", "deepsphere.data.cosmology:ConvergenceMapFiles")
+DATASETS.register("digits", "deepsphere.data.digits:SphericalDigits")
+MODELS.register("patch_cnn2d", "deepsphere.data.cosmology:PatchCNN2d")
+MODELS.register("patch_spectral", "deepsphere.data.cosmology:EmbeddedSpectralClassifier")
+MODELS.register("planar_cnn", "deepsphere.data.digits:PlanarCNN")
+MODELS.register("spectral_classifier", "deepsphere.spectral:SpectralClassifier")
+MODELS.register("spectral_segmenter", "deepsphere.spectral:SpectralSegmenter")

@@ -20,6 +20,7 @@ import csv
 import inspect
 import io
 import json
+import os
 import random
 import time
 from pathlib import Path
@@ -116,8 +117,7 @@ class Trainer:
         t = config.trainer
         self.out = Path(out if out is not None else t.out)
         t.out = str(self.out)
-        world_local = int(__import__("os").environ.get("LOCAL_RANK", "0"))
-        self.device = resolve_device(t.device, world_local)
+        self.device = resolve_device(t.device, int(os.environ.get("LOCAL_RANK", "0")))
         self.dist = dist_.init(self.device.type)
         self.is_main = self.dist.is_main
         if t.batch_size % self.dist.world_size:
@@ -134,6 +134,9 @@ class Trainer:
         self.task = self.dataset.task
         self.info = data_info(self.dataset)
         self.model = build_model(config, self.sampling, self.dataset).to(self.device)
+        self.net = self.model  # what the training step calls (the DDP wrapper when distributed)
+        if self.dist.enabled:
+            self._wrap_distributed()
         self.loss_fn = build_loss(config, self.dataset).to(self.device)
         self.optimizer = build_optimizer(config, self.model)
         self.scheduler = build_scheduler(config, self.optimizer)
@@ -146,23 +149,6 @@ class Trainer:
                                      else f"val_{self.metric_names[0]}")
         base = self.monitor[4:] if self.monitor.startswith("val_") else self.monitor
         self.greater = (M.GREATER_IS_BETTER.get(base, True) if t.mode == "auto" else t.mode == "max")
-
-        self.net = self.model
-        if self.dist.enabled:
-            has_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in self.net.modules())
-            if has_bn and t.sync_batchnorm and self.device.type == "cuda":
-                self.net = self.model = dist_.convert_sync_batchnorm(self.net)
-            elif has_bn and self.is_main:
-                print("note: batch-norm statistics are per process (torch's SyncBatchNorm needs "
-                      "CUDA); results differ slightly from one process with the same global batch",
-                      flush=True)
-            DDP = torch.nn.parallel.DistributedDataParallel
-            # the Chebyshev operators are identical on every rank: don't resend buffers each step
-            no_resend = ({"forward_sync_buffers": False}
-                         if "forward_sync_buffers" in inspect.signature(DDP).parameters
-                         else {"broadcast_buffers": False})
-            self.net = DDP(self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                           **no_resend)
 
         self.epoch = 0  # epochs completed
         self.history: List[Dict[str, float]] = []
@@ -181,6 +167,24 @@ class Trainer:
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             ckpt.atomic_write_text(config.to_yaml(), self.out / CONFIG_FILE)
+
+    def _wrap_distributed(self) -> None:
+        """Synchronise batch norms (CUDA) and wrap in DistributedDataParallel; done before
+        the optimizer is built so that it holds the parameters that train."""
+        has_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in self.model.modules())
+        if has_bn and self.config.trainer.sync_batchnorm and self.device.type == "cuda":
+            self.model = dist_.convert_sync_batchnorm(self.model)
+        elif has_bn and self.is_main:
+            print("note: batch-norm statistics are per process (torch's SyncBatchNorm needs "
+                  "CUDA); results differ slightly from one process with the same global batch",
+                  flush=True)
+        DDP = torch.nn.parallel.DistributedDataParallel
+        # the Chebyshev operators are identical on every rank: don't resend buffers each step
+        no_resend = ({"forward_sync_buffers": False}
+                     if "forward_sync_buffers" in inspect.signature(DDP).parameters
+                     else {"broadcast_buffers": False})
+        self.net = DDP(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                       **no_resend)
 
     # ---- data -------------------------------------------------------------------------
     def _loader(self, split: str, train: bool) -> DataLoader:
@@ -366,7 +370,7 @@ class Trainer:
                 f"--resume: no checkpoint at {str(path)!r}; the run has not finished an epoch yet "
                 "(start it again without --resume)"
             )
-        state = ckpt.load(path, map_location=self.device)
+        state = ckpt.load(path)  # on CPU: RNG states must stay there; load_state_dict moves the rest
         diff = [d for d in config_differences(state["config"], self.config.to_dict())
                 if not (d.startswith("trainer.") and d.split(":")[0][8:] in _RESUMABLE_CHANGES)]
         if diff:
@@ -446,7 +450,7 @@ def open_run(run_dir: Union[str, Path], which: str = "best", device: Optional[st
     if device is not None:
         config.trainer.device = device
     trainer = Trainer(config, run_dir, new_run=False)
-    state = ckpt.load(path, map_location=trainer.device)
+    state = ckpt.load(path)
     trainer.model.load_state_dict(state["model"])
     trainer.epoch = int(state["epoch"])
     trainer.history = list(state["history"])

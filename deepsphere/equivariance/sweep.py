@@ -1,0 +1,337 @@
+r"""Sweeps of the equivariance error over samplings, graphs, kernel widths and Laplacians, from a
+YAML config (see ``configs/equivariance_*.yaml``); writes a CSV table and log-log plots.
+
+Config keys (unknown keys are errors)::
+
+    out: runs/equivariance_healpix       # folder for errors.csv, summary.csv, plots
+    degrees: [10, 20, ..., 90]            # absolute degrees, or
+    degrees_per_nside: [0.3125, ...]      # scaled by the sampling's (equivalent) nside
+    n_signals: 4                          # random signals per degree
+    n_rotations: 2                        # Haar-random rotations (shared by all graphs)
+    seed: 0
+    threads: 1                            # OpenMP/BLAS threads while measuring
+    laplacians: [normalized]              # or combinatorial
+    samplings: [{name: healpix, nside: 32}, {name: equiangular, bandwidth: 32, kind: DH}]
+    graphs:                               # one curve each (times each grid value)
+      - {label: v1, kind: healpix, kernel_width: heuristic}
+      - {label: k8, kind: knn, k: 8, kernel_width: tuned}     # tuned | heuristic | t | {sigma: s}
+      - {label: k8-opt, kind: knn, k: 8, kernel_width: optimise}
+      - {label: k8-grid, kind: knn, k: 8, kernel_width: {grid: [0.5, 1, 2]}}   # x tuned t
+      - {label: fem, kind: fem}                   # M^-1 C on the Delaunay triangulation
+      - {label: cot, kind: cotangent}             # cotangent-weight graph (C = D - W)
+      - {label: k8-density, kind: knn, k: 8, density_alpha: 1}
+      - {label: k8-edges, kind: knn, k: 8, optimise_edges: {steps: 300}}
+      - {label: zonal, kind: spectral}            # isotropic spectral filter (exact reference)
+    cost: {K: 5, channels: 16, repeats: 5}         # ChebConv timing
+    plot: true
+"""
+from __future__ import annotations
+
+import csv
+import math
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from .. import graph as graphs
+from ..sampling import Equiangular, HEALPix, Sampling
+from .measure import equivariance_error, limit_threads
+from .optimise import optimise_kernel_width
+from .rotation import band_limit
+
+TOP_KEYS = {"out", "degrees", "degrees_per_nside", "n_signals", "n_rotations", "seed", "threads",
+            "laplacians", "samplings", "graphs", "cost", "plot", "optimiser", "title"}
+GRAPH_KEYS = {"label", "kind", "k", "kernel_width", "symmetrize", "density_alpha", "optimise_edges",
+              "laplacian", "dtype"}
+GRAPH_KINDS = ("healpix", "knn", "fem", "fem_symmetric", "cotangent", "spectral")
+COLUMNS = ["sampling", "nside", "graph", "kind", "k", "kernel_width", "t", "sigma", "laplacian",
+           "ell", "error", "error_std", "error_squared", "edges_per_vertex", "cheb_ms"]
+
+
+def _check_keys(d: dict, valid: set, where: str) -> None:
+    if not isinstance(d, dict):
+        raise ValueError(f"{where} must be a mapping, got {d!r}")
+    bad = set(d) - valid
+    if bad:
+        raise ValueError(f"unknown key(s) {sorted(bad)} in {where}; valid keys: {sorted(valid)}")
+
+
+def make_sampling(spec: dict) -> Sampling:
+    """``{name: healpix, nside: 32}`` or ``{name: equiangular, bandwidth: 32, kind: DH}``."""
+    spec = dict(spec)
+    name = spec.pop("name", None)
+    if name == "healpix":
+        _check_keys(spec, {"nside"}, "a healpix sampling")
+        return HEALPix(spec["nside"])
+    if name == "equiangular":
+        _check_keys(spec, {"bandwidth", "kind"}, "an equiangular sampling")
+        return Equiangular(int(spec["bandwidth"]), spec.get("kind", "DH"))
+    raise ValueError(f"sampling name must be 'healpix' or 'equiangular', got {name!r}")
+
+
+def sampling_label(s: Sampling) -> str:
+    if isinstance(s, HEALPix):
+        return f"healpix-{s.nside}"
+    return f"equiangular-{s.kind}-{s.bandwidth}"
+
+
+def degrees_for(cfg: dict, s: Sampling) -> list:
+    L = band_limit(s)
+    if "degrees_per_nside" in cfg:
+        ns = graphs.equivalent_nside(s)
+        d = sorted({int(round(r * ns)) for r in cfg["degrees_per_nside"]})
+    else:
+        d = [int(x) for x in cfg.get("degrees", [10, 20, 30, 40, 50, 60, 70, 80, 90])]
+    keep = [x for x in d if 1 <= x <= L]
+    if not keep:
+        raise ValueError(f"no degree of {d} is within [1, {L}] for {s!r}")
+    return keep
+
+
+def _cheb_ms(g, laplacian: str, K: int, channels: int, repeats: int) -> float:
+    import torch
+
+    from ..nn import ChebConv
+
+    torch.manual_seed(0)
+    conv = ChebConv(channels, channels, K)
+    L = g.chebyshev_operator(laplacian) if g is not None else None
+    x = torch.randn(1, g.n_vertices, channels)
+    times = []
+    with torch.no_grad():
+        conv(x, L)
+        for _ in range(repeats):
+            t = time.perf_counter()
+            conv(x, L)
+            times.append(time.perf_counter() - t)
+    return 1e3 * float(np.median(times))
+
+
+def _spectral_ms(module, n: int, channels: int, repeats: int) -> float:
+    import torch
+
+    x = torch.randn(1, n, channels)
+    times = []
+    with torch.no_grad():
+        module(x)
+        for _ in range(repeats):
+            t = time.perf_counter()
+            module(x)
+            times.append(time.perf_counter() - t)
+    return 1e3 * float(np.median(times))
+
+
+def _widths(spec: dict):
+    """Expand a graph spec's kernel width into a list of concrete specs."""
+    kw = spec.get("kernel_width", "tuned" if spec.get("kind") == "knn" else "heuristic")
+    if isinstance(kw, dict) and "grid" in kw:
+        _check_keys(kw, {"grid"}, "kernel_width grid")
+        return [("grid", float(f)) for f in kw["grid"]]
+    return [(kw, None)]
+
+
+def build_operator(s: Sampling, spec: dict, laplacian: str, degrees, cfg: dict):
+    """(operator to measure, graph for ChebConv or None, info dict) for a graph spec."""
+    kind = spec["kind"]
+    info = {"k": spec.get("k", ""), "t": "", "sigma": "", "kernel_width": ""}
+    if kind == "spectral":
+        import torch
+
+        from ..spectral import ZonalConv
+
+        torch.manual_seed(0)
+        dtype = {"float32": torch.float32, "float64": torch.float64}[spec.get("dtype", "float32")]
+        L = band_limit(s)
+        mod = ZonalConv(s, 1, 1, lmax=L, bias=False).to(dtype)
+        return mod, None, dict(info, kernel_width=f"zonal {spec.get('dtype', 'float32')}")
+    if kind in ("fem", "fem_symmetric"):
+        from ..graph import experimental
+
+        g = experimental.cotangent_graph(s)
+        op = experimental.fem_laplacian(s, symmetric=kind == "fem_symmetric")
+        return op, g, dict(info, kernel_width="cotangent/mass")
+    if kind == "cotangent":
+        from ..graph import experimental
+
+        g = experimental.cotangent_graph(s)
+        return g, g, dict(info, kernel_width="cotangent")
+    return None, None, info
+
+
+def _graph_variants(s: Sampling, spec: dict, laplacian: str, degrees, cfg: dict):
+    """Yield (label, operator, graph, info) for every kernel width of a graph spec."""
+    kind = spec["kind"]
+    op, g, info = build_operator(s, spec, laplacian, degrees, cfg)
+    if op is not None:
+        yield spec["label"], op, g, info
+        return
+    if kind not in ("healpix", "knn"):
+        raise ValueError(f"graph kind must be one of {GRAPH_KINDS}, got {kind!r}")
+    k = spec.get("k")
+    for kw, factor in _widths(spec):
+        label = spec["label"]
+        if kw == "grid":
+            if kind != "knn":
+                raise ValueError("a kernel-width grid is relative to the tuned width: knn graphs only")
+            t = factor * graphs.sigma_to_t(graphs.tuned_sigma(k, graphs.equivalent_nside(s)))
+            label = f"{label} x{factor:g}"
+            width = t
+        elif kw in ("optimise", "optimize"):
+            ocfg = cfg.get("optimiser", {})
+            res = optimise_kernel_width(s, k, degrees, laplacian, ocfg.get("n_signals", 2),
+                                        ocfg.get("n_rotations", 1), cfg.get("seed", 0) + 1)
+            width = res.t
+            kw = "optimised"
+        else:
+            width = kw
+        if kind == "healpix":
+            if not isinstance(s, HEALPix):
+                continue  # the 8-neighbour graph exists on HEALPix only
+            g = graphs.healpix_neighbours(s, kernel_width=width)
+        else:
+            g = graphs.knn(s, k=int(k), kernel_width=width, symmetrize=spec.get("symmetrize", "average"))
+        if "density_alpha" in spec:
+            from ..graph import experimental
+
+            g = experimental.density_normalized(g, float(spec["density_alpha"]))
+        if "optimise_edges" in spec:
+            from ..graph import experimental
+
+            o = dict(spec["optimise_edges"] or {})
+            g = experimental.optimise_edge_weights(g, o.pop("degrees", degrees), seed=cfg.get("seed", 0) + 2, **o)
+        t = g.recipe.get("t", "")
+        info = {"k": k if k is not None else 8, "t": t,
+                "sigma": graphs.t_to_sigma(t) if t != "" else "", "kernel_width": str(kw)}
+        yield label, g, g, info
+
+
+def run_sweep(cfg: dict, log=print) -> list:
+    """Run a sweep config (a dict as read from YAML); returns the table rows (dicts)."""
+    _check_keys(cfg, TOP_KEYS, "the equivariance config")
+    for gs in cfg.get("graphs", []):
+        _check_keys(gs, GRAPH_KEYS, f"graph {gs.get('label', gs)!r}")
+        if "label" not in gs or "kind" not in gs:
+            raise ValueError(f"every graph needs a 'label' and a 'kind' ({GRAPH_KINDS}); got {gs}")
+    if not cfg.get("samplings") or not cfg.get("graphs"):
+        raise ValueError("the config needs non-empty 'samplings' and 'graphs' lists")
+    cost = dict(cfg.get("cost", {}))
+    _check_keys(cost, {"K", "channels", "repeats"}, "cost")
+    rows = []
+    for sspec in cfg["samplings"]:
+        s = make_sampling(sspec)
+        degrees = degrees_for(cfg, s)
+        for lap in cfg.get("laplacians", ["normalized"]):
+            for gs in cfg["graphs"]:
+                lap_g = gs.get("laplacian", lap)
+                for label, op, g, info in _graph_variants(s, gs, lap_g, degrees, cfg):
+                    t0 = time.perf_counter()
+                    res = equivariance_error(op, s, degrees, cfg.get("n_signals", 4),
+                                             cfg.get("n_rotations", 2), cfg.get("seed", 0),
+                                             laplacian=lap_g, threads=cfg.get("threads", 1))
+                    with limit_threads(cfg.get("threads", 1)):
+                        if g is not None:
+                            epv = g.adjacency.nnz / g.n_vertices
+                            ms = _cheb_ms(g, "normalized", cost.get("K", 5), cost.get("channels", 16),
+                                          cost.get("repeats", 5))
+                        else:
+                            epv, ms = float("nan"), _spectral_ms(op, s.npix, 1, cost.get("repeats", 5))
+                    log(f"{sampling_label(s):>22} {label:>16} {lap_g:>13}: mean E = {res.overall():.4g} "
+                        f"(min {res.mean.min():.3g} at l={res.degrees[res.mean.argmin()]}), "
+                        f"{epv:.1f} edges/vertex, {time.perf_counter() - t0:.1f}s")
+                    for ell, e, sd, e2 in zip(res.degrees, res.mean, res.std, res.mean_squared):
+                        rows.append({
+                            "sampling": sampling_label(s), "nside": round(graphs.equivalent_nside(s), 3),
+                            "graph": label, "kind": gs["kind"], "k": info["k"],
+                            "kernel_width": info["kernel_width"], "t": _fmt(info["t"]),
+                            "sigma": _fmt(info["sigma"]), "laplacian": "" if gs["kind"] == "spectral" else lap_g,
+                            "ell": int(ell), "error": f"{e:.6g}", "error_std": f"{sd:.3g}",
+                            "error_squared": f"{e2:.6g}", "edges_per_vertex": f"{epv:.3f}",
+                            "cheb_ms": f"{ms:.3f}"})
+    return rows
+
+
+def _fmt(x) -> str:
+    return f"{x:.6g}" if isinstance(x, (float, np.floating)) else str(x)
+
+
+def write_csv(rows: list, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def summarise(rows: list) -> list:
+    """One row per (sampling, graph, laplacian): mean error over degrees, minimum and where,
+    first and last degree, cost."""
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["sampling"], r["graph"], r["laplacian"]), []).append(r)
+    out = []
+    for (s, gname, lap), rs in groups.items():
+        e = np.array([float(r["error"]) for r in rs])
+        ells = [r["ell"] for r in rs]
+        i = int(e.argmin())
+        out.append({"sampling": s, "graph": gname, "laplacian": lap, "t": rs[0]["t"],
+                    "sigma": rs[0]["sigma"], "mean_error": f"{e.mean():.4g}",
+                    f"error_l{ells[0]}": f"{e[0]:.4g}", "min_error": f"{e[i]:.4g}", "argmin_l": ells[i],
+                    "error_last": f"{e[-1]:.4g}", "last_l": ells[-1],
+                    "edges_per_vertex": rs[0]["edges_per_vertex"], "cheb_ms": rs[0]["cheb_ms"]})
+    return out
+
+
+def plot(rows: list, path: Path, title: Optional[str] = None) -> None:
+    """Log-log :math:`E(\\ell)` per graph, one panel per sampling (style of DeepSphere's
+    ICLR 2020 figure), and a second figure of mean error against edges per vertex."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    samplings = list(dict.fromkeys(r["sampling"] for r in rows))
+    fig, axes = plt.subplots(1, len(samplings), figsize=(5.5 * len(samplings), 4.2), squeeze=False)
+    for ax, s in zip(axes[0], samplings):
+        curves = {}
+        for r in rows:
+            if r["sampling"] == s:
+                key = r["graph"] + (f" ({r['laplacian'][:4]})" if r["laplacian"] not in ("normalized", "") else "")
+                curves.setdefault(key, ([], []))
+                curves[key][0].append(r["ell"])
+                curves[key][1].append(max(float(r["error"]), 1e-12))
+        for key, (x, y) in curves.items():
+            ax.loglog(x, y, marker="o", ms=3, label=key)
+        ax.set_xlabel(r"degree $\ell$")
+        ax.set_ylabel(r"mean $\|R_V L f - L R_V f\| / \|L f\|$")
+        ax.set_title(s)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_tradeoff(summary: list, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    for r in summary:
+        epv = float(r["edges_per_vertex"])
+        if math.isnan(epv):
+            continue
+        ax.loglog(epv, float(r["mean_error"]), "o")
+        ax.annotate(f"{r['graph']} [{r['sampling']}]", (epv, float(r["mean_error"])), fontsize=6)
+    ax.set_xlabel("edges per vertex (cost)")
+    ax.set_ylabel(r"mean over $\ell$ of $E(\ell)$")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

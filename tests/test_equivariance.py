@@ -1,0 +1,244 @@
+"""Equivariance instrument: harmonics checked against healpy and scipy, rotations against direct
+evaluation at rotated points, errors of exactly equivariant / clearly non-equivariant operators,
+the published ordering of DeepSphere's graphs, the kernel-width optimiser and the CLI."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+healpy = pytest.importorskip("healpy")
+torch = pytest.importorskip("torch")
+
+from deepsphere import graph, sampling  # noqa: E402
+from deepsphere.equivariance import (DegreeSpace, equivariance_error, random_rotations,  # noqa: E402
+                                     real_harmonics, rotate_interpolated, rotate_signal)
+from deepsphere.equivariance.harmonics import _real_to_healpy  # noqa: E402
+
+
+def _healpy_synthesis(c, ell, nside):
+    """Degree-ell real coefficients -> NESTED map through healpy (RING inside)."""
+    m = healpy.alm2map(_real_to_healpy(c, ell), nside, lmax=ell)
+    return healpy.reorder(m, r2n=True)
+
+
+@pytest.mark.parametrize("ell", [1, 5, 12])
+def test_basis_matches_healpy_synthesis(ell):
+    s = sampling.HEALPix(8)
+    c = np.random.default_rng(ell).standard_normal(2 * ell + 1)
+    ours = real_harmonics(ell, s.theta, s.phi) @ c            # scipy, NESTED pixel centres
+    np.testing.assert_allclose(ours, _healpy_synthesis(c, ell, 8), atol=1e-10)
+
+
+def test_basis_is_orthonormal_under_quadrature():
+    s = sampling.Equiangular(16, "DH")                         # exact quadrature below b
+    B = real_harmonics(7, s.theta, s.phi)
+    G = B.T @ (s.areas[:, None] * B)
+    np.testing.assert_allclose(G, np.eye(15), atol=1e-10)
+
+
+@pytest.mark.parametrize("samp", [sampling.HEALPix(8), sampling.Equiangular(12, "SOFT")])
+def test_degree_rotation_is_exact(samp):
+    """D(R) c synthesised on the points == the signal evaluated at R^-1 x (scipy, no Wigner-D)."""
+    ell = 6
+    R = random_rotations(1, seed=3)[0]
+    space = DegreeSpace(samp, ell)
+    c = np.random.default_rng(0).standard_normal((2, 2 * ell + 1))
+    rotated = space.synthesize(space.rotate(c, R))
+    v = samp.vectors @ R                                       # rows are R^T x = R^-1 x
+    theta = np.arccos(np.clip(v[:, 2], -1, 1))
+    phi = np.mod(np.arctan2(v[:, 1], v[:, 0]), 2 * np.pi)
+    direct = c @ real_harmonics(ell, theta, phi).T
+    np.testing.assert_allclose(rotated, direct, atol=1e-10)
+
+
+def test_projection_recovers_coefficients_both_paths(monkeypatch):
+    s = sampling.HEALPix(16)
+    c = np.random.default_rng(1).standard_normal((3, 2 * 40 + 1))
+    direct = DegreeSpace(s, 40)
+    np.testing.assert_allclose(direct.project(direct.synthesize(c)), c, atol=1e-9)
+    monkeypatch.setattr("deepsphere.equivariance.harmonics._MAX_BASIS_ENTRIES", 0)
+    iterative = DegreeSpace(s, 40)                             # healpy + conjugate gradients
+    assert iterative._basis is None
+    y = iterative.synthesize(c)
+    np.testing.assert_allclose(y, direct.synthesize(c), atol=1e-10)
+    np.testing.assert_allclose(iterative.project(y), c, atol=1e-8)
+
+
+def test_rotate_signal_harmonic():
+    R = random_rotations(1, seed=5)[0]
+    for s, ell, tol in [(sampling.Equiangular(16, "DH"), 10, 1e-10), (sampling.HEALPix(16), 6, 2e-3)]:
+        space = DegreeSpace(s, ell)
+        c = np.random.default_rng(2).standard_normal((1, 2 * ell + 1))
+        exact = space.synthesize(space.rotate(c, R))
+        got = rotate_signal(space.synthesize(c), s, R)
+        assert np.linalg.norm(got - exact) / np.linalg.norm(exact) < tol
+
+
+def test_rotate_interpolated_is_approximate_and_converges():
+    rng = np.random.default_rng(0)
+    R = random_rotations(1, seed=1)[0]
+    errs = []
+    for n in (800, 3200):
+        lon, lat = rng.uniform(0, 360, n), np.degrees(np.arcsin(rng.uniform(-1, 1, n)))
+        s = sampling.Irregular(lon, lat, units="deg")
+        space = DegreeSpace(s, 3)
+        c = rng.standard_normal((1, 7))
+        exact = space.synthesize(space.rotate(c, R))
+        got = rotate_interpolated(space.synthesize(c), s, R)
+        errs.append(np.linalg.norm(got - exact) / np.linalg.norm(exact))
+    assert errs[0] < 0.05 and errs[1] < errs[0] / 2              # O(h^2): 4x points, ~4x smaller
+
+
+def test_isotropic_operator_has_zero_error_and_pointwise_product_does_not():
+    s = sampling.HEALPix(8)
+    # Laplace-Beltrami on band-limited signals, built from the sampled harmonics: exactly isotropic
+    B = np.hstack([real_harmonics(l, s.theta, s.phi) for l in range(0, 24)])
+    lam = np.concatenate([[l * (l + 1)] * (2 * l + 1) for l in range(0, 24)])
+    LB = B @ np.diag(lam) @ np.linalg.pinv(B)
+    r = equivariance_error(LB, s, [3, 7, 12], n_signals=2, n_rotations=2)
+    assert r.kind == "equivariance" and r.mean.max() < 1e-8
+    r = equivariance_error(sp.diags(1 + s.vectors[:, 2]), s, [3, 7], n_signals=2, n_rotations=2)
+    assert r.mean.min() > 0.3                                   # multiplication by z is not equivariant
+    np.testing.assert_allclose(r.mean_squared, (r.ratios ** 2).mean(axis=1))
+
+
+def test_zonal_spectral_filter_float32_on_equiangular():
+    from deepsphere.spectral import ZonalConv
+
+    s = sampling.Equiangular(16, "DH")
+    torch.manual_seed(0)
+    r = equivariance_error(ZonalConv(s, 1, 1, bias=False), s, [3, 8, 15], n_signals=2, n_rotations=2)
+    assert r.mean.max() < 1e-6
+
+
+def test_invariance_of_model_outputs():
+    s = sampling.HEALPix(8)
+    energy = lambda x: (x ** 2).sum(axis=1, keepdims=True)    # invariant up to quadrature  # noqa: E731
+    probe = lambda x: x[:, :3]                                 # three pixel values: not invariant  # noqa: E731
+    r1 = equivariance_error(energy, s, [2, 4], n_signals=2, n_rotations=2)
+    r2 = equivariance_error(probe, s, [2, 4], n_signals=2, n_rotations=2)
+    assert r1.kind == r2.kind == "invariance"
+    assert r1.mean.max() < 0.05 and r2.mean.min() > 0.3
+
+
+def test_graph_ordering_nside16():
+    """v1 > k8 > k20 > k40 with tuned widths (DeepSphere ICLR 2020, fig. 2) at mid degrees."""
+    s = sampling.HEALPix(16)
+    degs = [10, 20, 30]
+    e = {name: equivariance_error(g, s, degs, n_signals=2, n_rotations=1).overall()
+         for name, g in [("v1", graph.healpix_neighbours(s)), ("k8", graph.knn(s, 8)),
+                         ("k20", graph.knn(s, 20)), ("k40", graph.knn(s, 40))]}
+    assert e["v1"] > e["k8"] > e["k20"] > e["k40"], e
+    assert e["k40"] < 0.02 < e["v1"]
+
+
+def test_ring_nested_mixup_is_caught_by_the_measure():
+    """A Laplacian built in RING order applied to NESTED signals is far from equivariant."""
+    s = sampling.HEALPix(8)
+    g = graph.knn(s, 20)
+    n2r = healpy.nest2ring(8, np.arange(s.npix))
+    P = sp.csr_matrix((np.ones(s.npix), (n2r, np.arange(s.npix))), shape=(s.npix, s.npix))
+    L_ring = P @ g.laplacian() @ P.T
+    good = equivariance_error(g, s, [4, 8], n_signals=2, n_rotations=1).overall()
+    bad = equivariance_error(L_ring, s, [4, 8], n_signals=2, n_rotations=1).overall()
+    assert bad > 10 * good
+
+
+def test_chebconv_filter_error_is_small_for_k40():
+    from deepsphere.equivariance import cheb_filter
+
+    s = sampling.HEALPix(8)
+    r8 = equivariance_error(cheb_filter(graph.knn(s, 8), K=3), s, [4, 8], n_signals=2, n_rotations=1)
+    r40 = equivariance_error(cheb_filter(graph.knn(s, 40), K=3), s, [4, 8], n_signals=2, n_rotations=1)
+    assert r40.overall() < r8.overall()
+
+
+def test_kernel_width_optimiser_nside16():
+    from deepsphere.equivariance.optimise import optimise_kernel_width
+
+    s = sampling.HEALPix(16)
+    res = optimise_kernel_width(s, k=20, degrees=[8, 16, 24, 32, 40], n_signals=2, xatol=0.05)
+    tuned = equivariance_error(graph.knn(s, 20), s, [8, 16, 24, 32, 40], 2, 1, seed=0).overall()
+    assert res.error <= tuned * 1.02                            # at least as good as the table
+    assert 0.6 < res.sigma / graph.tuned_sigma(20, 16) < 1.6
+
+
+def test_bad_input_errors():
+    s = sampling.HEALPix(4)
+    g = graph.knn(s, 8)
+    with pytest.raises(ValueError, match="degrees"):
+        equivariance_error(g, s, [], 1, 1)
+    with pytest.raises(ValueError, match="band limit"):
+        equivariance_error(g, s, [40], 1, 1)
+    with pytest.raises(ValueError, match="square"):
+        equivariance_error(np.ones((3, 4)), s, [2], 1, 1)
+    with pytest.raises(ValueError, match="points"):
+        equivariance_error(graph.knn(sampling.HEALPix(2), 8), s, [2], 1, 1)
+    with pytest.raises(ValueError, match="kind"):
+        equivariance_error(g, s, [2], 1, 1, kind="bogus")
+    with pytest.raises(ValueError, match="rotation"):
+        rotate_signal(np.zeros(s.npix), s, np.eye(3) * 2)
+
+
+def test_experimental_graphs():
+    from deepsphere.graph import experimental as ex
+
+    s = sampling.HEALPix(8)
+    C, m = ex.fem_matrices(s)
+    np.testing.assert_allclose(m.sum(), 4 * np.pi, rtol=2e-2)   # lumped areas tile the sphere
+    np.testing.assert_allclose(np.asarray(C.sum(axis=1)).ravel(), 0, atol=1e-12)
+    # M^-1 C approximates -Laplace-Beltrami: Y_lm are near eigenvectors with eigenvalue l(l+1)
+    f = real_harmonics(3, s.theta, s.phi)[:, 2]
+    Lf = ex.fem_laplacian(s) @ f
+    assert abs(f @ Lf / (f @ f) - 12) / 12 < 0.05
+    g = ex.density_normalized(graph.knn(s, 8))
+    assert np.allclose((g.adjacency - g.adjacency.T).data, 0)
+    opt = ex.optimise_edge_weights(graph.knn(s, 8), degrees=[4, 8], n_signals=4, steps=40, lr=0.05)
+    before = equivariance_error(graph.knn(s, 8), s, [4, 8], 2, 2, seed=7).overall()
+    after = equivariance_error(opt, s, [4, 8], 2, 2, seed=7).overall()   # held-out signals
+    assert after < before
+
+
+def test_cli_writes_table_and_plot(tmp_path):
+    from deepsphere.cli import main
+
+    cfg = tmp_path / "eq.yaml"
+    cfg.write_text(
+        "out: %s\ndegrees: [4, 8]\nn_signals: 1\nn_rotations: 1\n"
+        "samplings: [{name: healpix, nside: 4}]\n"
+        "graphs: [{label: k8, kind: knn, k: 8}, {label: v1, kind: healpix}]\n"
+        "cost: {K: 2, channels: 2, repeats: 1}\n" % (tmp_path / "out"))
+    assert main(["equivariance", str(cfg)]) == 0
+    rows = (tmp_path / "out" / "errors.csv").read_text().splitlines()
+    assert rows[0].startswith("sampling,nside,graph") and len(rows) == 1 + 2 * 2
+    assert (tmp_path / "out" / "equivariance.png").stat().st_size > 1000
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("samplings: [{name: healpix, nside: 4}]\ngraphs: [{label: a, kind: knn, kk: 3}]\n")
+    with pytest.raises(ValueError, match="unknown key"):
+        main(["equivariance", str(bad)])
+
+
+@pytest.mark.slow
+def test_published_curves_nside32():
+    """DeepSphere ICLR 2020 fig. 2 at nside 32: ordering, U shape, minima within 2x of the
+    published 0.053 / 0.014 / 0.005 (k40 is measured lower: see RESULTS.md)."""
+    s = sampling.HEALPix(32)
+    degs = list(range(10, 91, 10))
+    res = {k: equivariance_error(graph.knn(s, k), s, degs, 4, 2) for k in (8, 20, 40)}
+    for k, pub in [(8, 0.053), (20, 0.014)]:
+        m = res[k].mean
+        assert pub / 2 < m.min() < 2 * pub
+        assert m[0] > m.min() < m[-1]                           # U shaped
+        assert 30 <= degs[int(m.argmin())] <= 70                # near 1.5 nside
+    assert res[8].overall() > res[20].overall() > res[40].overall()
+
+
+@pytest.mark.slow
+def test_tuned_table_rederived_nside32():
+    from deepsphere.equivariance.optimise import optimise_kernel_width
+
+    s = sampling.HEALPix(32)
+    for k in (8, 20, 40):
+        r = optimise_kernel_width(s, k, n_signals=4)
+        assert abs(r.sigma / graph.tuned_sigma(k, 32) - 1) < 0.15

@@ -17,7 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..sampling import HEALPix, Sampling
-from .kernel import heat_kernel, heuristic_t, sigma_to_t, tuned_sigma
+from .kernel import heuristic_t, sigma_to_t, tuned_sigma
 from .sphere_graph import SphereGraph
 
 SYMMETRIZE = ("average", "maximum")
@@ -40,7 +40,8 @@ def _pair_d2(vectors: np.ndarray, rows: np.ndarray, cols: np.ndarray,
 def _assemble(indptr: np.ndarray, cols: np.ndarray, d2: np.ndarray, n: int, t,
               symmetrize: str):
     """Weighted symmetric adjacency from directed edges given row by row (CSR layout:
-    the edges of vertex i are ``cols[indptr[i]:indptr[i+1]]``, squared distances ``d2``).
+    the edges of vertex i are ``cols[indptr[i]:indptr[i+1]]``, squared distances ``d2``,
+    which are overwritten by the weights).
 
     Building CSR directly avoids a COO sort; the transpose is a free CSC view."""
     if symmetrize not in SYMMETRIZE:
@@ -49,15 +50,20 @@ def _assemble(indptr: np.ndarray, cols: np.ndarray, d2: np.ndarray, n: int, t,
         if t != "heuristic":
             raise ValueError(f"unknown kernel width {t!r}")
         t = heuristic_t(d2)
-    w = heat_kernel(d2, t)
+    if not np.isfinite(t) or t <= 0:
+        raise ValueError(f"kernel width t must be a positive finite number, got {t}")
+    # Weights written over the distances, and halved before the sum for 'average': at
+    # nside 1024 each full-size temporary is gigabytes.
+    w = d2
+    np.multiply(w, -1.0 / (4.0 * t), out=w)
+    np.exp(w, out=w)
+    if symmetrize == "average":
+        w *= 0.5
     idx = _index_dtype(2 * len(cols))
     W = sp.csr_matrix((w, cols.astype(idx, copy=False), indptr.astype(idx, copy=False)),
                       shape=(n, n))
     del w
-    if symmetrize == "average":
-        W = (W + W.T) * 0.5
-    else:
-        W = W.maximum(W.T)
+    W = W + W.T if symmetrize == "average" else W.maximum(W.T)
     W = sp.csr_matrix(W)
     W.sort_indices()
     return W, float(t)

@@ -10,6 +10,21 @@ from deepsphere.spectral.so3 import (S2Conv, SO3Analysis, SO3Conv, SO3Grid, SO3S
                                      so3_index, so3_size, so3_to_padded)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    # small transforms: one thread is fastest, and robust on a shared machine
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield
+    else:
+        with threadpool_limits(1):
+            yield
+    torch.set_num_threads(n)
+
+
 def evaluate_so3(F, L, angles):
     """Direct sum_l sum_mn F^l_mn D^l_mn(R) with our (independently tested) Wigner-D."""
     return sum((F[so3_size(l - 1) if l else 0: so3_size(l)].reshape(2 * l + 1, 2 * l + 1)

@@ -14,5 +14,9 @@ A dataset, as the trainer (:mod:`deepsphere.training`) uses it, is built as
   ``class_counts()`` (for ``class_weights: balanced``) and ``class_names``.
 """
 from .synthetic import SyntheticFields, SyntheticSegmentation, random_alm, power_law
+from .climate import ClimateSegmentation, LatLonRegridder, read_climatenet, write_climatenet
+from .stations import GHCNDaily, SyntheticStations, read_dly, read_ghcnd_stations, write_dly
 
-__all__ = ["SyntheticFields", "SyntheticSegmentation", "random_alm", "power_law"]
+__all__ = ["SyntheticFields", "SyntheticSegmentation", "random_alm", "power_law",
+           "ClimateSegmentation", "LatLonRegridder", "read_climatenet", "write_climatenet",
+           "GHCNDaily", "SyntheticStations", "read_dly", "read_ghcnd_stations", "write_dly"]

@@ -1,0 +1,721 @@
+r"""Climate event segmentation: ClimateNet-style NetCDF fields on any sampling.
+
+ClimateNet (CAM5 simulations labelled for extreme weather) stores one time step per NetCDF
+file on a 768 x 1152 latitude-longitude grid: 16 atmospheric variables
+(:data:`VARIABLES`) and a ``LABELS`` field (0 background, 1 tropical cyclone, 2
+atmospheric river). This module
+
+- reads such files (:func:`read_climatenet`; NetCDF4/HDF5 files need the optional
+  ``netCDF4`` or ``h5netcdf`` package, NetCDF3 files are read by scipy),
+- writes them (:func:`write_climatenet`, used for synthetic files and tests),
+- regrids lat-lon fields to any sampling, conserving area (:class:`LatLonRegridder`),
+- generates physically plausible synthetic snapshots (:func:`synthetic_snapshot`): a
+  moist tropical belt, synoptic pressure systems with geostrophic winds, elongated
+  atmospheric-river filaments of precipitable water with along-filament winds, and compact
+  tropical-cyclone vortices (Holland pressure and wind profiles, warm core, heavy rain),
+- and serves either as the segmentation dataset :class:`ClimateSegmentation`.
+"""
+from __future__ import annotations
+
+import glob as _glob
+import os
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..sampling import HEALPix, Sampling
+
+#: The 16 ClimateNet input variables, in ClimateNet's order.
+VARIABLES = ("TMQ", "U850", "V850", "UBOT", "VBOT", "QREFHT", "PS", "PSL", "T200", "T500",
+             "PRECT", "TS", "TREFHT", "Z1000", "Z200", "ZBOT")
+#: Units of the variables (CAM5 conventions).
+UNITS = {"TMQ": "kg m-2", "U850": "m s-1", "V850": "m s-1", "UBOT": "m s-1", "VBOT": "m s-1",
+         "QREFHT": "kg kg-1", "PS": "Pa", "PSL": "Pa", "T200": "K", "T500": "K",
+         "PRECT": "m s-1", "TS": "K", "TREFHT": "K", "Z1000": "m", "Z200": "m", "ZBOT": "m"}
+CLASS_NAMES = ["background", "tropical cyclone", "atmospheric river"]
+BACKGROUND, TC, AR = 0, 1, 2
+
+_SPLITS = ("train", "val", "test")
+_EARTH_RADIUS = 6.371e6  # m
+_OMEGA = 7.292e-5  # s-1
+_G = 9.81
+_RHO = 1.15  # near-surface air density, kg m-3
+
+
+# --------------------------------------------------------------------------------------
+# NetCDF input / output
+# --------------------------------------------------------------------------------------
+def _netcdf_kind(path: Path) -> str:
+    with open(path, "rb") as fh:
+        magic = fh.read(8)
+    if magic[:3] == b"CDF":
+        return "netcdf3"
+    if magic[:8] == b"\x89HDF\r\n\x1a\n":
+        return "netcdf4"
+    raise ValueError(
+        f"{path}: not a NetCDF file (first bytes {magic!r}; NetCDF3 starts with b'CDF', "
+        "NetCDF4 with the HDF5 signature)"
+    )
+
+
+def _as_float(values: np.ndarray, attrs: dict) -> np.ndarray:
+    """Apply CF packing and fill values by hand (scipy does not)."""
+    a = np.array(values, dtype=np.float64)
+    fill = attrs.get("_FillValue", attrs.get("missing_value"))
+    if fill is not None:
+        a[np.asarray(values) == np.asarray(fill).ravel()[0]] = np.nan
+    a = a * float(np.asarray(attrs.get("scale_factor", 1.0)).ravel()[0])
+    a = a + float(np.asarray(attrs.get("add_offset", 0.0)).ravel()[0])
+    return a
+
+
+def _read_raw(path: Path, names: Sequence[str]) -> Dict[str, np.ndarray]:
+    """Variables ``names`` of a NetCDF file as float64 arrays (NaN for fill values)."""
+    kind = _netcdf_kind(path)
+    out = {}
+    if kind == "netcdf3":
+        from scipy.io import netcdf_file
+
+        with netcdf_file(str(path), "r", mmap=False) as f:
+            _check_names(path, names, f.variables)
+            for n in names:
+                v = f.variables[n]
+                out[n] = _as_float(v[:], dict(v._attributes))
+        return out
+    try:
+        import netCDF4
+    except ImportError:
+        netCDF4 = None
+    if netCDF4 is not None:
+        with netCDF4.Dataset(str(path), "r") as f:
+            _check_names(path, names, f.variables)
+            for n in names:
+                v = f.variables[n]
+                v.set_auto_maskandscale(False)
+                out[n] = _as_float(v[:], {a: v.getncattr(a) for a in v.ncattrs()})
+        return out
+    try:
+        import h5netcdf
+    except ImportError:
+        raise ImportError(
+            f"{path} is a NetCDF4 (HDF5) file; reading it needs the netCDF4 or h5netcdf package: "
+            "pip install 'deepsphere[climate]' (or pip install netCDF4). NetCDF3 files are read "
+            "without it."
+        ) from None
+    with h5netcdf.File(str(path), "r") as f:
+        _check_names(path, names, f.variables)
+        for n in names:
+            v = f.variables[n]
+            out[n] = _as_float(v[...], dict(v.attrs))
+    return out
+
+
+def _check_names(path, names, available) -> None:
+    missing = [n for n in names if n not in available]
+    if missing:
+        raise KeyError(
+            f"{path}: no variable(s) {', '.join(missing)}; the file has {', '.join(sorted(available))}"
+        )
+
+
+def _squeeze_2d(a: np.ndarray, name: str, shape: Tuple[int, int], path) -> np.ndarray:
+    """ClimateNet stores (time=1, lat, lon) or (lat, lon)."""
+    while a.ndim > 2 and a.shape[0] == 1:
+        a = a[0]
+    if a.shape != shape:
+        raise ValueError(
+            f"{path}: variable {name} has shape {a.shape}, expected (lat, lon) = {shape} "
+            "(one time step per file)"
+        )
+    return a
+
+
+def read_climatenet(path: Union[str, Path], variables: Sequence[str] = VARIABLES,
+                    labels: bool = True) -> Tuple[np.ndarray, np.ndarray, np.ndarray, Optional[np.ndarray]]:
+    """Read one ClimateNet snapshot.
+
+    Parameters
+    ----------
+    path : str or Path
+        A NetCDF3 or NetCDF4 file with 1-D ``lat`` and ``lon`` (degrees) and 2-D fields
+        ``(lat, lon)`` or ``(1, lat, lon)``.
+    variables : sequence of str
+        Which fields to read, in this order.
+    labels : bool
+        Also read ``LABELS`` (integers 0, 1, 2).
+
+    Returns
+    -------
+    lat, lon : ndarray
+        Grid coordinates in degrees.
+    fields : ndarray, shape ``(len(variables), nlat, nlon)``
+        Unpacked values (``scale_factor``/``add_offset`` applied, fill values NaN).
+    labels : ndarray of int64, shape ``(nlat, nlon)``, or None
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ClimateNet file {str(path)!r} does not exist")
+    names = ["lat", "lon", *variables] + (["LABELS"] if labels else [])
+    raw = _read_raw(path, names)
+    lat, lon = raw["lat"].ravel(), raw["lon"].ravel()
+    shape = (lat.size, lon.size)
+    fields = np.stack([_squeeze_2d(raw[v], v, shape, path) for v in variables])
+    lab = None
+    if labels:
+        lab_f = _squeeze_2d(raw["LABELS"], "LABELS", shape, path)
+        if not np.all(np.isfinite(lab_f)) or np.any(lab_f != np.round(lab_f)) \
+                or lab_f.min() < 0 or lab_f.max() > 2:
+            bad = ", ".join(f"{b:g}" for b in np.unique(lab_f[~np.isin(lab_f, (0, 1, 2))])[:5])
+            raise ValueError(
+                f"{path}: LABELS must be 0 (background), 1 (tropical cyclone) or 2 (atmospheric "
+                f"river); found [{bad}]"
+            )
+        lab = lab_f.astype(np.int64)
+    return lat, lon, fields, lab
+
+
+def write_climatenet(path: Union[str, Path], lat: np.ndarray, lon: np.ndarray,
+                     fields: np.ndarray, labels: Optional[np.ndarray] = None,
+                     variables: Sequence[str] = VARIABLES, format: str = "NETCDF3_64BIT") -> Path:
+    """Write one snapshot in ClimateNet's layout: dimensions ``time`` (1), ``lat``, ``lon``;
+    each variable ``(time, lat, lon)`` float32; ``LABELS`` ``(lat, lon)`` int32.
+
+    ``format='NETCDF3_64BIT'`` uses scipy; ``'NETCDF4'`` needs the ``netCDF4`` package.
+    """
+    path = Path(path)
+    lat = np.asarray(lat, dtype=np.float64)
+    lon = np.asarray(lon, dtype=np.float64)
+    fields = np.asarray(fields)
+    if fields.shape != (len(variables), lat.size, lon.size):
+        raise ValueError(
+            f"fields has shape {fields.shape}, expected (variables, lat, lon) = "
+            f"{(len(variables), lat.size, lon.size)}"
+        )
+    if format == "NETCDF3_64BIT":
+        from scipy.io import netcdf_file
+
+        with netcdf_file(str(path), "w", version=2) as f:
+            f.createDimension("time", 1)
+            f.createDimension("lat", lat.size)
+            f.createDimension("lon", lon.size)
+            for name, val, units in (("lat", lat, "degrees_north"), ("lon", lon, "degrees_east")):
+                v = f.createVariable(name, "d", (name,))
+                v[:] = val
+                v.units = units
+            for i, name in enumerate(variables):
+                v = f.createVariable(name, "f", ("time", "lat", "lon"))
+                v[0] = fields[i].astype(np.float32)
+                v.units = UNITS.get(name, "1")
+            if labels is not None:
+                v = f.createVariable("LABELS", "i", ("lat", "lon"))
+                v[:] = np.asarray(labels, dtype=np.int32)
+        return path
+    if format != "NETCDF4":
+        raise ValueError(f"format must be 'NETCDF3_64BIT' or 'NETCDF4', got {format!r}")
+    try:
+        import netCDF4
+    except ImportError:
+        raise ImportError("writing NetCDF4 needs the netCDF4 package: pip install netCDF4") from None
+    with netCDF4.Dataset(str(path), "w", format="NETCDF4") as f:
+        f.createDimension("time", 1)
+        f.createDimension("lat", lat.size)
+        f.createDimension("lon", lon.size)
+        f.createVariable("lat", "f8", ("lat",))[:] = lat
+        f.createVariable("lon", "f8", ("lon",))[:] = lon
+        for i, name in enumerate(variables):
+            v = f.createVariable(name, "f4", ("time", "lat", "lon"), zlib=True)
+            v[0] = fields[i].astype(np.float32)
+            v.units = UNITS.get(name, "1")
+        if labels is not None:
+            f.createVariable("LABELS", "i4", ("lat", "lon"))[:] = np.asarray(labels, dtype=np.int32)
+    return path
+
+
+# --------------------------------------------------------------------------------------
+# regridding
+# --------------------------------------------------------------------------------------
+def _cell_edges(centres: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    mid = 0.5 * (centres[1:] + centres[:-1])
+    return np.clip(np.concatenate([[2 * centres[0] - mid[0]], mid, [2 * centres[-1] - mid[-1]]]), lo, hi)
+
+
+class LatLonRegridder:
+    r"""Area-conserving regridding from a regular latitude-longitude grid to a sampling.
+
+    Every grid cell is assigned to the sampling point whose cell contains the grid cell's
+    centre: the HEALPix pixel (``healpy.ang2pix``) for :class:`~deepsphere.sampling.HEALPix`,
+    the nearest point (its Voronoi cell) for any other sampling. A point's value is the
+    area-weighted mean of its grid cells,
+
+    .. math:: f_p = \sum_{c \to p} A_c f_c \Big/ \sum_{c \to p} A_c, \qquad
+              A_c = \Delta\lambda\,(\sin\varphi_c^{+} - \sin\varphi_c^{-}),
+
+    so a lat-lon grid's crowding of cells near the poles does not bias the result. Points
+    that receive no cell (a target finer than the grid) take the bilinear interpolation
+    of the grid at the point. Labels are regridded by class area fraction
+    (:meth:`labels`). NaN cells (missing values) are left out of the means.
+
+    Parameters
+    ----------
+    lat, lon : array_like
+        Cell centres in degrees, 1-D, strictly monotonic; ``lon`` regular and spanning the
+        globe (periodic).
+    sampling : Sampling
+    """
+
+    def __init__(self, lat, lon, sampling: Sampling):
+        from scipy import sparse
+
+        lat = np.asarray(lat, dtype=np.float64).ravel()
+        lon = np.asarray(lon, dtype=np.float64).ravel()
+        for name, a in (("lat", lat), ("lon", lon)):
+            if a.size < 2 or not np.all(np.isfinite(a)):
+                raise ValueError(f"{name} must have at least 2 finite values, got {a.size}")
+            d = np.diff(a)
+            if not (np.all(d > 0) or np.all(d < 0)):
+                raise ValueError(f"{name} must be strictly monotonic")
+        if lat.min() < -90 or lat.max() > 90:
+            raise ValueError(f"latitudes must be in [-90, 90] degrees, got [{lat.min()}, {lat.max()}]")
+        self.lat, self.lon, self.sampling = lat, lon, sampling
+        self.shape = (lat.size, lon.size)
+        # cell areas
+        order = np.argsort(lat)
+        edges = _cell_edges(lat[order], -90.0, 90.0)
+        dsin = np.empty_like(lat)
+        dsin[order] = np.sin(np.radians(edges[1:])) - np.sin(np.radians(edges[:-1]))
+        dlon = np.radians(np.abs(np.median(np.diff(lon))))
+        area = np.outer(dsin, np.full(lon.size, dlon))  # (nlat, nlon), sr
+        LAT, LON = np.meshgrid(lat, lon, indexing="ij")
+        theta = np.radians(90.0 - LAT.ravel())
+        phi = np.radians(np.mod(LON.ravel(), 360.0))
+        if isinstance(sampling, HEALPix):
+            import healpy as hp
+
+            pix = hp.ang2pix(sampling.nside, theta, phi, nest=True)
+            if sampling.full_sky:
+                target = pix
+                keep = np.ones(pix.size, bool)
+            else:
+                pos = np.searchsorted(sampling.pixels, pix)
+                pos = np.minimum(pos, sampling.npix - 1)
+                keep = sampling.pixels[pos] == pix
+                target = pos
+        else:
+            from scipy.spatial import cKDTree
+
+            st = np.sin(theta)
+            xyz = np.stack([st * np.cos(phi), st * np.sin(phi), np.cos(theta)], axis=1)
+            _, target = cKDTree(sampling.vectors).query(xyz)
+            keep = np.ones(target.size, bool)
+        cells = np.flatnonzero(keep)
+        self._assign = sparse.csr_matrix(
+            (area.ravel()[cells], (target[keep], cells)), shape=(sampling.npix, lat.size * lon.size)
+        )
+        self.cell_area = area
+        self.empty = np.flatnonzero(np.asarray(self._assign.sum(axis=1)).ravel() == 0)
+        self._interp = self._bilinear(sampling.lat[self.empty], sampling.lon[self.empty]) if self.empty.size else None
+
+    def _bilinear(self, plat: np.ndarray, plon: np.ndarray):
+        """Sparse (len(plat), ncells) bilinear interpolation matrix; periodic in longitude,
+        clamped in latitude."""
+        from scipy import sparse
+
+        lat, lon = self.lat, self.lon
+        lat_order = np.argsort(lat)
+        ls = lat[lat_order]
+        i = np.clip(np.searchsorted(ls, plat) - 1, 0, ls.size - 2)
+        wy = np.clip((plat - ls[i]) / (ls[i + 1] - ls[i]), 0.0, 1.0)
+        i0, i1 = lat_order[i], lat_order[i + 1]
+        lon0 = lon.min()
+        step = 360.0 / lon.size
+        if not np.isclose(abs(np.median(np.diff(lon))) * lon.size, 360.0, rtol=1e-3):
+            raise ValueError("bilinear fallback needs a global, regular longitude axis")
+        u = np.mod(plon - lon0, 360.0) / step
+        j = np.floor(u).astype(np.int64)
+        wx = u - j
+        lon_order = np.argsort(lon)
+        j0, j1 = lon_order[j % lon.size], lon_order[(j + 1) % lon.size]
+        nlon = lon.size
+        rows = np.repeat(np.arange(plat.size), 4)
+        cols = np.stack([i0 * nlon + j0, i0 * nlon + j1, i1 * nlon + j0, i1 * nlon + j1], 1).ravel()
+        w = np.stack([(1 - wy) * (1 - wx), (1 - wy) * wx, wy * (1 - wx), wy * wx], 1).ravel()
+        return sparse.csr_matrix((w, (rows, cols)), shape=(plat.size, lat.size * lon.size))
+
+    def __call__(self, fields: np.ndarray) -> np.ndarray:
+        """Regrid ``(..., nlat, nlon)`` fields to ``(..., npix)``."""
+        fields = np.asarray(fields, dtype=np.float64)
+        if fields.shape[-2:] != self.shape:
+            raise ValueError(f"fields end in shape {fields.shape[-2:]}, the grid is {self.shape}")
+        lead = fields.shape[:-2]
+        flat = fields.reshape(-1, self.shape[0] * self.shape[1]).T  # (ncells, m)
+        ok = np.isfinite(flat)
+        num = self._assign @ np.where(ok, flat, 0.0)
+        den = self._assign @ ok.astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = num / den
+        if self._interp is not None:
+            out[self.empty] = self._interp @ np.where(ok, flat, np.nan)
+        return out.T.reshape(*lead, -1)
+
+    def fractions(self, labels: np.ndarray, n_classes: int) -> np.ndarray:
+        """Area fraction of each class in each point's cell, ``(npix, n_classes)``."""
+        labels = np.asarray(labels)
+        if labels.shape != self.shape:
+            raise ValueError(f"labels have shape {labels.shape}, the grid is {self.shape}")
+        onehot = (labels.reshape(-1, 1) == np.arange(n_classes)[None, :]).astype(np.float64)
+        num = self._assign @ onehot
+        den = num.sum(axis=1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            frac = num / den
+        if self._interp is not None:  # points without a cell: the label of the closest corner
+            best = np.asarray(self._interp.argmax(axis=1)).ravel()
+            frac[self.empty] = onehot[best]
+        return frac
+
+    def labels(self, labels: np.ndarray, n_classes: int = 3, event_fraction: float = 0.5) -> np.ndarray:
+        r"""Per-point labels: the event class (any class but 0) with the largest area
+        fraction, if that fraction is at least ``event_fraction``, else background 0.
+        ``event_fraction=0.5`` is a majority vote; smaller values keep small events (a
+        cyclone narrower than a pixel) at the cost of inflating their area."""
+        frac = self.fractions(labels, n_classes)
+        ev = frac[:, 1:]
+        best = ev.argmax(axis=1)
+        take = ev[np.arange(ev.shape[0]), best] >= event_fraction
+        return np.where(take, best + 1, 0).astype(np.int64)
+
+
+# --------------------------------------------------------------------------------------
+# synthetic snapshots
+# --------------------------------------------------------------------------------------
+def latlon_grid(nlat: int, nlon: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Cell centres of a regular global grid like ClimateNet's: ``nlat`` latitudes from
+    -90 to 90 inclusive, ``nlon`` longitudes from 0 (ClimateNet: 768 x 1152)."""
+    return np.linspace(-90.0, 90.0, nlat), np.arange(nlon) * (360.0 / nlon)
+
+
+def _unit(lat_deg, lon_deg):
+    la, lo = np.radians(lat_deg), np.radians(lon_deg)
+    return np.stack([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)], axis=-1)
+
+
+def _smooth_field(xyz: np.ndarray, rng: np.random.Generator, n: int = 24,
+                  radius_deg: Tuple[float, float] = (12.0, 30.0)) -> np.ndarray:
+    """A smooth random field of unit standard deviation: a sum of Gaussian bumps with random
+    centres, widths and signs."""
+    c = rng.standard_normal((n, 3))
+    c /= np.linalg.norm(c, axis=1, keepdims=True)
+    r = np.radians(rng.uniform(*radius_deg, n))
+    amp = rng.standard_normal(n)
+    d2 = np.maximum(2.0 - 2.0 * xyz.astype(np.float32) @ c.T.astype(np.float32), 0.0)  # chord^2
+    f = (np.exp(-d2 / (2 * r**2).astype(np.float32)) @ amp.astype(np.float32)).astype(np.float64)
+    return (f - f.mean()) / (f.std() + 1e-12)
+
+
+def _local_offsets(lat, lon, lat0, lon0):
+    """East and north offsets (degrees of arc) of grid points from (lat0, lon0), on the
+    local tangent plane (azimuthal equidistant), and the distance in degrees."""
+    p = _unit(lat, lon)
+    c = _unit(lat0, lon0)
+    east = np.array([-np.sin(np.radians(lon0)), np.cos(np.radians(lon0)), 0.0])
+    north = np.cross(c, east)
+    cosd = np.clip(p @ c, -1, 1)
+    d = np.degrees(np.arccos(cosd))
+    x, y = p @ east, p @ north
+    h = np.hypot(x, y) + 1e-12
+    return d * x / h, d * y / h, d
+
+
+def _geostrophic(psl: np.ndarray, lat: np.ndarray, lon: np.ndarray):
+    """Geostrophic wind :math:`u = -\\partial_y p/(\\rho f)`, :math:`v = \\partial_x p/(\\rho f)`,
+    with :math:`|f|` floored at its 12-degree value so the tropics do not blow up."""
+    la = np.radians(lat)[:, None]
+    f = 2 * _OMEGA * np.sin(la)
+    fmin = 2 * _OMEGA * np.sin(np.radians(12.0))
+    f = np.where(np.abs(f) < fmin, np.where(f >= 0, fmin, -fmin), f)
+    dy = np.gradient(psl, np.radians(lat), axis=0) / _EARTH_RADIUS
+    dpdl = (np.roll(psl, -1, 1) - np.roll(psl, 1, 1)) / (2 * np.radians(360.0 / lon.size))
+    dx = dpdl / (_EARTH_RADIUS * np.maximum(np.cos(la), np.cos(np.radians(80.0))))
+    return -dy / (_RHO * f), dx / (_RHO * f)
+
+
+def synthetic_snapshot(lat: np.ndarray, lon: np.ndarray, rng: np.random.Generator,
+                       n_rivers: float = 3.6, n_cyclones: float = 2.0,
+                       noise: float = 0.05) -> Tuple[np.ndarray, np.ndarray]:
+    r"""One physically plausible ClimateNet-like snapshot on a lat-lon grid.
+
+    Background: a moist tropical belt (TMQ ~ 50 kg m\ :sup:`-2` at the equator) and
+    temperature decreasing poleward, modulated by smooth random anomalies; sea-level
+    pressure with subtropical highs, subpolar lows and random synoptic systems; winds in
+    geostrophic balance with that pressure plus mid-latitude westerlies and trade easterlies.
+
+    Atmospheric rivers (label 2, ``Poisson(n_rivers)`` per map): filaments from the
+    subtropics (15-30 degrees) poleward and eastward, 25-55 degrees long and 2-3.5
+    degrees wide (Gaussian cross-section), adding 15-28 kg m\ :sup:`-2` of precipitable
+    water, moisture, rain, and a 10-18 m s\ :sup:`-1` jet along the filament. Labelled
+    where the enhancement exceeds 40 % of its peak.
+
+    Tropical cyclones (label 1, ``Poisson(n_cyclones)``): vortices at 8-28 degrees latitude,
+    radius of maximum wind 0.4-0.8 degrees, central pressure deficit 25-60 hPa,
+    with a Holland (1980) profile :math:`p(r) = p_c + \Delta p\, e^{-(R_m/r)^B}` and gradient
+    wind :math:`V(r) = \sqrt{B \Delta p/\rho\,(R_m/r)^B e^{-(R_m/r)^B}}` (B = 2), cyclonic in each
+    hemisphere, a warm core aloft, a moist core and heavy rain. Labelled where
+    :math:`V \geq 17` m s\ :sup:`-1` (gale force).
+
+    With the defaults, labels cover about 97.7 % / 0.1 % / 2.2 % of the sphere's area
+    (background / TC / AR), ClimateNet's balance.
+
+    Returns
+    -------
+    fields : ndarray float32, ``(16, nlat, nlon)`` in :data:`VARIABLES` order and CAM5 units
+    labels : ndarray int64, ``(nlat, nlon)``
+    """
+    LAT, LON = np.meshgrid(lat, lon, indexing="ij")
+    xyz = _unit(LAT, LON)
+    la = np.radians(LAT)
+    s2 = np.sin(la) ** 2
+    a_temp = _smooth_field(xyz, rng)
+    a_moist = 0.6 * a_temp + 0.8 * _smooth_field(xyz, rng)
+    a_pres = _smooth_field(xyz, rng, n=40, radius_deg=(8.0, 20.0))
+
+    ts = 301.0 - 48.0 * s2 + 3.0 * a_temp
+    tmq = np.maximum(6.0 + 44.0 * np.exp(-(LAT / 24.0) ** 2) + 6.0 * a_moist, 1.0)
+    psl = (101300.0 + 900.0 * np.exp(-((np.abs(LAT) - 30.0) / 10.0) ** 2)
+           - 1400.0 * np.exp(-((np.abs(LAT) - 60.0) / 10.0) ** 2) + 900.0 * a_pres)
+    ug, vg = _geostrophic(psl, lat, lon)
+    scale = np.clip(np.abs(LAT) / 20.0, 0.0, 1.0)  # geostrophy fades in the deep tropics
+    u850 = 12.0 * np.exp(-((np.abs(LAT) - 45.0) / 12.0) ** 2) - 6.0 * np.exp(-(LAT / 15.0) ** 2) + scale * ug
+    v850 = scale * vg
+    t500 = 268.0 - 26.0 * s2 + 2.0 * a_temp
+    t200 = 218.0 + 6.0 * s2 + 1.0 * a_temp
+    prect = 2.0e-8 * np.maximum(tmq - 30.0, 0.0) * (1.0 + 0.5 * np.maximum(a_moist, 0))
+    labels = np.zeros(LAT.shape, np.int64)
+
+    # atmospheric rivers
+    for _ in range(rng.poisson(n_rivers)):
+        h = rng.choice([-1.0, 1.0])
+        lat0, lon0 = h * rng.uniform(15.0, 30.0), rng.uniform(0.0, 360.0)
+        length, width = rng.uniform(25.0, 55.0), rng.uniform(2.0, 3.5)
+        bearing = np.radians(rng.uniform(20.0, 60.0))  # from east, towards the pole
+        bend = rng.uniform(-0.5, 0.5)
+        s = np.linspace(0.0, length, 64)
+        ang = bearing + bend * s / length
+        dlat = h * np.cumsum(np.sin(ang)) * (s[1] - s[0])
+        plat = np.clip(lat0 + dlat, -80, 80)
+        dlon = np.cumsum(np.cos(ang)) * (s[1] - s[0]) / np.cos(np.radians(plat))
+        plon = lon0 + dlon
+        pts = _unit(plat, plon)  # (64, 3)
+        cosd = np.clip(xyz @ pts.T, -1, 1)
+        k = cosd.argmax(-1)
+        d = np.degrees(np.arccos(cosd.max(-1)))
+        taper = np.sin(np.pi * (k + 0.5) / len(s)) ** 0.5
+        prof = taper * np.exp(-0.5 * (d / width) ** 2)
+        amp = rng.uniform(15.0, 28.0)
+        tmq += amp * prof
+        prect += 6e-8 * prof * amp / 20.0
+        # along-filament jet: direction of the path at the nearest point
+        ue, vn = np.cos(ang)[k], h * np.sin(ang)[k]
+        speed = rng.uniform(10.0, 18.0) * prof
+        u850 += speed * ue
+        v850 += speed * vn
+        ts += 1.5 * prof
+        labels[(prof >= 0.4) & (labels == BACKGROUND)] = AR
+
+    # tropical cyclones
+    B = 2.0
+    for _ in range(rng.poisson(n_cyclones)):
+        h = rng.choice([-1.0, 1.0])
+        lat0, lon0 = h * rng.uniform(8.0, 28.0), rng.uniform(0.0, 360.0)
+        rm = rng.uniform(0.4, 0.8)  # radius of maximum wind, degrees
+        dp = rng.uniform(2500.0, 6000.0)
+        x, y, r = _local_offsets(LAT, LON, lat0, lon0)
+        near = r < 15 * rm
+        rr = np.maximum(r[near], 1e-3)
+        e = np.exp(-(rm / rr) ** B)
+        psl[near] -= dp * (1.0 - e)
+        v = np.sqrt(B * dp / _RHO * (rm / rr) ** B * e)
+        tx, ty = -y[near] / rr, x[near] / rr  # counter-clockwise: cyclonic in the north
+        tx, ty = h * tx, h * ty
+        u850[near] += v * tx
+        v850[near] += v * ty
+        core = np.exp(-(rr / (3 * rm)) ** 2)
+        tmq[near] += rng.uniform(15.0, 30.0) * core
+        prect[near] += 2.5e-6 * core
+        t500[near] += 5.0 * core
+        t200[near] += 3.0 * core
+        ts[near] += 0.5 * core
+        lab = labels[near]
+        lab[v >= 17.0] = TC
+        labels[near] = lab
+
+    ubot = 0.75 * u850 - 0.2 * v850  # friction: weaker, turned towards low pressure
+    vbot = 0.75 * v850 + 0.2 * u850 * np.sign(LAT + 1e-9)
+    ps = psl - 60.0
+    trefht = ts - 1.2
+    qrefht = 3.4e-4 * tmq
+    z1000 = (psl - 100000.0) / (_RHO * _G)
+    zbot = 62.0 + 0.2 * (ts - 288.0)
+    z200 = 12300.0 - 1500.0 * s2 + 30.0 * (t500 - 268.0 + 26.0 * s2) + z1000
+    fields = {"TMQ": tmq, "U850": u850, "V850": v850, "UBOT": ubot, "VBOT": vbot,
+              "QREFHT": qrefht, "PS": ps, "PSL": psl, "T200": t200, "T500": t500,
+              "PRECT": prect, "TS": ts, "TREFHT": trefht, "Z1000": z1000, "Z200": z200,
+              "ZBOT": zbot}
+    out = np.stack([fields[v] for v in VARIABLES])
+    if noise > 0:  # small-scale variability, relative to each field's spatial spread
+        sd = out.reshape(len(VARIABLES), -1).std(1)[:, None, None]
+        out = out + noise * sd * rng.standard_normal(out.shape)
+    for v in ("TMQ", "QREFHT", "PRECT"):  # non-negative quantities
+        out[VARIABLES.index(v)] = np.maximum(out[VARIABLES.index(v)], 0.0)
+    return out.astype(np.float32), labels
+
+
+# --------------------------------------------------------------------------------------
+# the dataset
+# --------------------------------------------------------------------------------------
+class _Split(Dataset):
+    def __init__(self, x: np.ndarray, y: np.ndarray):
+        self.x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        self.labels = np.ascontiguousarray(y, dtype=np.int64)
+        self._y = torch.from_numpy(self.labels)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int):
+        return self.x[i], self._y[i]
+
+
+def _list_files(files) -> List[Path]:
+    if isinstance(files, (str, os.PathLike)):
+        p = Path(files)
+        if p.is_dir():
+            out = sorted(p.glob("*.nc"))
+        elif any(ch in str(files) for ch in "*?["):
+            out = sorted(Path(f) for f in _glob.glob(str(files)))
+        else:
+            out = [p]
+    else:
+        out = [Path(f) for f in files]
+    if not out:
+        raise FileNotFoundError(f"no NetCDF files found for files={files!r}")
+    return out
+
+
+class ClimateSegmentation:
+    r"""Per-pixel segmentation of tropical cyclones and atmospheric rivers.
+
+    With ``files``: ClimateNet NetCDF snapshots (one per file), regridded to the sampling
+    by :class:`LatLonRegridder` and split in file order (sorted names, i.e. time order for
+    ClimateNet's names) into train / val / test by ``split_fractions``, so neighbouring
+    time steps do not leak between splits. Without ``files``: synthetic snapshots
+    (:func:`synthetic_snapshot`) on a lat-lon grid of ``grid`` = (nlat, nlon), regridded the
+    same way.
+
+    Each input channel is standardised with the mean and standard deviation over the
+    training split (``channel_mean``, ``channel_std``).
+
+    Parameters
+    ----------
+    sampling : Sampling
+    files : str, list of str, or None
+        A folder (all ``*.nc``), a glob pattern, or a list of files.
+    variables : list of str
+        Input channels (default: all 16).
+    split_fractions : list of 3 floats
+        Train / val / test shares of the files.
+    n_train, n_val, n_test : int
+        Synthetic snapshots per split (ignored with ``files``).
+    grid : [nlat, nlon], optional
+        Synthetic grid; default about 10 grid cells per sampling point.
+    n_rivers, n_cyclones : float
+        Mean events per synthetic map (Poisson).
+    event_fraction : float
+        Smallest class area fraction for an event label in a pixel
+        (see :meth:`LatLonRegridder.labels`).
+    seed : int
+
+    Items are ``(x, y)``: ``x`` float32 ``[npix, len(variables)]``, ``y`` int64 ``[npix]``.
+    """
+
+    task = "segmentation"
+    n_classes = 3
+    class_names = CLASS_NAMES
+
+    def __init__(self, sampling: Sampling, files: Union[None, str, List[str]] = None,
+                 variables: Optional[List[str]] = None,
+                 split_fractions: List[float] = (0.7, 0.1, 0.2),
+                 n_train: int = 300, n_val: int = 50, n_test: int = 100,
+                 grid: Optional[List[int]] = None, n_rivers: float = 3.6, n_cyclones: float = 2.0,
+                 event_fraction: float = 0.5, seed: int = 0):
+        self.sampling = sampling
+        self.variables = list(VARIABLES if variables is None else variables)
+        unknown = [v for v in self.variables if v not in VARIABLES]
+        if files is None and unknown:
+            raise ValueError(f"synthetic data has no variable(s) {unknown}; choose from {list(VARIABLES)}")
+        self.in_channels = len(self.variables)
+        if not 0.0 < event_fraction <= 1.0:
+            raise ValueError(f"event_fraction must be in (0, 1], got {event_fraction}")
+        data = {}
+        if files is not None:
+            paths = _list_files(files)
+            fr = np.asarray(split_fractions, dtype=np.float64)
+            if fr.shape != (3,) or np.any(fr < 0) or not np.isclose(fr.sum(), 1.0):
+                raise ValueError(f"split_fractions must be 3 non-negative numbers summing to 1, got {list(split_fractions)}")
+            if len(paths) < 3:
+                raise ValueError(f"need at least 3 files (train, val, test), found {len(paths)}: {paths}")
+            cuts = np.round(np.cumsum(fr)[:2] * len(paths)).astype(int)
+            cuts = np.clip(cuts, [1, 2], [len(paths) - 2, len(paths) - 1])
+            cuts[1] = max(cuts[1], cuts[0] + 1)
+            groups = np.split(np.arange(len(paths)), cuts)
+            regridder = None
+            xs, ys = [], []
+            for p in paths:
+                lat, lon, f, lab = read_climatenet(p, self.variables)
+                if regridder is None or regridder.shape != f.shape[1:] \
+                        or not (np.array_equal(regridder.lat, lat) and np.array_equal(regridder.lon, lon)):
+                    regridder = LatLonRegridder(lat, lon, sampling)
+                xs.append(regridder(f).T)
+                ys.append(regridder.labels(lab, 3, event_fraction))
+            self.files = {s: [paths[i] for i in g] for s, g in zip(_SPLITS, groups)}
+            for s, g in zip(_SPLITS, groups):
+                data[s] = (np.stack([xs[i] for i in g]), np.stack([ys[i] for i in g]))
+        else:
+            if grid is None:
+                nlat = int(np.ceil(np.sqrt(10 * sampling.npix / 2)))
+                grid = [nlat, 2 * nlat]
+            if len(grid) != 2 or min(grid) < 4:
+                raise ValueError(f"grid must be [nlat, nlon] with each >= 4, got {grid}")
+            lat, lon = latlon_grid(int(grid[0]), int(grid[1]))
+            regridder = LatLonRegridder(lat, lon, sampling)
+            idx = [VARIABLES.index(v) for v in self.variables]
+            for s, n in zip(_SPLITS, (n_train, n_val, n_test)):
+                if n < 1:
+                    raise ValueError(f"n_{s} must be >= 1, got {n}")
+                rng = np.random.default_rng([seed, 300 + _SPLITS.index(s)])
+                xs, ys = [], []
+                for _ in range(n):
+                    f, lab = synthetic_snapshot(lat, lon, rng, n_rivers, n_cyclones)
+                    xs.append(regridder(f[idx]).T)
+                    ys.append(regridder.labels(lab, 3, event_fraction))
+                data[s] = (np.stack(xs), np.stack(ys))
+        x_train = data["train"][0]
+        if not np.all(np.isfinite(x_train)):
+            bad = sorted({self.variables[c] for c in np.nonzero(~np.isfinite(x_train))[2]})
+            raise ValueError(f"training inputs have missing values in {bad} after regridding")
+        self.channel_mean = x_train.reshape(-1, self.in_channels).mean(0)
+        self.channel_std = x_train.reshape(-1, self.in_channels).std(0)
+        self.channel_std[self.channel_std == 0] = 1.0
+        self._splits = {
+            s: _Split(np.nan_to_num((x - self.channel_mean) / self.channel_std), y)
+            for s, (x, y) in data.items()
+        }
+
+    def split(self, name: str) -> Dataset:
+        if name not in self._splits:
+            raise ValueError(f"unknown split {name!r}; choose from {', '.join(_SPLITS)}")
+        return self._splits[name]
+
+    def class_counts(self) -> np.ndarray:
+        return np.bincount(self._splits["train"].labels.ravel(), minlength=self.n_classes)

@@ -1,0 +1,580 @@
+r"""Weather stations: GHCN-Daily files, a synthetic station generator, and the task of
+predicting tomorrow's maximum temperature at every station from the past days.
+
+GHCN-Daily formats (fixed width, read exactly as NOAA documents them):
+
+- ``ghcnd-stations.txt``: one station per line; columns (Python slices) ID ``[0:11]``,
+  LATITUDE ``[12:20]``, LONGITUDE ``[21:30]``, ELEVATION ``[31:37]`` (-999.9 missing),
+  STATE ``[38:40]``, NAME ``[41:71]``, GSN FLAG ``[72:75]``, HCN/CRN FLAG ``[76:79]``,
+  WMO ID ``[80:85]`` (:func:`read_ghcnd_stations`).
+- ``<ID>.dly``: one station-month-element per line, widths ``[11, 4, 2, 4]`` (ID, YEAR,
+  MONTH, ELEMENT) then ``[5, 1, 1, 1]`` x 31 (VALUE, MFLAG, QFLAG, SFLAG per day); VALUE
+  -9999 is missing; TMAX/TMIN/TAVG in tenths of degrees C, PRCP in tenths of mm; a
+  non-blank QFLAG means the value failed quality control (:func:`read_dly`).
+
+The stations become an :class:`~deepsphere.sampling.Irregular` sampling (its ``names`` are
+the station IDs), on which :class:`GHCNDaily` and :class:`SyntheticStations` serve the same
+regression task: inputs are the last ``history`` days of the variable (standardised) and
+the day of the year; the target is the next day's value in physical units.
+"""
+from __future__ import annotations
+
+import calendar
+import functools
+import os
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..sampling import Irregular, Sampling
+
+_SPLITS = ("train", "val", "test")
+DLY_LINE_LENGTH = 269  # 11 + 4 + 2 + 4 + 31 * 8
+MISSING = -9999
+#: Physical value per stored unit for elements GHCN stores in tenths.
+SCALE = {"TMAX": 0.1, "TMIN": 0.1, "TAVG": 0.1, "TOBS": 0.1, "PRCP": 0.1, "MDPR": 0.1,
+         "EVAP": 0.1, "MNPN": 0.1, "MXPN": 0.1, "AWND": 0.1, "WSFG": 0.1}
+
+
+# --------------------------------------------------------------------------------------
+# ghcnd-stations.txt
+# --------------------------------------------------------------------------------------
+def read_ghcnd_stations(path: Union[str, Path]) -> Dict[str, np.ndarray]:
+    """Read a ``ghcnd-stations.txt`` file.
+
+    Returns a dict of equal-length arrays: ``id``, ``name``, ``state``, ``gsn``, ``hcn``,
+    ``wmo`` (str), ``lat``, ``lon`` (degrees), ``elev`` (m, NaN where -999.9).
+
+    Raises ``ValueError`` naming the line for a short line, a coordinate that is not a
+    number or out of range, or a repeated ID.
+    """
+    path = Path(path)
+    cols = {k: [] for k in ("id", "lat", "lon", "elev", "state", "name", "gsn", "hcn", "wmo")}
+    seen = {}
+    with path.open("r", encoding="latin-1") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            if len(line) < 37:
+                raise ValueError(
+                    f"{path}, line {lineno}: {len(line)} characters, but a station line needs at "
+                    f"least 37 (ID, LATITUDE, LONGITUDE, ELEVATION in columns 1-37): {line!r}"
+                )
+            sid = line[0:11].strip()
+            vals = {}
+            for key, sl, lo, hi in (("lat", slice(12, 20), -90, 90), ("lon", slice(21, 30), -180, 360),
+                                    ("elev", slice(31, 37), -1000, 9000)):
+                text = line[sl]
+                try:
+                    v = float(text)
+                except ValueError:
+                    raise ValueError(
+                        f"{path}, line {lineno} (station {sid!r}): {key.upper()} {text!r} in columns "
+                        f"{sl.start + 1}-{sl.stop} is not a number"
+                    ) from None
+                if key == "elev" and v == -999.9:
+                    v = np.nan
+                elif not (lo <= v <= hi):
+                    raise ValueError(
+                        f"{path}, line {lineno} (station {sid!r}): {key.upper()} {v} is out of range "
+                        f"[{lo}, {hi}]"
+                    )
+                vals[key] = v
+            if not sid:
+                raise ValueError(f"{path}, line {lineno}: empty station ID in columns 1-11")
+            if sid in seen:
+                raise ValueError(f"{path}, line {lineno}: station {sid} already listed on line {seen[sid]}")
+            seen[sid] = lineno
+            padded = line.ljust(85)
+            cols["id"].append(sid)
+            for k in ("lat", "lon", "elev"):
+                cols[k].append(vals[k])
+            cols["state"].append(padded[38:40].strip())
+            cols["name"].append(padded[41:71].strip())
+            cols["gsn"].append(padded[72:75].strip())
+            cols["hcn"].append(padded[76:79].strip())
+            cols["wmo"].append(padded[80:85].strip())
+    if not cols["id"]:
+        raise ValueError(f"{path}: no stations")
+    return {k: np.asarray(v, dtype=np.float64 if k in ("lat", "lon", "elev") else object)
+            for k, v in cols.items()}
+
+
+# --------------------------------------------------------------------------------------
+# .dly files
+# --------------------------------------------------------------------------------------
+def _int_field(text: str, path, lineno: int, what: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"{path}, line {lineno}: {what} {text!r} is not an integer") from None
+
+
+def read_dly(path: Union[str, Path], elements: Optional[Sequence[str]] = None,
+             quality_control: bool = True) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
+    """Read one GHCN-Daily ``.dly`` file.
+
+    Parameters
+    ----------
+    path : str or Path
+    elements : sequence of str, optional
+        Keep only these elements (e.g. ``["TMAX", "TMIN"]``); default all.
+    quality_control : bool
+        Treat values with a non-blank QFLAG (failed a quality check) as missing.
+
+    Returns
+    -------
+    dict
+        ``element -> (dates, values)``: ``dates`` sorted ``datetime64[D]``, ``values`` float64
+        in physical units (tenths converted: degrees C, mm), NaN where missing or flagged.
+
+    Raises ``ValueError`` naming the line for a malformed line (wrong length, non-numeric
+    year/month/value, a month outside 1-12, a value on a day the month does not have, a
+    station ID differing from the first line's, a repeated station-month-element).
+    """
+    path = Path(path)
+    keep = None if elements is None else set(elements)
+    out: Dict[str, Dict[np.datetime64, float]] = {}
+    first_id = None
+    seen = set()
+    with path.open("r", encoding="latin-1") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            if len(line) > DLY_LINE_LENGTH or len(line) < DLY_LINE_LENGTH - 3:
+                raise ValueError(
+                    f"{path}, line {lineno}: {len(line)} characters, expected {DLY_LINE_LENGTH} "
+                    "(ID 11, YEAR 4, MONTH 2, ELEMENT 4, then 31 x (VALUE 5, MFLAG, QFLAG, SFLAG))"
+                )
+            line = line.ljust(DLY_LINE_LENGTH)  # trailing blank flags may have been stripped
+            sid = line[0:11]
+            if first_id is None:
+                first_id = sid
+            elif sid != first_id:
+                raise ValueError(
+                    f"{path}, line {lineno}: station {sid.strip()!r} differs from {first_id.strip()!r} on "
+                    "the first line; a .dly file holds one station"
+                )
+            year = _int_field(line[11:15], path, lineno, "YEAR")
+            month = _int_field(line[15:17], path, lineno, "MONTH")
+            element = line[17:21]
+            if not element.strip() or not element.isalnum():
+                raise ValueError(f"{path}, line {lineno}: ELEMENT {element!r} is not a 4-character code")
+            if not 1 <= month <= 12:
+                raise ValueError(f"{path}, line {lineno}: MONTH {month} is not in 1-12")
+            key = (year, month, element)
+            if key in seen:
+                raise ValueError(f"{path}, line {lineno}: {element} {year}-{month:02d} appears twice")
+            seen.add(key)
+            if keep is not None and element not in keep:
+                continue
+            ndays = calendar.monthrange(year, month)[1]
+            scale = SCALE.get(element, 1.0)
+            series = out.setdefault(element, {})
+            base = np.datetime64(f"{year:04d}-{month:02d}-01", "D")
+            for d in range(31):
+                o = 21 + 8 * d
+                value = _int_field(line[o:o + 5], path, lineno, f"VALUE of day {d + 1}")
+                qflag = line[o + 6]
+                if d >= ndays:
+                    if value != MISSING:
+                        raise ValueError(
+                            f"{path}, line {lineno}: {element} {year}-{month:02d} has a value ({value}) "
+                            f"on day {d + 1}, but the month has {ndays} days"
+                        )
+                    continue
+                v = np.nan if value == MISSING or (quality_control and qflag != " ") else value * scale
+                series[base + d] = v
+    result = {}
+    for element, series in out.items():
+        dates = np.array(sorted(series), dtype="datetime64[D]")
+        result[element] = (dates, np.array([series[d] for d in dates], dtype=np.float64))
+    return result
+
+
+def write_dly(path: Union[str, Path], station_id: str, element: str, dates: np.ndarray,
+              values: np.ndarray, qflags: Optional[Sequence[str]] = None, mode: str = "w") -> Path:
+    """Write daily values of one element in the exact ``.dly`` layout (the inverse of
+    :func:`read_dly`): NaN becomes -9999, values are stored in GHCN units (tenths where
+    :data:`SCALE` says so). ``qflags`` gives a QFLAG character per value (blank: passed)."""
+    path = Path(path)
+    if len(station_id) > 11:
+        raise ValueError(f"station ID {station_id!r} is longer than 11 characters")
+    dates = np.asarray(dates, dtype="datetime64[D]")
+    values = np.asarray(values, dtype=np.float64)
+    qflags = [" "] * len(dates) if qflags is None else list(qflags)
+    scale = SCALE.get(element, 1.0)
+    months: Dict[Tuple[int, int], dict] = {}
+    for d, v, q in zip(dates, values, qflags):
+        y, m, day = (int(x) for x in str(d).split("-"))
+        months.setdefault((y, m), {})[day] = (v, q)
+    lines = []
+    for (y, m) in sorted(months):
+        parts = [f"{station_id:<11}{y:04d}{m:02d}{element:<4}"]
+        for day in range(1, 32):
+            v, q = months[(y, m)].get(day, (np.nan, " "))
+            iv = MISSING if not np.isfinite(v) else int(round(v / scale))
+            parts.append(f"{iv:5d} {q or ' '} ")
+        lines.append("".join(parts))
+    with path.open(mode) as fh:
+        fh.write("\n".join(lines) + "\n")
+    return path
+
+
+@functools.lru_cache(maxsize=8)
+def _daily_matrix_cached(dly_dir: str, ids: Tuple[str, ...], element: str, start: str,
+                         end: str, quality_control: bool, mtime_key: tuple) -> np.ndarray:
+    days = np.arange(np.datetime64(start, "D"), np.datetime64(end, "D") + 1)
+    out = np.full((days.size, len(ids)), np.nan)
+    for j, sid in enumerate(ids):
+        p = Path(dly_dir) / f"{sid}.dly"
+        if not p.is_file():
+            raise FileNotFoundError(f"no file {p} for station {sid}")
+        data = read_dly(p, [element], quality_control)
+        if element not in data:
+            continue
+        dates, values = data[element]
+        idx = (dates - days[0]).astype(np.int64)
+        ok = (idx >= 0) & (idx < days.size)
+        out[idx[ok], j] = values[ok]
+    out.setflags(write=False)
+    return out
+
+
+def daily_matrix(dly_dir: Union[str, Path], station_ids: Sequence[str], element: str,
+                 start: str, end: str, quality_control: bool = True) -> np.ndarray:
+    """Values of ``element`` for every day from ``start`` to ``end`` (inclusive, ISO dates)
+    at each station, ``(n_days, n_stations)`` float64, NaN where missing. Reads
+    ``dly_dir/<ID>.dly``; repeated calls with the same files are served from a cache."""
+    ids = tuple(str(s) for s in station_ids)
+    key = tuple(os.stat(Path(dly_dir) / f"{s}.dly").st_mtime_ns if (Path(dly_dir) / f"{s}.dly").is_file()
+                else None for s in ids)
+    return np.array(_daily_matrix_cached(str(dly_dir), ids, element, str(start), str(end),
+                                         bool(quality_control), key))
+
+
+def fill_gaps(values: np.ndarray, max_gap: int) -> np.ndarray:
+    """Linear interpolation in time (axis 0) across runs of at most ``max_gap`` missing
+    days bounded by observations on both sides; longer gaps and the ends stay NaN."""
+    out = np.array(values, dtype=np.float64)
+    t = np.arange(out.shape[0])
+    for j in range(out.shape[1]):
+        col = out[:, j]
+        ok = np.isfinite(col)
+        if ok.sum() < 2 or ok.all():
+            continue
+        interp = np.interp(t, t[ok], col[ok])
+        # length of the missing run each day belongs to
+        miss = ~ok
+        run_id = np.cumsum(np.r_[True, miss[1:] != miss[:-1]])
+        lengths = np.bincount(run_id)[run_id]
+        inside = (t > t[ok][0]) & (t < t[ok][-1])
+        fill = miss & inside & (lengths <= max_gap)
+        col[fill] = interp[fill]
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# samplings (registered for configs)
+# --------------------------------------------------------------------------------------
+def ghcn_sampling(stations: str, dly_dir: Optional[str] = None, element: str = "TMAX",
+                  start: Optional[str] = None, end: Optional[str] = None,
+                  min_coverage: float = 0.9, lat_range: Optional[List[float]] = None,
+                  lon_range: Optional[List[float]] = None, max_stations: Optional[int] = None,
+                  min_separation_km: float = 1.0) -> Irregular:
+    """GHCN stations as an :class:`~deepsphere.sampling.Irregular` sampling (names = IDs).
+
+    With ``dly_dir``, only stations that have ``<ID>.dly`` there and at least
+    ``min_coverage`` of the days from ``start`` to ``end`` with a valid ``element`` value
+    are kept. Stations within ``min_separation_km`` of a station kept before are dropped
+    (co-located stations would be duplicate graph vertices). ``lat_range``/``lon_range``
+    (degrees, ``[min, max]``) select a region; ``max_stations`` keeps the best covered.
+    """
+    st = read_ghcnd_stations(stations)
+    keep = np.ones(st["id"].size, bool)
+    if lat_range is not None:
+        keep &= (st["lat"] >= lat_range[0]) & (st["lat"] <= lat_range[1])
+    if lon_range is not None:
+        keep &= (st["lon"] >= lon_range[0]) & (st["lon"] <= lon_range[1])
+    idx = np.flatnonzero(keep)
+    coverage = np.ones(idx.size)
+    if dly_dir is not None:
+        have = np.array([(Path(dly_dir) / f"{st['id'][i]}.dly").is_file() for i in idx], bool)
+        idx = idx[have]
+        if idx.size == 0:
+            raise ValueError(f"none of the selected stations of {stations} has a .dly file in {dly_dir}")
+        if start is None or end is None:
+            raise ValueError("ghcn_sampling with dly_dir needs start and end dates (e.g. '2010-01-01')")
+        m = daily_matrix(dly_dir, st["id"][idx].tolist(), element, start, end)
+        coverage = np.isfinite(m).mean(0)
+        good = coverage >= min_coverage
+        idx, coverage = idx[good], coverage[good]
+        if idx.size == 0:
+            raise ValueError(
+                f"no station has {element} on at least {min_coverage:.0%} of the days {start}..{end}; "
+                "lower min_coverage or change the period"
+            )
+    order = np.argsort(-coverage, kind="stable")
+    idx = idx[order]
+    # drop near-duplicates, keeping the better covered
+    from scipy.spatial import cKDTree
+
+    lat, lon = np.radians(st["lat"][idx]), np.radians(st["lon"][idx])
+    xyz = np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], 1)
+    tree = cKDTree(xyz)
+    chord = 2 * np.sin(min_separation_km / 6371.0 / 2)
+    dropped = np.zeros(idx.size, bool)
+    for i, j in sorted(tree.query_pairs(chord)):
+        if not dropped[i]:
+            dropped[j] = True
+    idx = idx[~dropped]
+    if max_stations is not None:
+        idx = idx[: int(max_stations)]
+    idx = np.sort(idx)
+    return Irregular(st["lon"][idx], st["lat"][idx], units="deg", names=st["id"][idx].tolist())
+
+
+def random_stations(n: int = 400, seed: int = 0, lat_range: List[float] = (-60.0, 75.0),
+                    min_separation_deg: Optional[float] = None) -> Irregular:
+    """``n`` stations at random positions, uniform over the sphere's area within
+    ``lat_range``, no two closer than ``min_separation_deg`` (default half the mean
+    spacing; dart throwing), named ``S0000``, ``S0001``, ..."""
+    rng = np.random.default_rng([seed, 77])
+    lo, hi = np.sin(np.radians(lat_range[0])), np.sin(np.radians(lat_range[1]))
+    frac = (hi - lo) / 2
+    if min_separation_deg is None:
+        min_separation_deg = 0.5 * np.degrees(np.sqrt(4 * np.pi * frac / n))
+    cmin = 2 * np.sin(np.radians(min_separation_deg) / 2)
+    pts = []
+    for _ in range(200 * n):
+        z = rng.uniform(lo, hi)
+        phi = rng.uniform(0, 2 * np.pi)
+        r = np.sqrt(1 - z * z)
+        p = np.array([r * np.cos(phi), r * np.sin(phi), z])
+        if not pts or np.min(np.linalg.norm(np.asarray(pts) - p, axis=1)) >= cmin:
+            pts.append(p)
+            if len(pts) == n:
+                break
+    if len(pts) < n:
+        raise ValueError(f"could only place {len(pts)} of {n} stations {min_separation_deg} degrees apart")
+    pts = np.asarray(pts)
+    lat = np.degrees(np.arcsin(pts[:, 2]))
+    lon = np.degrees(np.arctan2(pts[:, 1], pts[:, 0]))
+    return Irregular(lon, lat, units="deg", names=[f"S{i:04d}" for i in range(n)])
+
+
+# --------------------------------------------------------------------------------------
+# the regression task
+# --------------------------------------------------------------------------------------
+class _WindowSplit(Dataset):
+    """Items for days ``t`` in ``targets``: ``x`` = standardised values on days
+    ``t-history .. t-1`` (+ day-of-year channels), ``y`` = centred values on day ``t``."""
+
+    def __init__(self, z: np.ndarray, raw: np.ndarray, targets: np.ndarray, history: int,
+                 doy: Optional[np.ndarray]):
+        self.z = z.astype(np.float32)
+        self.raw = raw.astype(np.float32)
+        self.targets = np.asarray(targets, dtype=np.int64)
+        self.history = history
+        self.doy = doy
+
+    def __len__(self) -> int:
+        return self.targets.size
+
+    def __getitem__(self, i: int):
+        t = int(self.targets[i])
+        x = self.z[t - self.history:t].T  # (n_stations, history)
+        if self.doy is not None:
+            a = 2 * np.pi * self.doy[t] / 365.25
+            season = np.broadcast_to(np.array([np.sin(a), np.cos(a)], np.float32), (x.shape[0], 2))
+            x = np.concatenate([x, season], axis=1)
+        return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(self.raw[t][:, None].copy())
+
+
+class _StationTask:
+    """Shared by the GHCN and synthetic datasets: given a daily matrix ``(n_days,
+    n_stations)`` with no NaN inside the used days, split contiguous periods in time."""
+
+    task = "regression"
+    out_channels = 1
+
+    def _setup(self, values: np.ndarray, days: np.ndarray, history: int,
+               split_fractions: Sequence[float], season: bool) -> None:
+        if history < 1:
+            raise ValueError(f"history must be >= 1 day, got {history}")
+        fr = np.asarray(split_fractions, dtype=np.float64)
+        if fr.shape != (3,) or np.any(fr <= 0) or not np.isclose(fr.sum(), 1.0):
+            raise ValueError(f"split_fractions must be 3 positive numbers summing to 1, got {list(split_fractions)}")
+        n_days = values.shape[0]
+        # a target day t is usable if days t-history..t are all observed (after gap filling)
+        ok_day = np.isfinite(values).all(axis=1)
+        win = np.convolve(ok_day.astype(int), np.ones(history + 1, int), "valid") == history + 1
+        usable = np.flatnonzero(win) + history
+        if usable.size < 3:
+            raise ValueError(
+                f"only {usable.size} days have {history} complete previous days at every station; "
+                "lower history, raise max_gap or select better covered stations"
+            )
+        # contiguous periods in time; days whose input window crosses a boundary are dropped
+        cuts = (np.cumsum(fr)[:2] * n_days).astype(int)
+        bounds = [(0, cuts[0]), (cuts[0], cuts[1]), (cuts[1], n_days)]
+        self.in_channels = history + (2 if season else 0)
+        self.history = history
+        self.days = days
+        train_end = bounds[0][1]
+        train_vals = values[:train_end][np.isfinite(values[:train_end])]
+        self.mean, self.std = float(train_vals.mean()), float(train_vals.std() or 1.0)
+        z = np.nan_to_num((values - self.mean) / self.std)
+        doy = None
+        if season:
+            doy = (days - days.astype("datetime64[Y]")).astype(np.int64).astype(np.float64)
+        self._splits = {}
+        for name, (a, b) in zip(_SPLITS, bounds):
+            t = usable[(usable - history >= a) & (usable < b)]
+            if t.size == 0:
+                raise ValueError(f"the {name} period (days {a}..{b - 1}) has no usable day")
+            self._splits[name] = _WindowSplit(z, np.nan_to_num(values - self.mean), t, history, doy)
+
+    def split(self, name: str) -> Dataset:
+        if name not in self._splits:
+            raise ValueError(f"unknown split {name!r}; choose from {', '.join(_SPLITS)}")
+        return self._splits[name]
+
+
+class GHCNDaily(_StationTask):
+    r"""Predict the next day's ``element`` (default TMAX, degrees C) at every station from
+    its last ``history`` days, on GHCN-Daily ``.dly`` files.
+
+    The sampling's ``names`` are the station IDs (see :func:`ghcn_sampling`); values that
+    failed quality control count as missing, gaps of at most ``max_gap`` days are filled
+    by linear interpolation in time, and only target days whose whole input window and
+    target are observed (or filled) at every station are used. Train / val / test are
+    consecutive periods (``split_fractions``). Inputs are standardised with the training
+    period's mean :math:`\mu` (``dataset.mean``) and standard deviation; targets are in
+    physical units centred on :math:`\mu` (add ``dataset.mean`` for absolute values), so
+    MSE, MAE and :math:`R^2` are those of the temperature in degrees C.
+
+    Items: ``x`` float32 ``[n_stations, history (+2)]``, ``y`` float32 ``[n_stations, 1]``.
+    """
+
+    def __init__(self, sampling: Sampling, dly_dir: str, start: str, end: str,
+                 element: str = "TMAX", history: int = 5, max_gap: int = 3,
+                 split_fractions: List[float] = (0.7, 0.15, 0.15), season: bool = True,
+                 quality_control: bool = True):
+        names = getattr(sampling, "names", None)
+        if not names:
+            raise ValueError(
+                "GHCNDaily needs a sampling whose names are station IDs (use the 'ghcn_stations' "
+                "sampling, or Irregular(..., names=ids))"
+            )
+        self.sampling = sampling
+        self.element = element
+        values = daily_matrix(dly_dir, names, element, start, end, quality_control)
+        values = fill_gaps(values, max_gap)
+        days = np.arange(np.datetime64(start, "D"), np.datetime64(end, "D") + 1)
+        self._setup(values, days, history, split_fractions, season)
+
+
+class SyntheticStations(_StationTask):
+    r"""Daily maximum temperature at the sampling's stations from a smooth, advected field.
+
+    .. math:: T(x, t) = \bar T(\varphi, t) + o(x) + A(x, t) + \epsilon(x, t)
+
+    - climatology :math:`\bar T = 28 - 32 \sin^2\varphi + 14\,\sin\varphi\,
+      \cos(2\pi (d - 200)/365.25)` (degrees C; warm equator, seasons opposite in the two
+      hemispheres);
+    - a fixed per-station offset :math:`o \sim N(0, 2^2)` (elevation, local climate);
+    - weather :math:`A`, a Gaussian random field of band limit ``lmax`` with
+      :math:`C_\ell \propto (\ell + 1)^{-2}`, standard deviation ``anomaly_std``, carried
+      eastward by solid-body rotation about the pole at ``wind`` degrees per day and
+      renewed as an AR(1) process, exactly in harmonic space:
+      :math:`a_{\ell m}(t+1) = \rho\, e^{-i m \omega} a_{\ell m}(t) + \sqrt{1-\rho^2}\,\xi_{\ell m}`;
+    - station noise :math:`\epsilon \sim N(0,` ``noise``:math:`^2)`.
+
+    Tomorrow's weather at a station is today's weather upwind (about ``wind`` x cos(lat)
+    degrees west), so a graph convolution that sees the neighbours predicts it better
+    than the station's own history can.
+
+    Parameters
+    ----------
+    sampling : Sampling
+        Station positions (any sampling; e.g. ``random_stations`` or ``ghcn_stations``).
+    n_days : int
+        Length of the series; split in time by ``split_fractions``.
+    history : int
+        Days of input.
+    wind : float
+        Advection, degrees of longitude per day.
+    rho : float
+        Day-to-day memory of the weather field, in (0, 1).
+    """
+
+    def __init__(self, sampling: Sampling, n_days: int = 1460, history: int = 5,
+                 wind: float = 8.0, rho: float = 0.95, anomaly_std: float = 5.0,
+                 noise: float = 1.0, lmax: int = 20, start: str = "2001-01-01",
+                 split_fractions: List[float] = (0.7, 0.15, 0.15), season: bool = True,
+                 seed: int = 0):
+        if not 0 < rho < 1:
+            raise ValueError(f"rho must be in (0, 1), got {rho}")
+        if n_days < 3 * (history + 2):
+            raise ValueError(f"n_days={n_days} is too short for history={history} and three splits")
+        self.sampling = sampling
+        self.element = "TMAX"
+        rng = np.random.default_rng([seed, 500])
+        values = synthetic_temperature(sampling, n_days, rng, wind, rho, anomaly_std, noise, lmax,
+                                       np.datetime64(start, "D"))
+        days = np.arange(np.datetime64(start, "D"), np.datetime64(start, "D") + n_days)
+        self._setup(values, days, history, split_fractions, season)
+
+
+def _real_harmonics(lmax: int, theta: np.ndarray, phi: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Complex :math:`Y_{\\ell m}(\\theta, \\phi)` for ``0 <= m <= l <= lmax``: matrix
+    ``(npoints, n_lm)``, and the ``m`` and ``l`` of each column."""
+    from scipy.special import sph_harm_y
+
+    ls, ms = [], []
+    for l in range(lmax + 1):
+        for m in range(l + 1):
+            ls.append(l)
+            ms.append(m)
+    ls, ms = np.array(ls), np.array(ms)
+    Y = sph_harm_y(ls[None, :], ms[None, :], theta[:, None], phi[:, None])
+    return Y, ms, ls
+
+
+def synthetic_temperature(sampling: Sampling, n_days: int, rng: np.random.Generator,
+                          wind: float = 8.0, rho: float = 0.95, anomaly_std: float = 5.0,
+                          noise: float = 1.0, lmax: int = 20,
+                          start: np.datetime64 = np.datetime64("2001-01-01")) -> np.ndarray:
+    """The daily field of :class:`SyntheticStations` at the sampling's points,
+    ``(n_days, npix)`` in degrees C."""
+    Y, m, ell = _real_harmonics(int(lmax), sampling.theta, sampling.phi)
+    cl = np.where(ell >= 1, (ell + 1.0) ** -2.0, 0.0)
+    sd = np.sqrt(cl)
+    # real field f = sum_l [a_l0 Y_l0 + 2 Re sum_{m>0} a_lm Y_lm]; normalise its variance
+    weight = np.where(m == 0, 1.0, 2.0)
+    rot = np.exp(-1j * m * np.radians(wind))
+    innov = np.sqrt(1 - rho**2)
+
+    def draw():
+        re, im = rng.standard_normal(m.size), rng.standard_normal(m.size)
+        return np.where(m == 0, sd * re, sd * (re + 1j * im) / np.sqrt(2))
+
+    a = draw()
+    field = np.empty((n_days, sampling.npix))
+    for t in range(n_days):
+        field[t] = np.real(Y @ (weight * a))
+        a = rho * rot * a + innov * draw()
+    field *= anomaly_std / field.std()
+    lat = np.radians(sampling.lat)
+    days = start + np.arange(n_days)
+    doy = (days - days.astype("datetime64[Y]")).astype(np.int64)
+    season = np.cos(2 * np.pi * (doy - 200) / 365.25)
+    clim = 28.0 - 32.0 * np.sin(lat)[None, :] ** 2 + 14.0 * np.sin(lat)[None, :] * season[:, None]
+    offset = 2.0 * rng.standard_normal(sampling.npix)
+    return clim + offset[None, :] + field + noise * rng.standard_normal(field.shape)

@@ -82,7 +82,7 @@ def _unfold_matrices(nphi: int, lmax: int):
 class _RingTransform(nn.Module):
     """Tables shared by synthesis and analysis on one sampling."""
 
-    def __init__(self, sampling: Sampling, lmax: Optional[int], analysis: bool):
+    def __init__(self, sampling: Sampling, lmax: Optional[int], analysis: bool, backend: str = "torch"):
         super().__init__()
         self.sampling = sampling
         geo: RingGeometry = ring_geometry(sampling)
@@ -91,6 +91,16 @@ class _RingTransform(nn.Module):
             raise ValueError(f"lmax must be >= 0, got {lmax}")
         self.geometry = geo
         self.npix = geo.npix
+        if backend not in ("torch", "ducc"):
+            raise ValueError(f"backend must be 'torch' or 'ducc', got {backend!r}")
+        self.backend = backend
+        self._cast_cache = {}
+        if backend == "ducc":
+            from . import ducc_backend
+
+            self._ducc = ducc_backend.DuccGeometry(geo, self.lmax)
+            self.register_buffer("pixel_weights", torch.from_numpy(self._ducc.pixel_weights), persistent=False)
+            return
         L = self.lmax
         # Legendre table [m, l, r]; on the analysis side it carries the quadrature weights.
         lam = legendre_table(L, geo.theta)
@@ -117,7 +127,6 @@ class _RingTransform(nn.Module):
         self.register_buffer("scatter_pix", torch.from_numpy(np.argsort(order)), persistent=False)
         ring_order = np.concatenate([g.rings for g in geo.groups])
         self.register_buffer("ring_inverse", torch.from_numpy(np.argsort(ring_order)), persistent=False)
-        self._cast_cache = {}
 
     def _buf(self, name: str, dtype: torch.dtype) -> torch.Tensor:
         t = getattr(self, name)
@@ -132,7 +141,7 @@ class _RingTransform(nn.Module):
         return out
 
     def extra_repr(self) -> str:
-        return f"sampling={self.sampling!r}, lmax={self.lmax}"
+        return f"sampling={self.sampling!r}, lmax={self.lmax}" + (", backend='ducc'" if self.backend == "ducc" else "")
 
 
 def _check_float(x: torch.Tensor, what: str) -> None:
@@ -149,13 +158,22 @@ class InverseSHT(_RingTransform):
         Where the signal lives. HEALPix output is in NESTED order (the sampling's order).
     lmax : int, optional
         Band limit :math:`L` (default :func:`default_lmax`).
+    backend : {'torch', 'ducc'}
+        ``'torch'`` (default): torch ops, any device. ``'ducc'``: the optional ducc0 package,
+        CPU only, much faster there; same results and gradients.
     """
 
-    def __init__(self, sampling: Sampling, lmax: Optional[int] = None):
-        super().__init__(sampling, lmax, analysis=False)
+    def __init__(self, sampling: Sampling, lmax: Optional[int] = None, backend: str = "torch"):
+        super().__init__(sampling, lmax, analysis=False, backend=backend)
 
     def forward(self, coeffs: torch.Tensor) -> torch.Tensor:
         _check_float(coeffs, "coefficients")
+        if self.backend == "ducc":
+            from .coefficients import _check_real
+            from .ducc_backend import synthesis
+
+            _check_real(coeffs, self.lmax)
+            return synthesis(coeffs, self._ducc)
         dt = coeffs.dtype
         re, im = real_to_matrix(coeffs, self.lmax)
         lam = self._buf("lam", dt)
@@ -188,10 +206,13 @@ class SHT(_RingTransform):
     iterations : int
         Jacobi refinements :math:`a \leftarrow a + \mathcal A(f - \mathcal S a)` (HEALPix only;
         healpy's ``iter``, default 3). Ignored on exact grids.
+    backend : {'torch', 'ducc'}
+        See :class:`InverseSHT`.
     """
 
-    def __init__(self, sampling: Sampling, lmax: Optional[int] = None, iterations: int = 3):
-        super().__init__(sampling, lmax, analysis=True)
+    def __init__(self, sampling: Sampling, lmax: Optional[int] = None, iterations: int = 3,
+                 backend: str = "torch"):
+        super().__init__(sampling, lmax, analysis=True, backend=backend)
         exact = self.geometry.exact_lmax
         if exact is not None and self.lmax > exact:
             raise ValueError(
@@ -201,7 +222,7 @@ class SHT(_RingTransform):
         if iterations < 0:
             raise ValueError(f"iterations must be >= 0, got {iterations}")
         self.iterations = int(iterations) if exact is None else 0
-        self.synthesis = InverseSHT(sampling, self.lmax) if self.iterations else None
+        self.synthesis = InverseSHT(sampling, self.lmax, backend) if self.iterations else None
 
     def quadrature(self, x: torch.Tensor) -> torch.Tensor:
         """One quadrature pass :math:`\\mathcal A f` (no refinement)."""
@@ -211,6 +232,10 @@ class SHT(_RingTransform):
                 f"signal has {x.shape[-1]} values on its last axis, the sampling {self.sampling!r} "
                 f"has {self.npix} pixels"
             )
+        if self.backend == "ducc":
+            from .ducc_backend import adjoint
+
+            return adjoint(x * self.pixel_weights.to(x.dtype), self._ducc)
         dt = x.dtype
         xs = x[..., self.gather_pix]
         parts_re, parts_im = [], []

@@ -66,21 +66,22 @@ def read_ghcnd_stations(path: Union[str, Path]) -> Dict[str, np.ndarray]:
                 )
             sid = line[0:11].strip()
             vals = {}
-            for key, sl, lo, hi in (("lat", slice(12, 20), -90, 90), ("lon", slice(21, 30), -180, 360),
-                                    ("elev", slice(31, 37), -1000, 9000)):
+            for key, label, sl, lo, hi in (("lat", "LATITUDE", slice(12, 20), -90, 90),
+                                           ("lon", "LONGITUDE", slice(21, 30), -180, 360),
+                                           ("elev", "ELEVATION", slice(31, 37), -1000, 9000)):
                 text = line[sl]
                 try:
                     v = float(text)
                 except ValueError:
                     raise ValueError(
-                        f"{path}, line {lineno} (station {sid!r}): {key.upper()} {text!r} in columns "
+                        f"{path}, line {lineno} (station {sid!r}): {label} {text!r} in columns "
                         f"{sl.start + 1}-{sl.stop} is not a number"
                     ) from None
                 if key == "elev" and v == -999.9:
                     v = np.nan
                 elif not (lo <= v <= hi):
                     raise ValueError(
-                        f"{path}, line {lineno} (station {sid!r}): {key.upper()} {v} is out of range "
+                        f"{path}, line {lineno} (station {sid!r}): {label} {v} is out of range "
                         f"[{lo}, {hi}]"
                     )
                 vals[key] = v

@@ -1,0 +1,253 @@
+"""Weather stations: GHCN-Daily fixed-width readers on files written here in the exact
+format, gap filling, station samplings, the synthetic advected field and the dataset."""
+import numpy as np
+import pytest
+
+from deepsphere.data import stations as S
+from deepsphere.sampling import Irregular
+
+def station_line(sid, lat, lon, elev, state="", name="", gsn="", hcn="", wmo=""):
+    """A ghcnd-stations.txt line built from the documented columns."""
+    line = f"{sid:<11} {lat:8.4f} {lon:9.4f} {elev:6.1f} {state:<2} {name:<30} {gsn:<3} {hcn:<3} {wmo:<5}"
+    assert line[12:20].strip() == f"{lat:.4f}" and line[41:71].strip() == name and len(line) == 85
+    return line
+
+
+STATIONS_TXT = "\n".join([
+    station_line("ACW00011604", 17.1167, -61.7833, 10.1, name="ST JOHNS COOLIDGE FLD"),
+    station_line("USW00094728", 40.7789, -73.9692, 39.6, "NY", "NEW YORK CNTRL PK TWR", "GSN", "HCN", "72506"),
+    station_line("ZZ000000003", -33.9, 151.2, -999.9, name="SYDNEY TEST"),
+]) + "\n"
+
+
+def dly_line(sid, year, month, element, values, qflags=None):
+    """One .dly line built field by field from the documented widths."""
+    qflags = qflags or {}
+    out = f"{sid:<11}{year:04d}{month:02d}{element:<4}"
+    for d in range(31):
+        v = values.get(d + 1, -9999)
+        out += f"{v:>5}" + " " + qflags.get(d + 1, " ") + " "
+    assert len(out) == 269
+    return out
+
+
+def test_read_ghcnd_stations(tmp_path):
+    p = tmp_path / "ghcnd-stations.txt"
+    p.write_text(STATIONS_TXT)
+    st = S.read_ghcnd_stations(p)
+    assert list(st["id"]) == ["ACW00011604", "USW00094728", "ZZ000000003"]
+    np.testing.assert_allclose(st["lat"], [17.1167, 40.7789, -33.9])
+    np.testing.assert_allclose(st["lon"], [-61.7833, -73.9692, 151.2])
+    assert st["elev"][1] == 39.6 and np.isnan(st["elev"][2])
+    assert st["state"][1] == "NY" and st["state"][0] == ""
+    assert st["name"][1] == "NEW YORK CNTRL PK TWR"
+    assert st["gsn"][1] == "GSN" and st["hcn"][1] == "HCN" and st["wmo"][1] == "72506"
+
+
+@pytest.mark.parametrize("line, match", [
+    ("USW00094728  4O.7789  -73.9692   39.6 NY NAME", r"line 2 .*LATITUDE ' 4O.7789' in columns 13-20 is not a number"),
+    ("USW00094728  40.7789  -73.9692", r"line 2: 30 characters, but a station line needs at least 37"),
+    ("USW00094728  95.0000  -73.9692   39.6 NY NAME", r"line 2 .*LATITUDE 95.0 is out of range"),
+    ("ACW00011604  40.7789  -73.9692   39.6 NY NAME", r"line 2: station ACW00011604 already listed on line 1"),
+])
+def test_bad_station_lines_name_the_line(tmp_path, line, match):
+    p = tmp_path / "s.txt"
+    p.write_text(STATIONS_TXT.splitlines()[0] + "\n" + line + "\n")
+    with pytest.raises(ValueError, match=match):
+        S.read_ghcnd_stations(p)
+
+
+def test_read_dly_units_missing_and_quality_flags(tmp_path):
+    p = tmp_path / "USW00094728.dly"
+    lines = [
+        dly_line("USW00094728", 2020, 2, "TMAX", {1: 56, 2: -13, 3: 250, 29: 100}, {3: "X"}),
+        dly_line("USW00094728", 2020, 2, "PRCP", {1: 0, 2: 123}),
+        dly_line("USW00094728", 2020, 1, "TMAX", {31: 7}),
+    ]
+    p.write_text("\n".join(lines) + "\n")
+    data = S.read_dly(p)
+    dates, tmax = data["TMAX"]
+    assert dates[0] == np.datetime64("2020-01-01") and dates[-1] == np.datetime64("2020-02-29")
+    assert dates.size == 31 + 29  # sorted, leap February, no invalid days
+    i = lambda d: int((np.datetime64(d) - dates[0]).astype(int))  # noqa: E731
+    assert tmax[i("2020-02-01")] == pytest.approx(5.6)
+    assert tmax[i("2020-02-02")] == pytest.approx(-1.3)
+    assert np.isnan(tmax[i("2020-02-03")])  # failed quality control
+    assert tmax[i("2020-02-29")] == pytest.approx(10.0)
+    assert tmax[i("2020-01-31")] == pytest.approx(0.7)
+    assert np.isnan(tmax[i("2020-02-04")])  # -9999
+    assert data["PRCP"][1][1] == pytest.approx(12.3)  # tenths of mm
+    raw = S.read_dly(p, ["TMAX"], quality_control=False)
+    assert set(raw) == {"TMAX"} and raw["TMAX"][1][i("2020-02-03")] == pytest.approx(25.0)
+
+
+@pytest.mark.parametrize("mutate, match", [
+    (lambda l: l[:100], r"line 2: 100 characters, expected 269"),
+    (lambda l: l[:11] + "20x0" + l[15:], r"line 2: YEAR '20x0' is not an integer"),
+    (lambda l: l[:15] + "13" + l[17:], r"line 2: MONTH 13 is not in 1-12"),
+    (lambda l: l[:21 + 8 * 4] + "  1.5" + l[21 + 8 * 4 + 5:], r"line 2: VALUE of day 5 '  1.5' is not an integer"),
+    (lambda l: "USW00000001" + l[11:], r"line 2: station 'USW00000001' differs from 'USW00094728'"),
+    (lambda l: l[:15] + "02" + l[17:21 + 8 * 29] + "   12" + l[21 + 8 * 29 + 5:],
+     r"line 2: TMAX 2021-02 has a value \(12\) on day 30, but the month has 28 days"),
+])
+def test_malformed_dly_lines_name_the_line(tmp_path, mutate, match):
+    good = dly_line("USW00094728", 2021, 1, "TMAX", {1: 10})
+    second = dly_line("USW00094728", 2021, 3, "TMAX", {1: 10})
+    p = tmp_path / "x.dly"
+    p.write_text(good + "\n" + mutate(second) + "\n")
+    with pytest.raises(ValueError, match=match):
+        S.read_dly(p)
+
+
+def test_dly_duplicate_month_and_stripped_trailing_flags(tmp_path):
+    line = dly_line("USW00094728", 2021, 1, "TMAX", {1: 10})
+    p = tmp_path / "dup.dly"
+    p.write_text(line + "\n" + line + "\n")
+    with pytest.raises(ValueError, match=r"line 2: TMAX 2021-01 appears twice"):
+        S.read_dly(p)
+    p.write_text(line.rstrip() + "\n")  # some tools strip the blank flags at the end
+    assert S.read_dly(p)["TMAX"][1][0] == pytest.approx(1.0)
+
+
+def test_write_dly_is_read_back_exactly(tmp_path):
+    dates = np.arange(np.datetime64("2019-12-20"), np.datetime64("2020-03-05"))
+    rng = np.random.default_rng(0)
+    values = np.round(rng.normal(10, 8, dates.size), 1)
+    values[[3, 40]] = np.nan
+    q = [" "] * dates.size
+    q[7] = "I"
+    p = S.write_dly(tmp_path / "A.dly", "USC00000001", "TMAX", dates, values, q)
+    for line in p.read_text().splitlines():
+        assert len(line) == 269
+    d, v = S.read_dly(p)["TMAX"]
+    sel = (d >= dates[0]) & (d <= dates[-1])
+    expect = values.copy()
+    expect[7] = np.nan
+    np.testing.assert_allclose(v[sel], expect, equal_nan=True)
+
+
+def test_fill_gaps():
+    x = np.array([1.0, np.nan, 3.0, np.nan, np.nan, np.nan, 7.0, np.nan])[:, None]
+    out = S.fill_gaps(x, max_gap=2)
+    np.testing.assert_allclose(out[:3, 0], [1, 2, 3])
+    assert np.isnan(out[3:6, 0]).all() and np.isnan(out[7, 0])  # too long, and the end
+    np.testing.assert_allclose(S.fill_gaps(x, 3)[3:6, 0], [4, 5, 6])
+
+
+# ---- a small GHCN archive written here ------------------------------------------------
+def write_archive(tmp_path, n_days=120, start="2020-01-01"):
+    """Four stations on a line of longitude with a westerly-advected signal."""
+    ids = ["AA000000001", "AA000000002", "AA000000003", "AA000000004"]
+    lons = [0.0, 5.0, 10.0, 15.0]
+    lines = [station_line(sid, 45.0, lon, 100.0, name=f"STATION {k}") for k, (sid, lon) in enumerate(zip(ids, lons))]
+    lines.append(station_line("BB000000009", 45.0, 0.0, 100.0, name="CO-LOCATED DUPLICATE"))
+    lines.append(station_line("CC000000001", -10.0, 50.0, 100.0, name="NO FILE"))
+    (tmp_path / "ghcnd-stations.txt").write_text("\n".join(lines) + "\n")
+    dly = tmp_path / "dly"
+    dly.mkdir()
+    dates = np.arange(np.datetime64(start), np.datetime64(start) + n_days)
+    t = np.arange(n_days)
+    for k, sid in enumerate(ids):
+        v = 15 + 5 * np.sin(2 * np.pi * (t - k) / 17.0)
+        v[(t % 29) == k] = np.nan  # scattered missing days
+        S.write_dly(dly / f"{sid}.dly", sid, "TMAX", dates, v)
+    sparse = np.full(n_days, np.nan)
+    sparse[:10] = 1.0
+    S.write_dly(dly / "BB000000009.dly", "BB000000009", "TMAX", dates, sparse)
+    return tmp_path / "ghcnd-stations.txt", dly, ids
+
+
+def test_ghcn_sampling_filters_coverage_duplicates_and_files(tmp_path):
+    stations, dly, ids = write_archive(tmp_path)
+    s = S.ghcn_sampling(str(stations), str(dly), "TMAX", "2020-01-01", "2020-04-29", min_coverage=0.9)
+    assert isinstance(s, Irregular) and s.names == ids
+    np.testing.assert_allclose(s.lat, 45.0)
+    # without coverage filtering the co-located sparse station is dropped as a duplicate
+    s2 = S.ghcn_sampling(str(stations), str(dly), "TMAX", "2020-01-01", "2020-04-29", min_coverage=0.0)
+    assert "BB000000009" not in s2.names and s2.npix == 4
+    s3 = S.ghcn_sampling(str(stations), lat_range=[-20, 0])
+    assert s3.names == ["CC000000001"]
+    with pytest.raises(ValueError, match="min_coverage"):
+        S.ghcn_sampling(str(stations), str(dly), "TMAX", "2021-01-01", "2021-02-01")
+
+
+def test_ghcn_dataset_windows_and_targets(tmp_path):
+    stations, dly, ids = write_archive(tmp_path)
+    s = S.ghcn_sampling(str(stations), str(dly), "TMAX", "2020-01-01", "2020-04-29")
+    ds = S.GHCNDaily(s, str(dly), "2020-01-01", "2020-04-29", history=3, max_gap=1,
+                     split_fractions=[0.6, 0.2, 0.2], season=False)
+    assert ds.task == "regression" and ds.in_channels == 3 and ds.out_channels == 1
+    raw = S.daily_matrix(dly, ids, "TMAX", "2020-01-01", "2020-04-29")
+    filled = S.fill_gaps(raw, 1)
+    for name in ("train", "val", "test"):
+        split = ds.split(name)
+        assert len(split) > 5
+        for i in (0, len(split) - 1):
+            x, y = split[i]
+            t = int(split.targets[i])
+            assert x.shape == (4, 3) and y.shape == (4, 1)
+            np.testing.assert_allclose(y[:, 0].numpy() + ds.mean, filled[t], rtol=1e-5)
+            np.testing.assert_allclose(x.numpy() * ds.std + ds.mean, filled[t - 3:t].T, rtol=1e-5)
+    # periods are disjoint and ordered in time
+    tr, va, te = (ds.split(n).targets for n in ("train", "val", "test"))
+    assert tr.max() < va.min() - 3 + 1 and va.max() < te.min()
+    with pytest.raises(ValueError, match="station IDs"):
+        S.GHCNDaily(Irregular([0, 1], [0, 1], units="deg"), str(dly), "2020-01-01", "2020-04-29")
+
+
+def test_season_channels(tmp_path):
+    stations, dly, ids = write_archive(tmp_path)
+    s = S.ghcn_sampling(str(stations), str(dly), "TMAX", "2020-01-01", "2020-04-29")
+    ds = S.GHCNDaily(s, str(dly), "2020-01-01", "2020-04-29", history=2)
+    x, _ = ds.split("train")[0]
+    t = int(ds.split("train").targets[0])
+    a = 2 * np.pi * t / 365.25  # the series starts on 1 January
+    np.testing.assert_allclose(x[:, 2:].numpy(), np.tile([np.sin(a), np.cos(a)], (4, 1)), atol=1e-6)
+
+
+# ---- synthetic stations ---------------------------------------------------------------
+def test_random_stations():
+    s = S.random_stations(200, seed=1, lat_range=[-50, 60])
+    assert s.npix == 200 and s.names[0] == "S0000"
+    assert s.lat.min() >= -50 and s.lat.max() <= 60
+    again = S.random_stations(200, seed=1, lat_range=[-50, 60])
+    np.testing.assert_array_equal(s.vectors, again.vectors)
+
+
+def test_synthetic_field_is_advected_eastward():
+    """Points along a parallel, 8 degrees apart: the weather anomaly tomorrow at a point
+    correlates best with today's anomaly at the point 8 degrees west (the advection),
+    better than with today's own value."""
+    lon = np.arange(0, 360, 8.0)
+    s = Irregular(lon, np.zeros_like(lon), units="deg")
+    rng = np.random.default_rng(0)
+    T = S.synthetic_temperature(s, 400, rng, wind=8.0, rho=0.95, noise=0.0)
+    a = T - T.mean(0)  # remove climatology and offsets (no seasons on the equator)
+    today, tomorrow = a[:-1], a[1:]
+    same = np.corrcoef(today.ravel(), tomorrow.ravel())[0, 1]
+    upwind = np.corrcoef(np.roll(today, 1, axis=1).ravel(), tomorrow.ravel())[0, 1]
+    downwind = np.corrcoef(np.roll(today, -1, axis=1).ravel(), tomorrow.ravel())[0, 1]
+    assert upwind > 0.9 > same and upwind > downwind + 0.1
+
+
+def test_synthetic_dataset_contract_and_climatology():
+    s = S.random_stations(60, seed=0)
+    ds = S.SyntheticStations(s, n_days=400, history=4, seed=3)
+    assert ds.in_channels == 6 and ds.out_channels == 1
+    x, y = ds.split("test")[0]
+    assert x.shape == (60, 6) and y.shape == (60, 1) and x.dtype == y.dtype
+    # warm tropics, cold high latitudes
+    tr = ds.split("train")
+    mean_t = tr.raw[tr.targets].mean(0) + ds.mean
+    tropics, high = np.abs(s.lat) < 20, np.abs(s.lat) > 50
+    assert mean_t[tropics].mean() > mean_t[high].mean() + 10
+    again = S.SyntheticStations(s, n_days=400, history=4, seed=3)
+    np.testing.assert_array_equal(again.split("val").raw, ds.split("val").raw)
+
+
+def test_config_names():
+    from deepsphere.training import registry
+
+    assert registry.DATASETS.get("ghcn") is S.GHCNDaily
+    assert registry.DATASETS.get("synthetic_stations") is S.SyntheticStations
+    assert registry.SAMPLINGS.get("ghcn_stations") is S.ghcn_sampling

@@ -170,3 +170,19 @@ def test_rotate_signal_healpix_matches_healpy_rotate_map_alms():
     out = rotate_signal(torch.from_numpy(hp.reorder(m_ring, r2n=True)), HEALPix(nside), ang)
     ref_nest = hp.reorder(ref, r2n=True)
     assert np.abs(out.numpy() - ref_nest).max() / np.abs(ref_nest).max() <= 1e-10
+
+
+def test_rotate_signal_healpix_exact_for_band_limited_signals():
+    # lmax <= 2 nside: the least-squares analysis makes the round trip exact
+    from deepsphere.spectral import isht
+
+    rng = np.random.default_rng(9)
+    s, L = HEALPix(8), 16
+    c = torch.randn(2, num_coefficients(L), dtype=torch.float64)
+    ang = random_rotation(rng)
+    x = isht(c, s)
+    ref = isht(rotate_coefficients(c, ang), s)
+    out = rotate_signal(x, s, ang, lmax=L, iterations=100, method="lsq")
+    assert ((out - ref).norm() / ref.norm()).item() < 1e-10
+    out = rotate_signal(x, s, euler_to_matrix(*ang), lmax=L, iterations=10)
+    assert ((out - ref).norm() / ref.norm()).item() < 1e-10

@@ -244,3 +244,8 @@ def test_healpix_least_squares_gradcheck():
     s, L = HEALPix(2), 5
     x = torch.randn(2, s.npix, dtype=torch.float64, generator=g, requires_grad=True)
     assert torch.autograd.gradcheck(SHT(s, L, 100, method="lsq"), (x,))
+
+
+def test_table_size_guard():
+    with pytest.raises(ValueError, match="backend='ducc'"):
+        InverseSHT(HEALPix(1024))

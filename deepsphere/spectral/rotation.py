@@ -263,7 +263,7 @@ def wigner_D_blocks(lmax: int, rotation: Rotation, dtype: torch.dtype = torch.fl
 
 
 def rotate_signal(x: torch.Tensor, sampling, rotation: Rotation, lmax: Optional[int] = None,
-                  iterations: int = 3) -> torch.Tensor:
+                  iterations: int = 3, method: str = "jacobi") -> torch.Tensor:
     r"""Rotate a band-limited signal ``[..., npix]`` on a sampling: analysis, rotation of the
     coefficients, synthesis, i.e. :math:`x \mapsto S\, D(R)\, A\, x` giving :math:`f(R^{-1}x)`
     at the sampling's pixels.
@@ -272,10 +272,25 @@ def rotate_signal(x: torch.Tensor, sampling, rotation: Rotation, lmax: Optional[
     (``lmax <= b - 1``, the default). On HEALPix, the analysis is iterative (``iterations``
     Jacobi steps), so the result is as accurate as the analysis (table in RESULTS.md); for an
     exactly known band-limited signal, rotate its coefficients with :func:`rotate_coefficients`
-    and synthesise instead.
+    and synthesise instead::
+
+        x = isht(c, sampling)                                  # c: [..., (lmax+1)**2]
+        x_rotated = isht(rotate_coefficients(c, R), sampling)  # exact on any ring sampling
+
+    On HEALPix, ``lmax <= 2 nside`` with ``iterations=10`` (or ``method="lsq"``) makes the
+    analysis exact to ~1e-12; at the default ``lmax = 3 nside - 1`` expect ~1e-1 for signals
+    with power up to lmax (RESULTS.md, "Spectral transforms").
+
+    Parameters
+    ----------
+    x : tensor ``[..., npix]``
+    sampling : HEALPix (full sky) or Equiangular
+    rotation : ZYZ Euler angles ``(alpha, beta, gamma)`` or a ``(3, 3)`` rotation matrix
+        (convention in the module docstring).
+    lmax, iterations, method : see :class:`deepsphere.spectral.SHT`.
     """
     from .transforms import default_lmax, isht, sht
 
     L = default_lmax(sampling) if lmax is None else int(lmax)
-    c = sht(x, sampling, L, iterations)
+    c = sht(x, sampling, L, iterations, method)
     return isht(rotate_coefficients(c, rotation, L), sampling, L)

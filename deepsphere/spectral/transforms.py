@@ -36,6 +36,10 @@ from .legendre import legendre_table
 from .rings import RingGeometry, ring_geometry
 
 
+#: Largest Legendre table (bytes, float64) the torch backend builds before refusing.
+MAX_TABLE_BYTES = 4 * 2**30
+
+
 def default_lmax(sampling: Sampling) -> int:
     """``3 nside - 1`` on HEALPix (healpy's default), ``b - 1`` on an equiangular grid of
     bandwidth ``b`` (the largest degree its analysis is exact for)."""
@@ -102,6 +106,14 @@ class _RingTransform(nn.Module):
             self.register_buffer("pixel_weights", torch.from_numpy(self._ducc.pixel_weights), persistent=False)
             return
         L = self.lmax
+        size = (L + 1) ** 2 * geo.nrings * 8
+        if size > MAX_TABLE_BYTES:
+            raise ValueError(
+                f"the torch transform at lmax={L} on {sampling!r} needs a {size / 2**30:.1f} GiB "
+                f"Legendre table (limit deepsphere.spectral.transforms.MAX_TABLE_BYTES = "
+                f"{MAX_TABLE_BYTES / 2**30:.0f} GiB). Use backend='ducc' (CPU, no table), a smaller "
+                "lmax, or raise the limit if the memory is there."
+            )
         # Legendre table [m, l, r]; on the analysis side it carries the quadrature weights.
         lam = legendre_table(L, geo.theta)
         if analysis:
@@ -340,10 +352,11 @@ def _cached(cls, sampling: Sampling, lmax: Optional[int], *args):
     return mod
 
 
-def sht(x: torch.Tensor, sampling: Sampling, lmax: Optional[int] = None, iterations: int = 3) -> torch.Tensor:
+def sht(x: torch.Tensor, sampling: Sampling, lmax: Optional[int] = None, iterations: int = 3,
+        method: str = "jacobi") -> torch.Tensor:
     """Functional analysis ``[..., npix] -> [..., (L+1)**2]`` (modules cached per sampling);
     see :class:`SHT`."""
-    return _cached(SHT, sampling, lmax, iterations).to(x.device)(x)
+    return _cached(SHT, sampling, lmax, iterations, "torch", method).to(x.device)(x)
 
 
 def isht(coeffs: torch.Tensor, sampling: Sampling, lmax: Optional[int] = None) -> torch.Tensor:

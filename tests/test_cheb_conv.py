@@ -300,3 +300,38 @@ def test_cuda_matches_cpu(sphere, dtype):
     torch.testing.assert_close(yc.cpu(), y, **tol)
     torch.testing.assert_close(xc.grad.cpu(), gx, **tol)
     torch.testing.assert_close(conv_c.weight.grad.cpu(), gw, **tol)
+
+
+def _dense_reference(x, Lt, weight, bias):
+    """sum_k T_k(L~) x W_k + b with a dense L~, differentiable by plain autograd."""
+    T = [x, torch.einsum("vw,bwi->bvi", Lt, x)]
+    for _ in range(2, weight.shape[0]):
+        T.append(2 * torch.einsum("vw,bwi->bvi", Lt, T[-1]) - T[-2])
+    y = sum(torch.einsum("bvi,io->bvo", T[k], weight[k]) for k in range(weight.shape[0]))
+    return y if bias is None else y + bias
+
+
+def test_chained_layers_and_reused_scratch(sphere):
+    """Several layers of different widths, forward twice before one backward: the scratch
+    memory reused between calls must not leak into results or gradients."""
+    Lt = torch.from_numpy(sphere["Lt"])
+    L = SparseOperator(sphere["Lt_sp"], dtype=torch.float64)
+    convs = [_conv(2, 5, 3, seed=1), _conv(5, 3, 4, seed=2), _conv(3, 3, 2, bias=False, seed=3)]
+    x = torch.randn(3, sphere["n"], 2, dtype=torch.float64, requires_grad=True)
+
+    def net(x, ours):
+        for c in convs:
+            x = torch.tanh(c(x, L) if ours else _dense_reference(x, Lt, c.weight, c.bias))
+        return x
+
+    y_first = net(x, True)
+    y_again = net(2 * x, True)       # second forward before any backward
+    (y_first.sum() + (y_again ** 2).sum()).backward()
+    got = [x.grad.clone()] + [c.weight.grad.clone() for c in convs]
+    for t in [x] + [c.weight for c in convs]:
+        t.grad = None
+    (net(x, False).sum() + (net(2 * x, False) ** 2).sum()).backward()
+    want = [x.grad] + [c.weight.grad for c in convs]
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w)
+    torch.testing.assert_close(y_first, net(x, False))

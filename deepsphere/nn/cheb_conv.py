@@ -3,7 +3,8 @@ signals, with a sparse recursion that owns its backward pass."""
 from __future__ import annotations
 
 import math
-from typing import Iterator, Optional
+import threading
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -11,43 +12,79 @@ from torch.autograd.function import once_differentiable
 
 from .operator import as_csr_operator, describe_vertices
 
-__all__ = ["ChebConv", "cheb_conv"]
+__all__ = ["ChebConv", "cheb_conv", "clear_workspace"]
 
 
-def _chebyshev_terms(L: Tensor, X0: Tensor, K: int) -> Iterator[Tensor]:
-    r"""Yield :math:`T_k(L) X_0` for :math:`k = 0, \dots, K-1` (``X0`` is ``[N, C]``).
+class _Scratch(threading.local):
+    """Per-thread reusable memory for the temporaries of one forward or backward call."""
 
-    Two working buffers: :math:`T_k` is written over :math:`T_{k-2}`, so each term must be
-    used before the next one is requested. ``X0`` itself is never written.
+    def __init__(self):
+        self.flat: Dict[torch.dtype, Tensor] = {}
+
+
+_scratch = _Scratch()
+
+
+def clear_workspace() -> None:
+    """Free the CPU scratch memory :class:`ChebConv` keeps between calls (see its Notes)."""
+    _scratch.flat.clear()
+
+
+def _buffers(like: Tensor, *shapes) -> List[Tensor]:
+    """Uninitialised buffers for temporaries that never outlive one forward/backward call.
+
+    On CPU they are views of one per-thread block kept between calls: fresh large
+    allocations are returned to the OS on free and page-faulted back on every call, which
+    cost about a third of the layer's time at nside 128. CUDA has a caching allocator.
     """
-    yield X0
+    if like.device.type != "cpu":
+        return [torch.empty(sh, dtype=like.dtype, device=like.device) for sh in shapes]
+    sizes = [math.prod(sh) for sh in shapes]
+    flat = _scratch.flat.get(like.dtype)
+    if flat is None or flat.numel() < sum(sizes):
+        _scratch.flat.pop(like.dtype, None)  # free the smaller block first
+        flat = _scratch.flat[like.dtype] = torch.empty(sum(sizes), dtype=like.dtype)
+    out, offset = [], 0
+    for sh, n in zip(shapes, sizes):
+        out.append(flat[offset:offset + n].view(sh))
+        offset += n
+    return out
+
+
+def _vertex_major(t: Tensor, out: Tensor) -> Tensor:
+    """``t`` ``[B, N, F]`` as ``[N, B*F]`` (a view when already stored so, else copied)."""
+    B, N, F = t.shape
+    tt = t.transpose(0, 1)
+    if tt.is_contiguous():
+        return tt.view(N, B * F)
+    out.view(N, B, F).copy_(tt)
+    return out
+
+
+def _chebyshev_terms(L: Tensor, X0: Tensor, K: int, bufs) -> Iterator[Tuple[float, Tensor]]:
+    r"""Yield ``(s_k, s_k T_k(L) X_0)`` for :math:`k = 0, \dots, K-1`, with signs
+    :math:`s_k = \pm 1` (``X0`` is ``[N, C]``).
+
+    Runs in the two buffers ``bufs``: term :math:`k` is written over term :math:`k-2`, so
+    each term must be used before the next one is requested; ``X0`` itself is never
+    written. The signs (:math:`s_k = -s_{k-2}`, pattern ``+ + - - + + ...``) turn
+    :math:`T_k = 2 L T_{k-1} - T_{k-2}` into an in-place ``addmm_`` with ``beta = 1``,
+    which the sparse kernels run without an extra pass to scale the output by -1.
+    """
+    yield 1.0, X0
     if K == 1:
         return
-    prev, cur = X0, torch.mm(L, X0)
-    yield cur
+    # beta=0: the buffer's old contents are ignored (no zero fill)
+    prev, cur = X0, bufs[0].addmm_(L, X0, beta=0)
+    s_prev, s_cur = 1.0, 1.0
+    yield s_cur, cur
     for k in range(2, K):
-        if k == 2:  # T_0 is the caller's tensor: write T_2 into a fresh buffer
-            nxt = torch.addmm(X0, L, cur, beta=-1, alpha=2)
-        else:       # T_k = 2 L T_{k-1} - T_{k-2}, in place over T_{k-2}
-            nxt = prev.addmm_(L, cur, beta=-1, alpha=2)
-        prev, cur = cur, nxt
-        yield cur
-
-
-def _clenshaw(L: Tensor, Z: "callable", K: int, first: Tensor) -> Tensor:
-    r""":math:`\sum_{k<K} T_k(L) Z_k` by Clenshaw's recurrence, ``K >= 2``.
-
-    ``first`` is a fresh buffer holding :math:`Z_{K-1}`; ``Z(k, out, beta)`` writes
-    :math:`Z_k + \beta\,\mathrm{out}` into ``out`` (``out`` fresh when ``beta`` is None).
-    With :math:`b_K = b_{K+1} = 0`, :math:`b_k = Z_k + 2 L b_{k+1} - b_{k+2}` and the sum is
-    :math:`Z_0 + L b_1 - b_2`: ``K - 1`` sparse products, two buffers.
-    """
-    b1, b2 = first, None
-    for k in range(K - 2, -1, -1):
-        new = Z(k, None, None) if b2 is None else Z(k, b2, -1.0)
-        new.addmm_(L, b1, alpha=1.0 if k == 0 else 2.0)
-        b2, b1 = b1, new
-    return b1
+        s_new = -s_prev
+        base = bufs[1].copy_(X0) if k == 2 else prev   # never write the caller's X0
+        # s_{k-2} T_{k-2} + 2 s_k s_{k-1} L (s_{k-1} T_{k-1}) = s_k T_k
+        nxt = base.addmm_(L, cur, alpha=2.0 * s_new * s_cur)
+        prev, cur, s_prev, s_cur = cur, nxt, s_cur, s_new
+        yield s_cur, cur
 
 
 class _ChebConvFunction(torch.autograd.Function):
@@ -59,7 +96,9 @@ class _ChebConvFunction(torch.autograd.Function):
     Forward, on the narrower side (``C = min(Fin, Fout)`` columns per batch element):
       - ``Fin < Fout``: the recursion :math:`T_k(L) X` on the input, each term multiplied
         by :math:`W_k` into the output as soon as it exists;
-      - otherwise Clenshaw's recurrence on :math:`X W_k` (a dense product per order).
+      - otherwise Clenshaw's recurrence on :math:`Z_k = X W_k`:
+        :math:`b_k = Z_k + 2 L b_{k+1} - b_{k+2}` (:math:`b_K = b_{K+1} = 0`),
+        :math:`y = Z_0 + L b_1 - b_2`.
     Backward, with :math:`G = \partial \ell / \partial y` and :math:`L^\top = L`:
       :math:`D_k = T_k(L) G` by the same recursion, then
       :math:`\partial \ell/\partial W_k = X^\top D_k` and
@@ -72,20 +111,29 @@ class _ChebConvFunction(torch.autograd.Function):
     def forward(ctx, x: Tensor, weight: Tensor, bias: Optional[Tensor], L: Tensor) -> Tensor:
         B, N, Fin = x.shape
         K, _, Fout = weight.shape
-        xf = x.transpose(0, 1).reshape(N * B, Fin).contiguous()  # a copy unless already so
+        input_side = Fin < Fout
+        C = B * (Fin if input_side else Fout)
+        xbuf, b0, b1 = _buffers(x, (N, B * Fin), (N, C), (N, C))
+        xf = _vertex_major(x, xbuf)
+        xr = xf.view(N * B, Fin)
         if K == 1:
-            yf = xf @ weight[0]
-        elif Fin < Fout:
-            terms = _chebyshev_terms(L, xf.view(N, B * Fin), K)
-            yf = torch.mm(next(terms).view(N * B, Fin), weight[0])
-            for k, T in enumerate(terms, start=1):
-                yf.addmm_(T.view(N * B, Fin), weight[k])
+            yf = torch.mm(xr, weight[0])
+        elif input_side:
+            yf = torch.empty(N * B, Fout, dtype=x.dtype, device=x.device)
+            for k, (sign, T) in enumerate(_chebyshev_terms(L, xf, K, (b0, b1))):
+                yf.addmm_(T.view(N * B, Fin), weight[k], beta=0 if k == 0 else 1, alpha=sign)
         else:
-            def Z(k, out, beta):
-                if out is None:
-                    return torch.mm(xf, weight[k]).view(N, B * Fout)
-                return out.view(N * B, Fout).addmm_(xf, weight[k], beta=beta).view(N, B * Fout)
-            yf = _clenshaw(L, Z, K, Z(K - 1, None, None)).view(N * B, Fout)
+            # Clenshaw: b_k = X W_k - b_{k+2} + 2 L b_{k+1}, in place in two buffers
+            cur = torch.mm(xr, weight[K - 1], out=b0.view(N * B, Fout)).view(N, C)
+            prev, spare = None, b1
+            for k in range(K - 2, -1, -1):
+                if prev is None:
+                    new = torch.mm(xr, weight[k], out=spare.view(N * B, Fout)).view(N, C)
+                else:
+                    new = prev.view(N * B, Fout).addmm_(xr, weight[k], beta=-1).view(N, C)
+                new.addmm_(L, cur, alpha=1.0 if k == 0 else 2.0)
+                prev, cur = cur, new
+            yf = cur
         y = torch.empty(B, N, Fout, dtype=x.dtype, device=x.device)
         yv = yf.view(N, B, Fout).transpose(0, 1)
         if bias is None:
@@ -100,7 +148,7 @@ class _ChebConvFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, G: Tensor):
-        x, weight = ctx.saved_tensors
+        x, weight = ctx.saved_tensors  # first: may recompute a checkpointed forward
         L = ctx.L
         B, N, Fin = x.shape
         K, _, Fout = weight.shape
@@ -110,17 +158,20 @@ class _ChebConvFunction(torch.autograd.Function):
             gb = G.sum((0, 1))
         if not (need_x or need_w):
             return gx, gw, gb, None
-        Gf = G.transpose(0, 1).reshape(N, B * Fout).contiguous()
-        xf = x.transpose(0, 1).reshape(N * B, Fin).contiguous() if need_w else None
-        if need_w:
-            gw = torch.empty_like(weight)
-        gxf = None
-        for k, D in enumerate(_chebyshev_terms(L, Gf, K)):
+        gbuf, xbuf, d0, d1 = _buffers(x, (N, B * Fout), (N, B * Fin), (N, B * Fout),
+                                      (N, B * Fout))
+        Gf = _vertex_major(G, gbuf)
+        xr = _vertex_major(x, xbuf).view(N * B, Fin) if need_w else None
+        gw = torch.empty_like(weight) if need_w else None
+        gxf = torch.empty(N * B, Fin, dtype=x.dtype, device=x.device) if need_x else None
+        for k, (sign, D) in enumerate(_chebyshev_terms(L, Gf, K, (d0, d1))):
             D = D.view(N * B, Fout)
             if need_w:
-                torch.mm(xf.t(), D, out=gw[k])
+                torch.mm(xr.t(), D, out=gw[k])
+                if sign < 0:
+                    gw[k].neg_()
             if need_x:
-                gxf = D @ weight[k].t() if gxf is None else gxf.addmm_(D, weight[k].t())
+                gxf.addmm_(D, weight[k].t(), beta=0 if k == 0 else 1, alpha=sign)
         if need_x:
             gx = gxf.view(N, B, Fin).transpose(0, 1)
         return gx, gw, gb, None

@@ -334,6 +334,8 @@ def test_cli_train_evaluate_predict(tmp_path, capsys, monkeypatch):
     assert "--resume" in capsys.readouterr().err
     assert cli(["train", str(cfg), "--set", "trainer.epochz=2"]) == 2
     assert "trainer.epochz: unknown key" in capsys.readouterr().err
+    assert cli(["train", str(cfg), "--set", "sampling.nside=3", "--out", str(tmp_path / "r3")]) == 2
+    assert "sampling (healpix): nside=3 is not a valid HEALPix resolution" in capsys.readouterr().err
 
     assert cli(["evaluate", str(run)]) == 0
     out = capsys.readouterr().out

@@ -47,12 +47,22 @@ def irregular_from_csv(path: str, units: str, lon: str = "lon", lat: str = "lat"
 
 
 # ---- builders --------------------------------------------------------------------
+def _construct(section: str, name: str, builder, **kwargs):
+    """Call a builder; its argument errors come back prefixed with the config section."""
+    try:
+        return builder(**kwargs)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"{section} ({name}): {e}") from e
+
+
 def build_sampling(config: Config):
-    return registry.SAMPLINGS.get(config.sampling.name)(**config.sampling.params)
+    s = config.sampling
+    return _construct("sampling", s.name, registry.SAMPLINGS.get(s.name), **s.params)
 
 
 def build_dataset(config: Config, sampling):
-    ds = registry.DATASETS.get(config.data.name)(sampling=sampling, **config.data.params)
+    d = config.data
+    ds = _construct("data", d.name, registry.DATASETS.get(d.name), sampling=sampling, **d.params)
     task = getattr(ds, "task", None)
     if task not in _TASKS:
         raise ConfigError(
@@ -86,7 +96,7 @@ def build_model(config: Config, sampling, dataset) -> torch.nn.Module:
         "laplacian": config.graph.laplacian,
     }
     kwargs = {k: v for k, v in offered.items() if k in params}
-    return builder(**kwargs, **config.model.params)
+    return _construct("model", config.model.name, builder, **kwargs, **config.model.params)
 
 
 def build_loss(config: Config, dataset) -> torch.nn.Module:

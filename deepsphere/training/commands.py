@@ -30,14 +30,17 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _train(args) -> int:
-    from .config import ConfigError, load_config
-    from .trainer import train
+    from .config import load_config
+    from .trainer import Trainer
 
-    try:
-        config = load_config(args.config, args.overrides)
-        train(config, args.out, resume=args.resume)
-    except (ConfigError, FileExistsError, FileNotFoundError) as e:
+    try:  # bad configs, data or model arguments: a message, not a traceback
+        trainer = Trainer(load_config(args.config, args.overrides), args.out, resume=args.resume)
+    except (ValueError, TypeError, FileExistsError, FileNotFoundError) as e:
         return _fail(e)
+    try:
+        trainer.fit()
+    finally:
+        trainer.close()
     return 0
 
 

@@ -62,7 +62,7 @@ def equivariance():
     """Relative equivariance errors with rotations done in harmonic space (mean of 3 rotations)."""
     from deepsphere.spectral import (GatedNonlinearity, NormNonlinearity, QuadraticNonlinearity,
                                      S2Conv, S2GridNonlinearity, SO3Conv, SO3GridNonlinearity,
-                                     SO3ToS2, ZonalFilter, equivariance_error)
+                                     SO3ToS2, TensorProduct, ZonalFilter, equivariance_error)
     from deepsphere.spectral.models import SpectralClassifier
     from deepsphere.spectral.so3 import rotate_so3_coefficients, so3_size
 
@@ -101,6 +101,7 @@ def equivariance():
         rows.append(("NormNonlinearity", L, name, mean_err(NormNonlinearity(3, L).to(dtype), x)))
         rows.append(("GatedNonlinearity", L, name, mean_err(GatedNonlinearity(L), x)))
         rows.append(("QuadraticNonlinearity (CG)", L, name, mean_err(QuadraticNonlinearity(L), x)))
+        rows.append(("TensorProduct (CG, 3 -> 3 channels)", L, name, mean_err(TensorProduct(3, 3, L).to(dtype), x)))
     x = torch.randn(4, 3, num_coefficients(16), dtype=torch.float64)
     for L in (8, 16):
         xl = x[..., : num_coefficients(L)]

@@ -76,3 +76,31 @@ def test_shapes_and_errors():
     x = torch.randn(2, 5, num_coefficients(L))
     assert NormNonlinearity(5, L)(x).shape == x.shape
     assert S2GridNonlinearity(L)(x).shape == x.shape
+
+
+def test_tensor_product_gaunt_and_equivariance():
+    from deepsphere.spectral.nonlinear import TensorProduct
+
+    # (Y_10)^2 = 1/(4 pi) + P_2 / (2 pi): c_00 = 1/sqrt(4 pi), c_20 = sqrt(4 pi / 5) / (2 pi)
+    L = 3
+    x = torch.zeros(1, 1, num_coefficients(L), dtype=torch.float64)
+    x[0, 0, 2] = 1.0  # index l*l + l + m for (1, 0)
+    y = QuadraticNonlinearity(L)(x)[0, 0]
+    ref = torch.zeros(num_coefficients(L), dtype=torch.float64)
+    ref[0] = 1 / np.sqrt(4 * np.pi)
+    ref[6] = np.sqrt(4 * np.pi / 5) / (2 * np.pi)
+    assert (y - ref).abs().max() < 1e-14
+    torch.manual_seed(3)
+    tp = TensorProduct(3, 2, 6).double()
+    xs = torch.randn(2, 3, num_coefficients(6), dtype=torch.float64)
+    assert equivariance_error(tp, xs, random_rotation(np.random.default_rng(3))) < 1e-12
+    # a pair weight selects x_0 * x_1
+    with torch.no_grad():
+        tp.weight.zero_()
+        tp.weight[0, 1] = 1.0  # pairs are (0,0), (0,1), ...
+    grid = Equiangular(13, "DH")
+    f = InverseSHT(grid, 6)(xs)
+    eye = torch.eye(num_coefficients(6), dtype=torch.float64)
+    Y = InverseSHT(grid, 6)(eye)
+    proj = (Y * torch.from_numpy(grid.areas)) @ (f[:, 0] * f[:, 1]).T
+    assert (tp(xs)[:, 0] - proj.T).abs().max() < 1e-12

@@ -11,7 +11,7 @@ from .legendre import legendre_table
 from .rings import RingGeometry, ring_geometry
 from .models import SpectralClassifier, SpectralSegmenter
 from .nonlinear import (GatedNonlinearity, NormNonlinearity, QuadraticNonlinearity,
-                        S2GridNonlinearity, SO3GridNonlinearity, equivariance_error)
+                        S2GridNonlinearity, SO3GridNonlinearity, TensorProduct, equivariance_error)
 from .rotation import (as_euler, euler_to_matrix, healpy_rotate_alm_args, healpy_rotator,
                        matrix_to_euler, random_rotation, rotate_coefficients, rotate_signal,
                        wigner_D_blocks, wigner_D_complex, wigner_D_real, wigner_d_small)
@@ -28,6 +28,6 @@ __all__ = [
     "healpy_rotator", "ZonalFilter", "ZonalConv", "S2Conv", "SO3Conv", "SO3ToS2", "SO3Grid",
     "SO3Synthesis", "SO3Analysis", "rotate_so3_coefficients", "so3_size", "so3_index",
     "real_sph_harm", "S2GridNonlinearity", "SO3GridNonlinearity", "NormNonlinearity",
-    "GatedNonlinearity", "QuadraticNonlinearity", "equivariance_error", "SpectralClassifier",
+    "GatedNonlinearity", "QuadraticNonlinearity", "equivariance_error", "TensorProduct", "SpectralClassifier",
     "SpectralSegmenter",
 ]

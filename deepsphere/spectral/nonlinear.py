@@ -3,22 +3,23 @@ r"""Nonlinearities for spectral (coefficient) features, with their equivariance.
 All act on real coefficients ``[..., channels, (L+1)**2]`` (or SO(3) coefficients
 ``[..., channels, so3_size(L)]`` for :class:`SO3GridNonlinearity`).
 
-=========================  =================================================  ==============
-class                      what                                               equivariance
-=========================  =================================================  ==============
-:class:`S2GridNonlinearity`  synthesis on a Gauss–Legendre grid, pointwise      approximate
-                           activation, analysis back to degree L              (aliasing; falls
-                                                                              with oversampling)
-:class:`SO3GridNonlinearity` same on the SO(3) Euler grid                       approximate
-:class:`NormNonlinearity`  scales each degree-ℓ block by a function of its    exact
-                           (rotation invariant) norm
-:class:`GatedNonlinearity`  degree-0 coefficient through an activation, ℓ > 0  exact
-                           blocks gated by a sigmoid of it
-:class:`QuadraticNonlinearity` :math:`f \mapsto f^2` truncated to degree L: the  exact
-                           Clebsch–Gordan (Gaunt) tensor product of the
-                           signal with itself, computed on a grid that is
-                           exact for degree 3L
-=========================  =================================================  ==============
+Approximately equivariant (aliasing of the degrees above L that the activation creates; the
+error falls as the grid is refined):
+
+- :class:`S2GridNonlinearity`: synthesis on a Gauss–Legendre grid, pointwise activation,
+  analysis back to degree L.
+- :class:`SO3GridNonlinearity`: the same on the SO(3) Euler grid.
+
+Exactly equivariant:
+
+- :class:`NormNonlinearity`: scales each degree-ℓ block by a function of its (rotation
+  invariant) norm.
+- :class:`GatedNonlinearity`: the degree-0 coefficient through an activation, blocks ℓ > 0
+  multiplied by a sigmoid of it.
+- :class:`QuadraticNonlinearity`: :math:`f \mapsto (f^2)_{\le L}`, the Clebsch–Gordan (Gaunt)
+  tensor product of the signal with itself, on a grid exact for degree 3L.
+- :class:`TensorProduct`: learnable combinations of the products of channel pairs (same
+  construction, bilinear).
 
 Measured errors are in RESULTS.md ("Spectral transforms").
 """
@@ -153,6 +154,40 @@ class QuadraticNonlinearity(nn.Module):
 
     def extra_repr(self) -> str:
         return f"lmax={self.lmax}"
+
+
+class TensorProduct(nn.Module):
+    r"""Learnable Clebsch–Gordan tensor product of channels:
+    :math:`y_o = \sum_{i \le j} w_{oij}\, (x_i x_j)_{\le L}`, the products of pairs of input
+    signals truncated to degree :math:`L` (Gaunt coefficients), computed exactly on a
+    Gauss–Legendre grid of bandwidth :math:`2L+1`. Bilinear and exactly equivariant.
+    ``[..., in_channels, (L+1)**2] -> [..., out_channels, (L+1)**2]``."""
+
+    def __init__(self, in_channels: int, out_channels: int, lmax: int):
+        super().__init__()
+        self.in_channels, self.out_channels, self.lmax = int(in_channels), int(out_channels), int(lmax)
+        grid = Equiangular(2 * self.lmax + 1, "GL")
+        self.synthesis = InverseSHT(grid, self.lmax)
+        self.analysis = SHT(grid, self.lmax)
+        i, j = torch.triu_indices(in_channels, in_channels)
+        self.register_buffer("pair_i", i, persistent=False)
+        self.register_buffer("pair_j", j, persistent=False)
+        self.weight = nn.Parameter(torch.empty(out_channels, len(i)))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.normal_(self.weight, std=1.0 / len(self.pair_i) ** 0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-2:] != (self.in_channels, num_coefficients(self.lmax)):
+            raise ValueError(f"expected [..., {self.in_channels}, {num_coefficients(self.lmax)}], got {tuple(x.shape)}")
+        f = self.synthesis(x)                                    # [..., C, npix]
+        prod = f[..., self.pair_i, :] * f[..., self.pair_j, :]   # [..., P, npix]
+        y = torch.einsum("op,...pn->...on", self.weight.to(x.dtype), prod)
+        return self.analysis(y)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels}, {self.out_channels}, lmax={self.lmax}"
 
 
 def equivariance_error(op: Callable, x: torch.Tensor, rotation, kind: str = "s2") -> float:

@@ -422,3 +422,12 @@ def test_plateau_schedule_follows_the_monitored_value(tmp_path):
     c.model.params["dropout"] = 0.0
     t = train(c)
     assert [r["lr"] for r in t.history] == pytest.approx([1e-12, 1e-12, 5e-13])
+
+
+def test_monitor_must_be_a_logged_value(tmp_path):
+    with pytest.raises(ConfigError, match=r"trainer\.monitor: 'val_acc' is not a logged value"):
+        Trainer(tiny_config(tmp_path / "a", monitor="val_acc"))
+    t = Trainer(tiny_config(tmp_path / "b", monitor="val_recall_1"))
+    assert t.greater
+    t = Trainer(tiny_config(tmp_path / "c", monitor="val_loss"))
+    assert not t.greater

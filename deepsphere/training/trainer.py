@@ -22,6 +22,7 @@ import io
 import json
 import os
 import random
+import re
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -148,6 +149,14 @@ class Trainer:
         self.monitor = t.monitor or ("val_loss" if self.task == "regression"
                                      else f"val_{self.metric_names[0]}")
         base = self.monitor[4:] if self.monitor.startswith("val_") else self.monitor
+        if not (self.monitor == "val_loss" or re.fullmatch(
+                rf"val_({'|'.join(map(re.escape, self.metric_names))})(_\d+)?", self.monitor)):
+            raise ConfigError(
+                f"trainer.monitor: {self.monitor!r} is not a logged value; choose val_loss or "
+                f"val_<metric> for a metric in trainer.metrics ({', '.join(self.metric_names)}), "
+                "with _<class> for per-class metrics such as val_recall_1"
+            )
+        base = re.sub(r"_\d+$", "", base) if base not in M.GREATER_IS_BETTER else base
         self.greater = (M.GREATER_IS_BETTER.get(base, True) if t.mode == "auto" else t.mode == "max")
 
         self.epoch = 0  # epochs completed

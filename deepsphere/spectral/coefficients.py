@@ -100,6 +100,15 @@ def _tables(lmax: int):
     return to_mat_idx, to_mat_scale, to_real_idx, to_real_scale, hp_q
 
 
+@lru_cache(maxsize=64)
+def _device_tables(lmax: int, dtype: torch.dtype, device: torch.device):
+    """:func:`_tables` as tensors on a device (cached: no host-to-device copy per call)."""
+    a, b, c, d, q = _tables(lmax)
+    return (torch.as_tensor(a, device=device), torch.as_tensor(b, dtype=dtype, device=device),
+            torch.as_tensor(c, device=device), torch.as_tensor(d, dtype=dtype, device=device),
+            torch.as_tensor(q, device=device))
+
+
 def _check_real(c: torch.Tensor, lmax: int) -> None:
     if c.shape[-1] != num_coefficients(lmax):
         raise ValueError(
@@ -112,9 +121,7 @@ def real_to_matrix(c: torch.Tensor, lmax: int):
     """Real coefficients ``[..., (L+1)^2]`` -> ``(re, im)`` of the complex :math:`a_{\\ell m}`
     as dense ``[..., m, l]`` tensors (zero where :math:`\\ell < m`)."""
     _check_real(c, lmax)
-    idx, scale, *_ = _tables(lmax)
-    idx = torch.as_tensor(idx, device=c.device)
-    scale = torch.as_tensor(scale, dtype=c.dtype, device=c.device)
+    idx, scale, *_ = _device_tables(lmax, c.dtype, c.device)
     flat = c[..., idx] * scale
     L1 = lmax + 1
     re, im = flat.split(L1 * L1, dim=-1)
@@ -123,11 +130,9 @@ def real_to_matrix(c: torch.Tensor, lmax: int):
 
 def matrix_to_real(re: torch.Tensor, im: torch.Tensor, lmax: int) -> torch.Tensor:
     """Inverse of :func:`real_to_matrix` (reads only the :math:`\\ell \\ge m` entries)."""
-    _, _, idx, scale, _ = _tables(lmax)
+    _, _, idx, scale, _ = _device_tables(lmax, re.dtype, re.device)
     L1 = lmax + 1
     flat = torch.cat([re.reshape(*re.shape[:-2], L1 * L1), im.reshape(*im.shape[:-2], L1 * L1)], -1)
-    idx = torch.as_tensor(idx, device=re.device)
-    scale = torch.as_tensor(scale, dtype=re.dtype, device=re.device)
     return flat[..., idx] * scale
 
 

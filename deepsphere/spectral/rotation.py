@@ -214,22 +214,31 @@ def _z_tables(lmax: int):
     return m.astype(np.float64), mirror
 
 
+@lru_cache(maxsize=16)
+def _z_tables_torch(lmax: int, device: torch.device):
+    m, mirror = _z_tables(lmax)
+    return torch.as_tensor(m, dtype=torch.float64, device=device), torch.as_tensor(mirror, device=device)
+
+
 def _rotate_z(c: torch.Tensor, angle: float, lmax: int) -> torch.Tensor:
     r"""Rotation about z of real coefficients: :math:`c'_k = \cos(|k|t)\,c_k - \sin(kt)\,c_{-k}`."""
     if angle == 0.0:
         return c
-    m, mirror = _z_tables(lmax)
-    cos = torch.as_tensor(np.cos(np.abs(m) * angle), dtype=c.dtype, device=c.device)
-    sin = torch.as_tensor(np.sin(m * angle), dtype=c.dtype, device=c.device)
-    return c * cos - c[..., torch.as_tensor(mirror, device=c.device)] * sin
+    m, mirror = _z_tables_torch(lmax, c.device)
+    cos = torch.cos(m.abs() * angle).to(c.dtype)  # float64 angles, then cast
+    sin = torch.sin(m * angle).to(c.dtype)
+    return c * cos - c[..., mirror] * sin
 
 
-def _apply_blocks(c: torch.Tensor, blocks, lmax: int, transpose: bool) -> torch.Tensor:
+@lru_cache(maxsize=16)
+def _q_blocks_torch(lmax: int, dtype: torch.dtype, device: torch.device) -> tuple:
+    return tuple(torch.as_tensor(q, dtype=dtype, device=device) for q in _q_blocks(lmax))
+
+
+def _apply_q(c: torch.Tensor, lmax: int, transpose: bool) -> torch.Tensor:
     parts = c.split([2 * l + 1 for l in range(lmax + 1)], dim=-1)
-    out = []
-    for l, p in enumerate(parts):
-        Q = torch.as_tensor(blocks[l], dtype=c.dtype, device=c.device)
-        out.append(p @ Q if transpose is False else p @ Q.T)  # p @ Q = (Q^T p^T)^T
+    blocks = _q_blocks_torch(lmax, c.dtype, c.device)
+    out = [p @ (Q.T if transpose else Q) for p, Q in zip(parts, blocks)]  # p @ Q = (Q^T p^T)^T
     return torch.cat(out, dim=-1)
 
 
@@ -245,12 +254,11 @@ def rotate_coefficients(coeffs: torch.Tensor, rotation: Rotation, lmax: Optional
     if coeffs.shape[-1] != num_coefficients(L):
         raise ValueError(f"expected (lmax+1)**2 = {num_coefficients(L)} coefficients, got {coeffs.shape[-1]}")
     alpha, beta, gamma = as_euler(rotation)
-    Q = _q_blocks(L)
     # D(R) = Z(alpha) Q Z(beta) Q^T Z(gamma); vectors are rows, so c @ M^T applies M
     c = _rotate_z(coeffs, gamma, L)
-    c = _apply_blocks(c, Q, L, transpose=False)   # c @ Q   = Q^T c
+    c = _apply_q(c, L, transpose=False)   # c @ Q   = Q^T c
     c = _rotate_z(c, beta, L)
-    c = _apply_blocks(c, Q, L, transpose=True)    # c @ Q^T = Q c
+    c = _apply_q(c, L, transpose=True)    # c @ Q^T = Q c
     return _rotate_z(c, alpha, L)
 
 

@@ -188,9 +188,9 @@ def test_ghcn_dataset_windows_and_targets(tmp_path):
             assert x.shape == (4, 3) and y.shape == (4, 1)
             np.testing.assert_allclose(y[:, 0].numpy() + ds.mean, filled[t], rtol=1e-5)
             np.testing.assert_allclose(x.numpy() * ds.std + ds.mean, filled[t - 3:t].T, rtol=1e-5)
-    # periods are disjoint and ordered in time
+    # target periods are disjoint and ordered in time
     tr, va, te = (ds.split(n).targets for n in ("train", "val", "test"))
-    assert tr.max() < va.min() - 3 + 1 and va.max() < te.min()
+    assert tr.max() < va.min() and va.max() < te.min()
     with pytest.raises(ValueError, match="station IDs"):
         S.GHCNDaily(Irregular([0, 1], [0, 1], units="deg"), str(dly), "2020-01-01", "2020-04-29")
 
@@ -251,3 +251,77 @@ def test_config_names():
     assert registry.DATASETS.get("ghcn") is S.GHCNDaily
     assert registry.DATASETS.get("synthetic_stations") is S.SyntheticStations
     assert registry.SAMPLINGS.get("ghcn_stations") is S.ghcn_sampling
+
+
+# ---- hourly SAO reports ------------------------------------------------------------
+def write_sao(path, reports, n_hours=8):
+    """reports: list of rows; each row a list of n_hours (id, lat, lon, T) or None."""
+    from scipy.io import netcdf_file
+
+    with netcdf_file(str(path), "w") as f:
+        f.createDimension("report", len(reports))
+        f.createDimension("hour", n_hours)
+        f.createDimension("id_len", 12)
+        ids = f.createVariable("id", "c", ("report", "hour", "id_len"))
+        lat = f.createVariable("lat", "f", ("report", "hour"))
+        lon = f.createVariable("lon", "f", ("report", "hour"))
+        T = f.createVariable("T", "f", ("report", "hour"))
+        T._FillValue = np.float32(-9999.0)
+        a_id = np.full((len(reports), n_hours, 12), b" ", dtype="S1")
+        a = np.full((3, len(reports), n_hours), -9999.0, dtype=np.float32)
+        for r, row in enumerate(reports):
+            for h, cell in enumerate(row):
+                if cell is None:
+                    continue
+                sid, la, lo, t = cell
+                a_id[r, h, :len(sid)] = np.frombuffer(sid.encode(), dtype="S1")
+                a[:, r, h] = la, lo, t
+        ids[:] = a_id
+        lat[:], lon[:], T[:] = a
+
+
+def test_read_sao_quality_control(tmp_path):
+    n = 8
+    base = 10.0 + np.arange(n)
+    rows = [
+        [("AAA", 40.0, -100.0, base[h]) for h in range(n)],
+        # the same station reported twice in hour 2 (averaged), with a spike in hour 5
+        [("BBB", 41.0, -99.0, (30.0 if h == 5 else base[h] + 1)) for h in range(n)],
+        [("BBB", 41.0, -99.0, base[2] + 3)] * 1 + [None] * (n - 1),
+        # a report of AAA with wrong coordinates (dropped) and an impossible value
+        [("AAA", 10.0, 20.0, 99.0), ("CCC", 42.0, -98.0, 80.0)] + [("CCC", 42.0, -98.0, 5.0)] * (n - 2),
+    ]
+    rows[2] = [None, None, ("BBB", 41.0, -99.0, base[2] + 3)] + [None] * (n - 3)
+    p = tmp_path / "sao.cdf"
+    write_sao(p, rows, n)
+    d = S.read_sao(p)
+    assert list(d["id"]) == ["AAA", "BBB", "CCC"]
+    v = d["values"]
+    np.testing.assert_allclose(v[:, 0], base)  # the misplaced report did not overwrite hour 0
+    np.testing.assert_allclose(d["lat"], [40, 41, 42])
+    assert v[2, 1] == pytest.approx(base[2] + 2)  # mean of the two reports
+    assert np.isnan(v[5, 1])  # spike
+    assert np.isnan(v[1, 2]) and v[2, 2] == pytest.approx(5.0)  # 80 degrees C: out of range
+    assert S.sao_sampling(str(p), min_hours=7).names == ["AAA", "BBB"]  # CCC has 6 hours
+    s = S.sao_sampling(str(p), min_hours=6)
+    assert s.names == ["AAA", "BBB", "CCC"]
+    ds = S.SAOHourly(s, str(p), history=1, max_gap=1, split_fractions=[0.5, 0.25, 0.25])
+    assert [list(ds.split(k).targets) for k in ("train", "val", "test")] == [[3], [4, 5], [6, 7]]
+    x, y = ds.split("train")[0]
+    t = 3
+    assert x.shape == (3, 3) and y.shape == (3, 1)
+    a = 2 * np.pi * (t + s.lon / 15.0) / 24.0  # local solar time of the target hour
+    np.testing.assert_allclose(x[:, 1].numpy(), np.sin(a), atol=1e-5)
+    np.testing.assert_allclose(y[0, 0].item() + ds.mean, base[t], rtol=1e-5)
+
+
+REAL_SAO = "/usr/share/ncarg/data/cdf/950318_sao.cdf"
+
+
+@pytest.mark.skipif(not __import__("os").path.exists(REAL_SAO), reason="needs Debian's libncarg-data")
+def test_real_sao_file():
+    s = S.sao_sampling(REAL_SAO, min_hours=22)
+    assert 500 < s.npix < 2000 and s.lat.min() > 0  # northern hemisphere stations
+    d = S.read_sao(REAL_SAO)
+    v = d["values"][np.isfinite(d["values"])]
+    assert -45 < v.min() and v.max() < 45

@@ -373,16 +373,17 @@ def random_stations(n: int = 400, seed: int = 0, lat_range: List[float] = (-60.0
 # the regression task
 # --------------------------------------------------------------------------------------
 class _WindowSplit(Dataset):
-    """Items for days ``t`` in ``targets``: ``x`` = standardised values on days
-    ``t-history .. t-1`` (+ day-of-year channels), ``y`` = centred values on day ``t``."""
+    """Items for times ``t`` in ``targets``: ``x`` = standardised values at times
+    ``t-history .. t-1`` followed by the known features of time ``t`` (day of the year,
+    local hour), ``y`` = centred values at time ``t``."""
 
     def __init__(self, z: np.ndarray, raw: np.ndarray, targets: np.ndarray, history: int,
-                 doy: Optional[np.ndarray]):
+                 features: Optional[np.ndarray]):
         self.z = z.astype(np.float32)
         self.raw = raw.astype(np.float32)
         self.targets = np.asarray(targets, dtype=np.int64)
         self.history = history
-        self.doy = doy
+        self.features = None if features is None else features.astype(np.float32)
 
     def __len__(self) -> int:
         return self.targets.size
@@ -390,56 +391,60 @@ class _WindowSplit(Dataset):
     def __getitem__(self, i: int):
         t = int(self.targets[i])
         x = self.z[t - self.history:t].T  # (n_stations, history)
-        if self.doy is not None:
-            a = 2 * np.pi * self.doy[t] / 365.25
-            season = np.broadcast_to(np.array([np.sin(a), np.cos(a)], np.float32), (x.shape[0], 2))
-            x = np.concatenate([x, season], axis=1)
+        if self.features is not None:
+            f = np.broadcast_to(self.features[t], (x.shape[0], self.features.shape[-1]))
+            x = np.concatenate([x, f], axis=1)
         return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(self.raw[t][:, None].copy())
 
 
+def day_of_year_features(days: np.ndarray) -> np.ndarray:
+    """``(n_days, 1, 2)``: sine and cosine of :math:`2\\pi d / 365.25`, d = day of the year
+    from 0 (the same for every station)."""
+    doy = (days - days.astype("datetime64[Y]")).astype(np.int64).astype(np.float64)
+    a = 2 * np.pi * doy / 365.25
+    return np.stack([np.sin(a), np.cos(a)], axis=-1)[:, None, :]
+
+
 class _StationTask:
-    """Shared by the GHCN and synthetic datasets: given a daily matrix ``(n_days,
-    n_stations)`` with no NaN inside the used days, split contiguous periods in time."""
+    """Shared by the station datasets: given a matrix ``(n_times, n_stations)`` (NaN where
+    missing), build windows and split the target times into consecutive periods."""
 
     task = "regression"
     out_channels = 1
 
-    def _setup(self, values: np.ndarray, days: np.ndarray, history: int,
-               split_fractions: Sequence[float], season: bool) -> None:
+    def _setup(self, values: np.ndarray, history: int, split_fractions: Sequence[float],
+               features: Optional[np.ndarray] = None) -> None:
         if history < 1:
-            raise ValueError(f"history must be >= 1 day, got {history}")
+            raise ValueError(f"history must be >= 1 time step, got {history}")
         fr = np.asarray(split_fractions, dtype=np.float64)
         if fr.shape != (3,) or np.any(fr <= 0) or not np.isclose(fr.sum(), 1.0):
             raise ValueError(f"split_fractions must be 3 positive numbers summing to 1, got {list(split_fractions)}")
-        n_days = values.shape[0]
-        # a target day t is usable if days t-history..t are all observed (after gap filling)
-        ok_day = np.isfinite(values).all(axis=1)
-        win = np.convolve(ok_day.astype(int), np.ones(history + 1, int), "valid") == history + 1
+        n_times = values.shape[0]
+        # a target time t is usable if times t-history..t are all observed (after gap filling)
+        ok = np.isfinite(values).all(axis=1)
+        win = np.convolve(ok.astype(int), np.ones(history + 1, int), "valid") == history + 1
         usable = np.flatnonzero(win) + history
         if usable.size < 3:
             raise ValueError(
-                f"only {usable.size} days have {history} complete previous days at every station; "
-                "lower history, raise max_gap or select better covered stations"
+                f"only {usable.size} time steps have {history} complete previous steps at every "
+                "station; lower history, raise max_gap or select better covered stations"
             )
-        # contiguous periods in time; days whose input window crosses a boundary are dropped
-        cuts = (np.cumsum(fr)[:2] * n_days).astype(int)
-        bounds = [(0, cuts[0]), (cuts[0], cuts[1]), (cuts[1], n_days)]
-        self.in_channels = history + (2 if season else 0)
+        # consecutive periods of target times; inputs may reach back into the previous period
+        # (past observations are known when forecasting), targets never overlap
+        cuts = np.round(np.cumsum(fr)[:2] * n_times).astype(int)
+        bounds = [(0, cuts[0]), (cuts[0], cuts[1]), (cuts[1], n_times)]
         self.history = history
-        self.days = days
-        train_end = bounds[0][1]
-        train_vals = values[:train_end][np.isfinite(values[:train_end])]
-        self.mean, self.std = float(train_vals.mean()), float(train_vals.std() or 1.0)
+        self.in_channels = history + (0 if features is None else features.shape[-1])
+        train = values[:bounds[0][1]]
+        train = train[np.isfinite(train)]
+        self.mean, self.std = float(train.mean()), float(train.std() or 1.0)
         z = np.nan_to_num((values - self.mean) / self.std)
-        doy = None
-        if season:
-            doy = (days - days.astype("datetime64[Y]")).astype(np.int64).astype(np.float64)
         self._splits = {}
         for name, (a, b) in zip(_SPLITS, bounds):
-            t = usable[(usable - history >= a) & (usable < b)]
+            t = usable[(usable >= a) & (usable < b)]
             if t.size == 0:
-                raise ValueError(f"the {name} period (days {a}..{b - 1}) has no usable day")
-            self._splits[name] = _WindowSplit(z, np.nan_to_num(values - self.mean), t, history, doy)
+                raise ValueError(f"the {name} period (time steps {a}..{b - 1}) has no usable target")
+            self._splits[name] = _WindowSplit(z, np.nan_to_num(values - self.mean), t, history, features)
 
     def split(self, name: str) -> Dataset:
         if name not in self._splits:
@@ -478,7 +483,7 @@ class GHCNDaily(_StationTask):
         values = daily_matrix(dly_dir, names, element, start, end, quality_control)
         values = fill_gaps(values, max_gap)
         days = np.arange(np.datetime64(start, "D"), np.datetime64(end, "D") + 1)
-        self._setup(values, days, history, split_fractions, season)
+        self._setup(values, history, split_fractions, day_of_year_features(days) if season else None)
 
 
 class SyntheticStations(_StationTask):
@@ -530,7 +535,7 @@ class SyntheticStations(_StationTask):
         values = synthetic_temperature(sampling, n_days, rng, wind, rho, anomaly_std, noise, lmax,
                                        np.datetime64(start, "D"))
         days = np.arange(np.datetime64(start, "D"), np.datetime64(start, "D") + n_days)
-        self._setup(values, days, history, split_fractions, season)
+        self._setup(values, history, split_fractions, day_of_year_features(days) if season else None)
 
 
 def _real_harmonics(lmax: int, theta: np.ndarray, phi: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -579,3 +584,143 @@ def synthetic_temperature(sampling: Sampling, n_days: int, rng: np.random.Genera
     clim = 28.0 - 32.0 * np.sin(lat)[None, :] ** 2 + 14.0 * np.sin(lat)[None, :] * season[:, None]
     offset = 2.0 * rng.standard_normal(sampling.npix)
     return clim + offset[None, :] + field + noise * rng.standard_normal(field.shape)
+
+
+# --------------------------------------------------------------------------------------
+# hourly surface reports (NetCDF "SAO" files, e.g. 950318_sao.cdf from NCL's data)
+# --------------------------------------------------------------------------------------
+#: Plausible ranges of the SAO variables, for the range check.
+SAO_RANGES = {"T": (-60.0, 50.0), "TD": (-70.0, 35.0), "PSL": (900.0, 1080.0),
+              "SPD": (0.0, 80.0)}
+
+
+def read_sao(path: Union[str, Path], variable: str = "T", max_coordinate_spread: float = 0.2,
+             spike: float = 10.0) -> Dict[str, np.ndarray]:
+    r"""Read hourly station reports from an SAO-style NetCDF file and quality-control them.
+
+    The file has dimensions ``(report, hour)``: each cell is one report with its own
+    station ``id`` (characters), ``lat``, ``lon`` and values (fill -9999), slot ``hour``
+    = hour of the day. Reports are gathered per station ID. Quality control:
+
+    - coordinates outside [-90, 90] x [-180, 360] are dropped; a station's position is the
+      median of its reports', and reports farther than ``max_coordinate_spread`` degrees
+      from it are dropped (a mislabelled report);
+    - values outside :data:`SAO_RANGES` are missing;
+    - a spike (a value differing from both hourly neighbours by more than ``spike`` in the
+      same direction) is missing;
+    - repeated reports of one station in one hour are averaged.
+
+    Returns a dict: ``id`` (str array), ``lat``, ``lon`` (degrees), ``values`` float64
+    ``(24, n_stations)`` with NaN where missing, and ``n_dropped`` (reports dropped by
+    the coordinate checks).
+    """
+    from scipy.io import netcdf_file
+
+    path = Path(path)
+    if _sniff(path) != "netcdf3":
+        raise ValueError(f"{path}: expected a NetCDF3 file (starting with b'CDF')")
+    with netcdf_file(str(path), "r", mmap=False) as f:
+        for name in ("id", "lat", "lon", variable):
+            if name not in f.variables:
+                raise KeyError(f"{path}: no variable {name!r}; the file has {', '.join(sorted(f.variables))}")
+        ids = f.variables["id"][:]
+        lat = f.variables["lat"][:].astype(np.float64)
+        lon = f.variables["lon"][:].astype(np.float64)
+        var = f.variables[variable]
+        vals = var[:].astype(np.float64)
+        fill = float(getattr(var, "_FillValue", -9999.0))
+    if ids.ndim != 3 or lat.shape != ids.shape[:2] or vals.shape != lat.shape:
+        raise ValueError(f"{path}: expected id (report, hour, chars) and (report, hour) fields")
+    n_hours = vals.shape[1]
+    names = np.array([b"".join(r).decode("ascii", "replace").strip() for r in ids.reshape(-1, ids.shape[2])])
+    hour = np.tile(np.arange(n_hours), lat.shape[0])
+    lat, lon, vals = lat.ravel(), lon.ravel(), vals.ravel()
+    vals[(vals == fill) | (vals == -9999.0)] = np.nan
+    lo, hi = SAO_RANGES.get(variable, (-np.inf, np.inf))
+    vals[(vals < lo) | (vals > hi)] = np.nan
+    good = (names != "") & (np.abs(lat) <= 90) & (lon >= -180) & (lon <= 360)
+    names, hour, lat, lon, vals = names[good], hour[good], lat[good], lon[good], vals[good]
+    lon = np.where(lon > 180, lon - 360, lon)
+    uniq, inv = np.unique(names, return_inverse=True)
+    med_lat = np.array([np.median(lat[inv == k]) for k in range(uniq.size)])
+    med_lon = np.array([np.median(lon[inv == k]) for k in range(uniq.size)])
+    near = (np.abs(lat - med_lat[inv]) <= max_coordinate_spread) & \
+           (np.abs(lon - med_lon[inv]) <= max_coordinate_spread)
+    n_dropped = int((~good).sum() + (~near).sum())
+    inv, hour, vals = inv[near], hour[near], vals[near]
+    total = np.zeros((n_hours, uniq.size))
+    count = np.zeros((n_hours, uniq.size))
+    ok = np.isfinite(vals)
+    np.add.at(total, (hour[ok], inv[ok]), vals[ok])
+    np.add.at(count, (hour[ok], inv[ok]), 1)
+    with np.errstate(invalid="ignore"):
+        out = total / count
+    # spikes: both neighbours differ by more than `spike` in the same direction
+    d_prev = out[1:-1] - out[:-2]
+    d_next = out[1:-1] - out[2:]
+    spikes = (np.abs(d_prev) > spike) & (np.abs(d_next) > spike) & (np.sign(d_prev) == np.sign(d_next))
+    out[1:-1][spikes] = np.nan
+    return {"id": uniq, "lat": med_lat, "lon": med_lon, "values": out, "n_dropped": n_dropped}
+
+
+def _sniff(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return "netcdf3" if fh.read(3) == b"CDF" else "other"
+
+
+def sao_sampling(path: str, variable: str = "T", min_hours: int = 22,
+                 min_separation_km: float = 1.0) -> Irregular:
+    """Stations of an SAO file that report ``variable`` (after quality control) in at
+    least ``min_hours`` hours, as an :class:`~deepsphere.sampling.Irregular` sampling
+    (names = station IDs); of stations closer than ``min_separation_km`` the better covered
+    is kept."""
+    d = read_sao(path, variable)
+    cover = np.isfinite(d["values"]).sum(0)
+    idx = np.flatnonzero(cover >= min_hours)
+    if idx.size == 0:
+        raise ValueError(f"{path}: no station reports {variable} in >= {min_hours} hours")
+    idx = idx[np.argsort(-cover[idx], kind="stable")]
+    from scipy.spatial import cKDTree
+
+    la, lo = np.radians(d["lat"][idx]), np.radians(d["lon"][idx])
+    xyz = np.stack([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)], 1)
+    dropped = np.zeros(idx.size, bool)
+    for i, j in sorted(cKDTree(xyz).query_pairs(2 * np.sin(min_separation_km / 6371.0 / 2))):
+        if not dropped[i]:
+            dropped[j] = True
+    idx = np.sort(idx[~dropped])
+    return Irregular(d["lon"][idx], d["lat"][idx], units="deg", names=d["id"][idx].tolist())
+
+
+class SAOHourly(_StationTask):
+    r"""Predict the next hour's ``variable`` (default temperature, degrees C) at every
+    station from its last ``history`` hours, on an SAO file of hourly reports
+    (:func:`read_sao`, quality-controlled).
+
+    The sampling's ``names`` are station IDs (:func:`sao_sampling`). Gaps of at most
+    ``max_gap`` hours are filled linearly in time. Besides the past values each station
+    gets the sine and cosine of its local solar time at the target hour,
+    :math:`2\pi (h + \lambda / 15°) / 24` (the diurnal cycle). Target hours are split into
+    consecutive periods by ``split_fractions``.
+    """
+
+    def __init__(self, sampling: Sampling, path: str, variable: str = "T", history: int = 3,
+                 max_gap: int = 2, split_fractions: List[float] = (0.6, 0.2, 0.2),
+                 local_time: bool = True):
+        names = getattr(sampling, "names", None)
+        if not names:
+            raise ValueError("SAOHourly needs a sampling whose names are station IDs (use 'sao_stations')")
+        d = read_sao(path, variable)
+        pos = {sid: k for k, sid in enumerate(d["id"].tolist())}
+        missing = [n for n in names if n not in pos]
+        if missing:
+            raise ValueError(f"{path}: no reports of station(s) {missing[:10]}")
+        cols = [pos[n] for n in names]
+        self.sampling = sampling
+        values = fill_gaps(d["values"][:, cols], max_gap)
+        features = None
+        if local_time:
+            h = np.arange(values.shape[0])[:, None] + sampling.lon[None, :] / 15.0
+            a = 2 * np.pi * h / 24.0
+            features = np.stack([np.sin(a), np.cos(a)], axis=-1)
+        self._setup(values, history, split_fractions, features)

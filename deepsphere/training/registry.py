@@ -112,6 +112,7 @@ SAMPLINGS.register("equiangular", "deepsphere.sampling:Equiangular")
 SAMPLINGS.register("irregular_csv", "deepsphere.training.builders:irregular_from_csv")
 SAMPLINGS.register("ghcn_stations", "deepsphere.data.stations:ghcn_sampling")
 SAMPLINGS.register("random_stations", "deepsphere.data.stations:random_stations")
+SAMPLINGS.register("sao_stations", "deepsphere.data.stations:sao_sampling")
 
 # names as deepsphere.graph.build knows them (a plugin is passed through as its path)
 GRAPHS.register("knn", "deepsphere.graph:knn")
@@ -123,6 +124,7 @@ DATASETS.register("synthetic_segmentation", "deepsphere.data.synthetic:Synthetic
 DATASETS.register("climate", "deepsphere.data.climate:ClimateSegmentation")
 DATASETS.register("ghcn", "deepsphere.data.stations:GHCNDaily")
 DATASETS.register("synthetic_stations", "deepsphere.data.stations:SyntheticStations")
+DATASETS.register("sao_hourly", "deepsphere.data.stations:SAOHourly")
 
 MODELS.register("cnn", "deepsphere.models:SphericalCNN")
 MODELS.register("unet", "deepsphere.models:SphericalUNet")

@@ -133,14 +133,14 @@ def equivariance():
         print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]:.1e} |")
 
 
-def _time(fn, repeat=3):
+def _time(fn, repeat=5):
     fn()
     ts = []
     for _ in range(repeat):
         t = time.perf_counter()
         fn()
         ts.append(time.perf_counter() - t)
-    return float(np.median(ts))
+    return float(np.min(ts))  # the minimum is the least disturbed by other load
 
 
 def timing(max_nside=128, batch=4, figure=None):
@@ -174,7 +174,7 @@ def timing(max_nside=128, batch=4, figure=None):
         h_ana = _time(lambda: [hp.map2alm(m, lmax=lmax, iter=0, use_pixel_weights=False) for m in maps]) / batch
         rows.append((nside, lmax, t_syn, t_ana, t_syn32, t_ana32, h_syn, h_ana, d_syn, d_ana))
         nside *= 2
-    print(f"batch of {batch} maps, seconds per map (median of 3), threads = {torch.get_num_threads()}")
+    print(f"batch of {batch} maps, seconds per map (best of 5), threads = {torch.get_num_threads()}")
     print("| nside | lmax | synthesis f64 | analysis f64 | synthesis f32 | analysis f32 | healpy alm2map | healpy map2alm | ducc backend syn | ducc backend ana | ratio syn f64 / healpy | ratio ana f64 / healpy |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:

@@ -1,9 +1,21 @@
-"""Spectral (exactly equivariant) operations on the sphere: spherical harmonic transforms on
-HEALPix and equiangular grids, Wigner-D rotations, isotropic spectral filters.
+"""Spectral (exactly equivariant) operations on the sphere and on SO(3): the exact reference
+beside the graph convolutions.
 
-Coefficients are real, ``[..., (lmax+1)**2]``, index ``l*l + l + m`` (see
-:mod:`deepsphere.spectral.coefficients`); signals are ``[..., npix]`` in the sampling's order.
-"""
+Conventions (each stated once, in its module):
+
+- coefficients are real, ``[..., (lmax+1)**2]``, index ``l*l + l + m``
+  (:mod:`.coefficients`; conversions to/from healpy's complex alm);
+- signals are ``[..., npix]`` in the sampling's order (NESTED for HEALPix), except the
+  signal-level layers and models, which take ``[batch, vertices, channels]`` like ChebConv;
+- rotations are active ZYZ Euler angles ``(alpha, beta, gamma)`` or ``(3, 3)`` matrices,
+  ``R = Rz(alpha) Ry(beta) Rz(gamma)``, acting as ``f -> f(R^{-1} x)`` (:mod:`.rotation`);
+- SO(3) coefficients are ``[..., so3_size(lmax)]`` blocks ``F^l_{mn}`` (:mod:`.so3`).
+
+Main entry points: :class:`SHT` / :class:`InverseSHT` (and :func:`sht` / :func:`isht`),
+:func:`rotate_coefficients`, :func:`rotate_signal`, :func:`wigner_D_real`, :class:`ZonalFilter`,
+:class:`ZonalConv`, :class:`S2Conv`, :class:`SO3Conv`, :class:`SO3ToS2`,
+:class:`SO3Synthesis` / :class:`SO3Analysis`, the nonlinearities of :mod:`.nonlinear`,
+:class:`SpectralClassifier`, :class:`SpectralSegmenter`."""
 from .coefficients import (degrees_orders, from_healpy_alm, lm_index, lmax_from_size,
                            num_coefficients, to_healpy_alm)
 from .filters import ZonalConv, ZonalFilter

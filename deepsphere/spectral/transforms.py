@@ -15,7 +15,11 @@ real FFT per ring (rings with the same number of longitudes share one batched FF
 exact on the equiangular grids for :math:`L \le b-1` (their weights integrate the products of
 two such harmonics exactly). On HEALPix, which has no exact quadrature, the quadrature is
 refined by Jacobi iterations :math:`a \leftarrow a + \mathcal A(f - \mathcal S a)` as healpy's
-``map2alm(iter=...)`` does (accuracy per ``(nside, lmax)`` in RESULTS.md).
+``map2alm(iter=...)`` does, or solved in the least-squares sense by conjugate gradients
+(``method="lsq"``); accuracy per ``(nside, lmax)`` in RESULTS.md.
+
+``backend="ducc"`` swaps the torch Legendre/FFT steps for the optional ducc0 library (CPU only,
+faster, no table memory), with the same results and gradients.
 
 Coefficients are real, ``[..., (L+1)**2]`` in the layout of :mod:`.coefficients`; signals are
 ``[..., npix]`` in the sampling's pixel order (NESTED for HEALPix). All leading dimensions are

@@ -95,10 +95,16 @@ def example_maps(sampling, inputs, outputs, targets, task: str, class_names, pat
 
     if task != "classification" and np.ndim(outputs) != 3:
         return  # one value per map: nothing to draw on the sphere but the input
+    with warnings.catch_warnings():  # healpy's colormap calls are deprecated in matplotlib
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        _draw_maps(plt, hp, sampling, inputs, outputs, targets, task, class_names, path)
+
+
+def _draw_maps(plt, hp, sampling, inputs, outputs, targets, task, class_names, path):
     n = len(inputs)
     names = class_names or [str(c) for c in range(outputs.shape[-1])]
     cols = 1 if task == "classification" else 3
-    fig = plt.figure(figsize=(4.5 * cols, 2.8 * n))
+    fig = plt.figure(figsize=(4.5 * cols, 3.0 * n))
     for i in range(n):
         x = full_sky(inputs[i][:, 0], sampling)
         if task == "classification":

@@ -20,3 +20,10 @@ from .stations import GHCNDaily, SyntheticStations, read_dly, read_ghcnd_station
 __all__ = ["SyntheticFields", "SyntheticSegmentation", "random_alm", "power_law",
            "ClimateSegmentation", "LatLonRegridder", "read_climatenet", "write_climatenet",
            "GHCNDaily", "SyntheticStations", "read_dly", "read_ghcnd_stations", "write_dly"]
+
+# applications: cosmology (convergence maps, patches, real-map loader) and spherical digits
+from .cosmology import ConvergenceMapFiles, CosmologyPatches, read_healpix_maps  # noqa: E402
+from .digits import SphericalDigits, load_digit_images, project  # noqa: E402
+
+__all__ += ["ConvergenceMapFiles", "CosmologyPatches", "read_healpix_maps", "SphericalDigits",
+            "load_digit_images", "project"]

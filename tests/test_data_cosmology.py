@@ -1,0 +1,197 @@
+"""Cosmology maps: lognormal spectra against healpy's anafast, patches against HEALPix
+geometry, the real-map loaders on FITS / npy files written here (RING, NESTED, partial)."""
+import healpy as hp
+import numpy as np
+import pytest
+import torch
+
+from deepsphere.data import cosmology as C
+from deepsphere.sampling import HEALPix
+
+
+def test_lognormal_map_has_target_spectrum_and_shifted_support(rng):
+    """kappa = lam (exp(g - s2/2) - 1) with C^g from the transform: anafast of the maps
+    recovers the target C^kappa, kappa > -lam, and the skewness is positive."""
+    nside, lmax, lam = 16, 47, 0.05
+    ell = np.arange(lmax + 1)
+    cl = np.where(ell >= 2, 3e-4 * (ell + 5.0) ** -1.5, 0.0)  # sigma_kappa ~ lam/2: strongly skewed
+    cl_g = C.gaussian_cl_for_lognormal(cl, lam)
+    maps = np.stack([C.lognormal_convergence(cl_g, lam, nside, rng) for _ in range(24)])
+    assert maps.min() > -lam
+    measured = np.mean([hp.anafast(hp.reorder(m, n2r=True), lmax=lmax, iter=0)
+                        for m in maps], axis=0)
+    # alm2map applies no pixel window, so anafast should return C^kappa itself
+    # (the uncorrected C^g = C^kappa / lam^2 gives ratios 1.06 and 1.10 in the upper bins)
+    for (a, b), tol in [((2, 8), 0.1), ((8, 20), 0.05), ((20, 40), 0.05)]:
+        ratio = measured[a:b].sum() / cl[a:b].sum()
+        assert abs(ratio - 1) < tol, (a, b, ratio)
+    x = maps - maps.mean(axis=1, keepdims=True)
+    assert np.mean(x**3) / np.mean(x**2) ** 1.5 > 0.2
+    # without the lognormal correction the Gaussian spectrum would be cl / lam^2: it differs
+    assert not np.allclose(cl_g[2:], cl[2:] / lam**2, rtol=0.02, atol=0)
+
+
+def test_lognormal_transform_is_linear_for_a_large_shift():
+    """For lam -> inf, xi_g = ln(1 + xi/lam^2) -> xi/lam^2, so C^g -> C^kappa / lam^2."""
+    ell = np.arange(32)
+    cl = np.where(ell >= 2, 1e-4 / (ell + 1.0) ** 2, 0.0)
+    lam = 100.0
+    np.testing.assert_allclose(C.gaussian_cl_for_lognormal(cl, lam)[2:] * lam**2, cl[2:], rtol=1e-5)
+    with pytest.raises(ValueError, match="shift"):
+        C.gaussian_cl_for_lognormal(cl, 0.0)
+
+
+def test_shift_and_spectra_depend_on_cosmology():
+    (om1, s1), (om2, s2) = C.COSMOLOGIES
+    assert C.lognormal_shift(om1) > C.lognormal_shift(om2) > 0  # larger Omega_m, larger shift
+    assert C.lognormal_shift(om1, z_source=2.0) > C.lognormal_shift(om1, z_source=1.0)
+    a1 = C.limber_cl_analytic(om1, s1, 60)
+    a2 = C.limber_cl_analytic(om2, s2, 60)
+    assert np.all(a1[:2] == 0) and np.all(a1[2:] > 0)
+    assert a2[2] > a1[2]  # higher sigma_8 dominates at low ell
+    # the amplitude scales as sigma_8^2 in linear theory
+    np.testing.assert_allclose(C.limber_cl_analytic(om1, 2 * s1, 60)[2:], 4 * a1[2:], rtol=1e-10)
+    with pytest.raises(ValueError, match="backend"):
+        C.convergence_cl(om1, s1, 10, backend="camb")
+
+
+def test_analytic_spectrum_agrees_with_pyccl():
+    pytest.importorskip("pyccl")
+    om, s8 = C.COSMOLOGIES[0]
+    a = C.convergence_cl(om, s8, 60, backend="analytic")
+    b = C.convergence_cl(om, s8, 60, backend="pyccl")
+    ratio = a[5:60] / b[5:60]
+    assert np.all((ratio > 0.6) & (ratio < 1.4)), ratio
+
+
+def test_patches_are_nested_blocks(rng):
+    nside, order = 8, 2
+    m = rng.standard_normal(12 * nside**2)
+    patches = C.cut_patches(m, nside, order)
+    assert patches.shape == (48, 16)
+    for p in (0, 17, 47):
+        pix = C.patch_pixels(nside, order, p)
+        np.testing.assert_array_equal(patches[p], m[pix])
+        # a patch lies inside one base pixel of order `order`: its pixels' parents coincide
+        assert np.unique(hp.nest2ring(order, pix // (nside // order) ** 2)).size == 1
+    s = C.healpix_patch(nside, order, patch=3, levels=2)
+    assert C.patch_order(s) == order and s.npix == 16
+    assert C.patch_order(HEALPix(nside)) == 0
+    with pytest.raises(ValueError, match="not one HEALPix patch"):
+        C.patch_order(HEALPix(nside, np.arange(5)))
+    with pytest.raises(ValueError, match="power of two"):
+        C.patch_pixels(nside, 3)
+
+
+def test_patch_image_is_spatially_coherent():
+    """Neighbouring pixels of the 2D CNN's image are neighbours on the sphere."""
+    s = C.healpix_patch(16, 2, patch=5)
+    idx, side = C.patch_image_index(s)
+    v = s.vectors[idx].reshape(side, side, 3)
+    step = np.sqrt(hp.nside2pixarea(16))
+    for dv in (v[1:] * v[:-1], v[:, 1:] * v[:, :-1]):
+        ang = np.arccos(np.clip(dv.sum(-1), -1, 1))
+        assert ang.max() < 1.6 * step
+    assert sorted(idx.tolist()) == list(range(s.npix))
+
+
+def test_dataset_splits_noise_and_determinism():
+    s = C.healpix_patch(8, 1)
+    kw = dict(n_train=2, n_val=1, n_test=1, noise=0.5, backend="analytic", seed=3)
+    ds = C.CosmologyPatches(s, **kw)
+    tr, va = ds.split("train"), ds.split("val")
+    assert len(tr) == 2 * 2 * 12 and len(va) == 2 * 12
+    np.testing.assert_array_equal(ds.class_counts(), [24, 24])
+    x, y = tr[0]
+    assert x.shape == (64, 1) and x.dtype == torch.float32 and y.dtype == torch.int64
+    tr.set_epoch(1)
+    x1, _ = tr[0]
+    va.set_epoch(1)
+    assert not torch.equal(x, x1)  # training noise redrawn
+    assert torch.equal(ds.split("val")[0][0], C.CosmologyPatches(s, **kw).split("val")[0][0])
+    # clean maps are in units of the class-averaged rms: order one
+    clean = C.CosmologyPatches(s, **{**kw, "noise": 0.0}).split("train").maps
+    assert 0.3 < clean.std() < 3
+    with pytest.raises(ValueError, match="n_train"):
+        C.CosmologyPatches(s, n_train=0)
+
+
+def _write_fits(path, m_nested, nest):
+    m = m_nested if nest else hp.reorder(m_nested, n2r=True)
+    hp.write_map(str(path), m, nest=nest, overwrite=True, dtype=np.float64)
+
+
+def test_read_maps_fits_and_npy_in_both_orderings(tmp_path, rng):
+    nside = 8
+    m = rng.standard_normal(12 * nside**2)
+    _write_fits(tmp_path / "n.fits", m, nest=True)
+    _write_fits(tmp_path / "r.fits", m, nest=False)
+    np.save(tmp_path / "r.npy", hp.reorder(m, n2r=True))
+    np.testing.assert_allclose(C.read_healpix_maps(tmp_path / "n.fits")[0], m)
+    np.testing.assert_allclose(C.read_healpix_maps(tmp_path / "r.fits")[0], m)
+    np.testing.assert_allclose(C.read_healpix_maps(tmp_path / "r.npy", ordering="RING")[0], m)
+    with pytest.raises(ValueError, match="ordering"):
+        C.read_healpix_maps(tmp_path / "r.npy")
+    np.save(tmp_path / "bad.npy", np.zeros(100))
+    with pytest.raises(ValueError, match="full-sky"):
+        C.read_healpix_maps(tmp_path / "bad.npy", ordering="NESTED")
+
+
+def test_partial_map_keeps_only_observed_patches(tmp_path, rng):
+    nside, order = 8, 1
+    m = rng.standard_normal(12 * nside**2)
+    m[C.patch_pixels(nside, order, 4)[10]] = hp.UNSEEN  # one hole in base pixel 4
+    m[C.patch_pixels(nside, order, 9)] = hp.UNSEEN      # base pixel 9 missing
+    _write_fits(tmp_path / "p.fits", m, nest=False)
+    read = C.read_healpix_maps(tmp_path / "p.fits")[0]
+    patches, which = C.observed_patches(read, nside, order)
+    assert which.tolist() == [0, 1, 2, 3, 5, 6, 7, 8, 10, 11]
+    np.testing.assert_allclose(patches[4], m[C.patch_pixels(nside, order, 5)])
+    # a finer map is downgraded, a hole spreads to its coarse pixel (pessimistic)
+    fine = hp.ud_grade(m, 16, order_in="NESTED", order_out="NESTED")
+    _, which_fine = C.observed_patches(fine, nside, order)
+    assert which_fine.tolist() == which.tolist()
+
+
+def test_map_files_dataset(tmp_path, rng):
+    nside = 8
+    for c, amp in (("a", 1.0), ("b", 3.0)):
+        for i in range(5):
+            m = amp * rng.standard_normal(12 * nside**2)
+            _write_fits(tmp_path / f"{c}{i}.fits", m, nest=bool(i % 2))
+    s = C.healpix_patch(nside, 1)
+    ds = C.ConvergenceMapFiles(s, {"a": [str(tmp_path / "a*.fits")], "b": str(tmp_path / "b*.fits")},
+                               val_fraction=0.2, test_fraction=0.2)
+    assert len(ds.split("train")) == 2 * 3 * 12 and len(ds.split("test")) == 2 * 12
+    # file split: no map is in two splits; the two classes differ by amplitude
+    xs, ys = zip(*[ds.split("train")[i] for i in range(len(ds.split("train")))])
+    stds = torch.stack(xs)[..., 0].std(dim=1)
+    ys = torch.stack(ys)
+    assert stds[ys == 1].mean() > 2 * stds[ys == 0].mean()
+    with pytest.raises(FileNotFoundError, match="no file"):
+        C.ConvergenceMapFiles(s, {"a": [str(tmp_path / "x*.fits")], "b": [str(tmp_path / "b*")]})
+
+
+def test_models_and_linear_baseline():
+    torch.manual_seed(0)
+    s = C.healpix_patch(8, 1)
+    ds = C.CosmologyPatches(s, n_train=2, n_val=1, n_test=1, noise=0.0, backend="analytic")
+    x = torch.stack([ds.split("val")[i][0] for i in range(4)])
+    assert C.PatchCNN2d(s, 1, 2, channels=(4, 8))(x).shape == (4, 2)
+    assert C.EmbeddedSpectralClassifier(s, 1, 2, channels=(2,), lmax=2)(x).shape == (4, 2)
+    res = C.linear_baseline(ds, train_epochs=1)
+    assert set(res) == {"val_accuracy", "test_accuracy"}
+    # the logistic regression itself separates separable data
+    r = np.random.default_rng(0)
+    X = r.standard_normal((200, 3))
+    y = (X[:, 0] + 0.5 * X[:, 1] > 0).astype(int)
+    assert np.mean(C.fit_logistic(X, y, weight_decay=1e-4)(X) == y) > 0.97
+
+
+def test_registered_by_name():
+    from deepsphere.training import registry
+
+    assert registry.DATASETS.get("cosmology") is C.CosmologyPatches
+    assert registry.DATASETS.get("cosmology_files") is C.ConvergenceMapFiles
+    assert registry.SAMPLINGS.get("healpix_patch") is C.healpix_patch
+    assert registry.MODELS.get("patch_cnn2d") is C.PatchCNN2d

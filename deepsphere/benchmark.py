@@ -65,6 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--threads", type=int, help="torch.set_num_threads")
     parser.add_argument("--no-pyg", action="store_true", help="time only deepsphere")
+    parser.add_argument("--naive", action="store_true",
+                        help="also time the straightforward torch.sparse recursion with "
+                             "autograd's backward")
     parser.add_argument("--no-conv", action="store_true", help="skip the convolution table")
     parser.add_argument("--no-graph", action="store_true", help="skip the graph build table")
     parser.add_argument("--graph-nside", type=int, nargs="+",
@@ -150,6 +153,22 @@ def graph_rows(nsides: List[int], ks: List[int]) -> List[dict]:
 
 
 # ---- convolutions -----------------------------------------------------------------------
+def naive_cheb_conv(x, L, weight, bias):
+    """The straightforward design, for reference (``--naive``): batch folded into columns,
+    ``torch.sparse.mm`` recursion, the K terms concatenated into one dense product, and
+    autograd's generic backward (which stores every term)."""
+    B, N, Fin = x.shape
+    K, _, Fout = weight.shape
+    T = [x.transpose(0, 1).reshape(N, B * Fin)]
+    if K > 1:
+        T.append(torch.sparse.mm(L, T[0]))
+    for _ in range(2, K):
+        T.append(2 * torch.sparse.mm(L, T[-1]) - T[-2])
+    Tc = torch.stack([t.view(N, B, Fin) for t in T], 2).view(N, B, K * Fin)
+    y = (Tc @ weight.reshape(K * Fin, Fout)).transpose(0, 1)
+    return y + bias
+
+
 def _pyg_gb(W, B: int, F: int, itemsize: int) -> float:
     # torch_geometric materialises messages [E, F] (gathered input, weighted copy, their
     # gradients) for the whole batch; measured peak resident memory was about eight of them
@@ -194,6 +213,24 @@ def conv_rows(cases, args, device: torch.device, dtype: torch.dtype) -> List[dic
             row["ours_fwd_ms"] = 1e3 * timeit(ours, device, args.repeats, args.max_seconds)
         row["ours_fwdbwd_ms"] = 1e3 * timeit(ours_train, device, args.repeats, args.max_seconds)
         row["ours_saved_MB"] = saved_bytes(ours) / 2**20
+        if args.naive:
+            Lc = L.csr()
+
+            def naive():
+                return naive_cheb_conv(x, Lc, conv.weight, conv.bias)
+
+            def naive_train():
+                naive().backward(grad)
+
+            with torch.no_grad():
+                y0, y1 = ours(), naive()
+                if not torch.allclose(y0, y1, rtol=1e-3, atol=1e-3 * float(y0.abs().max())):
+                    raise RuntimeError("the naive reference disagrees with ChebConv")
+                del y0, y1
+                row["naive_fwd_ms"] = 1e3 * timeit(naive, device, args.repeats, args.max_seconds)
+            row["naive_fwdbwd_ms"] = 1e3 * timeit(naive_train, device, args.repeats,
+                                                  args.max_seconds)
+            row["naive_saved_MB"] = saved_bytes(naive) / 2**20
         # where torch_geometric would not fit in --max-gb, time it on a smaller batch and scale
         # linearly (its work and memory are proportional to the number of edges, B * nnz)
         Bp = B
@@ -264,6 +301,8 @@ def _format_conv(rows: List[dict], header: bool = True) -> str:
             f"{_fmt(r.get('pyg_fwdbwd_ms'), '10.1f'):>10} | "
             f"{_fmt(r.get('ratio_fwdbwd'), '5.1f'):>5} | {saved:>17} | "
             f"{_fmt(r.get('rel_err'), '7.0e'):>7} |"
+            + (f" naive: fwd {r['naive_fwd_ms']:.1f} ms, f+b {r['naive_fwdbwd_ms']:.1f} ms, "
+               f"saved {r['naive_saved_MB']:.0f} MB" if "naive_fwd_ms" in r else "")
             + (f" PyG skipped: {r['pyg_skipped']}" if "pyg_skipped" in r else "")
             + (f" PyG timed at batch {r['pyg_batch_timed']}, scaled x{r['batch'] // r['pyg_batch_timed']}"
                if "pyg_batch_timed" in r else ""))

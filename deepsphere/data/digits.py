@@ -192,7 +192,8 @@ def image_coordinates(vectors: np.ndarray, shape: Tuple[int, int], rotation: Opt
         valid = u[:, 0] > 1e-9
     else:
         s = 2 * np.tan(e / 4)
-        X, Y = 2 * u[:, 1] / (1 + u[:, 0]), 2 * u[:, 2] / (1 + u[:, 0] + 1e-12)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            X, Y = 2 * u[:, 1] / (1 + u[:, 0]), 2 * u[:, 2] / (1 + u[:, 0])
         valid = u[:, 0] > -1 + 1e-9
     H, W = shape
     col = (X / s + 1) / 2 * W - 0.5

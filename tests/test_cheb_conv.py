@@ -126,8 +126,8 @@ def test_equals_torch_geometric(sphere, K):
 
 
 @pytest.mark.parametrize("K", [1, 3])
-@pytest.mark.parametrize("fin,fout", [(2, 3), (3, 2)])
-def test_gradcheck(K, fin, fout):
+@pytest.mark.parametrize("fin,fout,store", [(2, 3, False), (2, 3, True), (3, 2, None)])
+def test_gradcheck(K, fin, fout, store):
     rng = np.random.default_rng(1)
     n = 12
     A = sp.random(n, n, density=0.3, random_state=rng)
@@ -138,10 +138,11 @@ def test_gradcheck(K, fin, fout):
     x = torch.randn(2, n, fin, dtype=torch.float64, requires_grad=True)
     w = torch.randn(K, fin, fout, dtype=torch.float64, requires_grad=True)
     b = torch.randn(fout, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda x, w, b: cheb_conv(x, L, w, b), (x, w, b))
+    assert torch.autograd.gradcheck(lambda x, w, b: cheb_conv(x, L, w, b, store), (x, w, b))
     # each input alone (exercises the needs_input_grad branches)
-    assert torch.autograd.gradcheck(lambda x: cheb_conv(x, L, w.detach(), None), (x,))
-    assert torch.autograd.gradcheck(lambda w: cheb_conv(x.detach(), L, w, b.detach()), (w,))
+    assert torch.autograd.gradcheck(lambda x: cheb_conv(x, L, w.detach(), None, store), (x,))
+    assert torch.autograd.gradcheck(lambda w: cheb_conv(x.detach(), L, w, b.detach(), store),
+                                    (w,))
 
 
 def test_input_forms_agree(sphere):
@@ -316,7 +317,9 @@ def test_chained_layers_and_reused_scratch(sphere):
     memory reused between calls must not leak into results or gradients."""
     Lt = torch.from_numpy(sphere["Lt"])
     L = SparseOperator(sphere["Lt_sp"], dtype=torch.float64)
-    convs = [_conv(2, 5, 3, seed=1), _conv(5, 3, 4, seed=2), _conv(3, 3, 2, bias=False, seed=3)]
+    convs = [_conv(2, 5, 3, seed=1), _conv(5, 3, 4, seed=2), _conv(3, 3, 2, bias=False, seed=3),
+             _conv(3, 7, 4, seed=4), _conv(7, 1, 3, seed=5), _conv(1, 6, 5, seed=6)]
+    convs[3].store_terms = True  # stored terms; the last layer stores by default (5*1 <= 6)
     x = torch.randn(3, sphere["n"], 2, dtype=torch.float64, requires_grad=True)
 
     def net(x, ours):

@@ -87,60 +87,92 @@ def _chebyshev_terms(L: Tensor, X0: Tensor, K: int, bufs) -> Iterator[Tuple[floa
         yield s_cur, cur
 
 
+def _clenshaw(L: Tensor, A: Tensor, W: Tensor, N: int, bufs) -> Tensor:
+    r""":math:`\sum_{k<K} T_k(L)\, A W_k` by Clenshaw's recurrence, in the two ``bufs``.
+
+    ``A`` is ``[N*B, Fa]`` (vertex-major rows), ``W`` ``[K, Fa, Fb]`` (any strides), ``K >= 2``.
+    With :math:`b_K = b_{K+1} = 0`: :math:`b_k = A W_k + 2 L b_{k+1} - b_{k+2}`, and the
+    sum is :math:`A W_0 + L b_1 - b_2`: ``K - 1`` sparse products on ``B*Fb`` columns.
+    Returns ``[N, B*Fb]`` (one of ``bufs``).
+    """
+    K, _, Fb = W.shape
+    C = A.shape[0] // N * Fb
+    cur = torch.mm(A, W[K - 1], out=bufs[0].view(-1, Fb)).view(N, C)
+    prev = None
+    for k in range(K - 2, -1, -1):
+        if prev is None:
+            new = torch.mm(A, W[k], out=bufs[1].view(-1, Fb)).view(N, C)
+        else:  # in place over b_{k+2}: A W_k - b_{k+2}, fused in one dense product
+            new = prev.view(-1, Fb).addmm_(A, W[k], beta=-1).view(N, C)
+        new.addmm_(L, cur, alpha=1.0 if k == 0 else 2.0)
+        prev, cur = cur, new
+    return cur
+
+
 class _ChebConvFunction(torch.autograd.Function):
     r"""``y = sum_k T_k(L) x W_k + b`` on folded signals, with a hand-written backward.
 
     Layout: the batch is folded into the columns, ``X = [N, B * Fin]`` (vertex-major), so a
     whole batch is one sparse-dense product per polynomial order.
 
-    Forward, on the narrower side (``C = min(Fin, Fout)`` columns per batch element):
+    Forward, on the narrower side:
       - ``Fin < Fout``: the recursion :math:`T_k(L) X` on the input, each term multiplied
         by :math:`W_k` into the output as soon as it exists;
-      - otherwise Clenshaw's recurrence on :math:`Z_k = X W_k`:
-        :math:`b_k = Z_k + 2 L b_{k+1} - b_{k+2}` (:math:`b_K = b_{K+1} = 0`),
-        :math:`y = Z_0 + L b_1 - b_2`.
-    Backward, with :math:`G = \partial \ell / \partial y` and :math:`L^\top = L`:
-      :math:`D_k = T_k(L) G` by the same recursion, then
-      :math:`\partial \ell/\partial W_k = X^\top D_k` and
-      :math:`\partial \ell/\partial X = \sum_k D_k W_k^\top`.
-    Nothing but ``x`` (which autograd holds anyway) is saved: no ``K`` stored terms, and the
-    same ``K - 1`` sparse products as a store-everything backward when ``Fin >= Fout``.
+      - otherwise Clenshaw's recurrence on :math:`X W_k` (see :func:`_clenshaw`).
+    Backward, with :math:`G = \partial \ell / \partial y` and :math:`L^\top = L`, either
+
+      - *lean* (default): :math:`D_k = T_k(L) G` by the same recursion, then
+        :math:`\partial \ell/\partial W_k = X^\top D_k` and
+        :math:`\partial \ell/\partial X = \sum_k D_k W_k^\top`. Only ``x`` (which autograd
+        holds anyway) is saved; ``K - 1`` sparse products on ``B*Fout`` columns;
+      - *stored* (``store=True``, only when ``Fin < Fout``): the forward keeps the ``K`` terms
+        :math:`T_k(L) X`; then :math:`\partial \ell/\partial W_k = (T_k(L) X)^\top G` and
+        :math:`\partial \ell/\partial X = \sum_k T_k(L)\, G W_k^\top` by Clenshaw: ``K - 1``
+        sparse products on the narrower ``B*Fin`` columns, for ``K N B Fin`` saved numbers.
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, bias: Optional[Tensor], L: Tensor) -> Tensor:
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Optional[Tensor], L: Tensor,
+                store: bool) -> Tensor:
         B, N, Fin = x.shape
         K, _, Fout = weight.shape
         input_side = Fin < Fout
-        C = B * (Fin if input_side else Fout)
-        xbuf, b0, b1 = _buffers(x, (N, B * Fin), (N, C), (N, C))
+        store = bool(store) and input_side and K > 1
+        if store:  # the terms outlive this call: real memory, not scratch
+            terms = torch.empty(K, N, B * Fin, dtype=x.dtype, device=x.device)
+            xbuf, b0, b1 = terms[0], terms[1], None
+        else:
+            C = B * (Fin if input_side else Fout)
+            xbuf, b0, b1 = _buffers(x, (N, B * Fin), (N, C), (N, C))
         xf = _vertex_major(x, xbuf)
         xr = xf.view(N * B, Fin)
         if K == 1:
             yf = torch.mm(xr, weight[0])
+        elif store:
+            if xf.data_ptr() != terms[0].data_ptr():
+                terms[0].copy_(xf)
+            terms[1].addmm_(L, terms[0], beta=0)
+            for k in range(2, K):
+                torch.neg(terms[k - 2], out=terms[k]).addmm_(L, terms[k - 1], alpha=2.0)
+            Tr = terms.view(K, N * B, Fin)
+            yf = torch.mm(Tr[0], weight[0])
+            for k in range(1, K):
+                yf.addmm_(Tr[k], weight[k])
         elif input_side:
             yf = torch.empty(N * B, Fout, dtype=x.dtype, device=x.device)
             for k, (sign, T) in enumerate(_chebyshev_terms(L, xf, K, (b0, b1))):
                 yf.addmm_(T.view(N * B, Fin), weight[k], beta=0 if k == 0 else 1, alpha=sign)
         else:
-            # Clenshaw: b_k = X W_k - b_{k+2} + 2 L b_{k+1}, in place in two buffers
-            cur = torch.mm(xr, weight[K - 1], out=b0.view(N * B, Fout)).view(N, C)
-            prev, spare = None, b1
-            for k in range(K - 2, -1, -1):
-                if prev is None:
-                    new = torch.mm(xr, weight[k], out=spare.view(N * B, Fout)).view(N, C)
-                else:
-                    new = prev.view(N * B, Fout).addmm_(xr, weight[k], beta=-1).view(N, C)
-                new.addmm_(L, cur, alpha=1.0 if k == 0 else 2.0)
-                prev, cur = cur, new
-            yf = cur
+            yf = _clenshaw(L, xr, weight, N, (b0, b1))
         y = torch.empty(B, N, Fout, dtype=x.dtype, device=x.device)
         yv = yf.view(N, B, Fout).transpose(0, 1)
         if bias is None:
             y.copy_(yv)
         else:
             torch.add(yv, bias, out=y)
-        ctx.save_for_backward(x, weight)
+        ctx.save_for_backward(terms if store else x, weight)
+        ctx.store = store
+        ctx.shape = (B, N, Fin)
         ctx.L = L
         ctx.has_bias = bias is not None
         return y
@@ -148,21 +180,33 @@ class _ChebConvFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, G: Tensor):
-        x, weight = ctx.saved_tensors  # first: may recompute a checkpointed forward
+        saved, weight = ctx.saved_tensors  # first: may recompute a checkpointed forward
         L = ctx.L
-        B, N, Fin = x.shape
+        B, N, Fin = ctx.shape
         K, _, Fout = weight.shape
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         gx = gw = gb = None
         if need_b and ctx.has_bias:
             gb = G.sum((0, 1))
         if not (need_x or need_w):
-            return gx, gw, gb, None
+            return gx, gw, gb, None, None
+        gw = torch.empty_like(weight) if need_w else None
+        if ctx.store:
+            gbuf, c0, c1 = _buffers(G, (N, B * Fout), (N, B * Fin), (N, B * Fin))
+            Gr = _vertex_major(G, gbuf).view(N * B, Fout)
+            if need_w:
+                for k, T in enumerate(saved.view(K, N * B, Fin)):
+                    torch.mm(T.t(), Gr, out=gw[k])
+            if need_x:
+                gxf = _clenshaw(L, Gr, weight.transpose(1, 2), N, (c0, c1))
+                gx = torch.empty(B, N, Fin, dtype=G.dtype, device=G.device)
+                gx.copy_(gxf.view(N, B, Fin).transpose(0, 1))
+            return gx, gw, gb, None, None
+        x = saved
         gbuf, xbuf, d0, d1 = _buffers(x, (N, B * Fout), (N, B * Fin), (N, B * Fout),
                                       (N, B * Fout))
         Gf = _vertex_major(G, gbuf)
         xr = _vertex_major(x, xbuf).view(N * B, Fin) if need_w else None
-        gw = torch.empty_like(weight) if need_w else None
         gxf = torch.empty(N * B, Fin, dtype=x.dtype, device=x.device) if need_x else None
         for k, (sign, D) in enumerate(_chebyshev_terms(L, Gf, K, (d0, d1))):
             D = D.view(N * B, Fout)
@@ -174,7 +218,7 @@ class _ChebConvFunction(torch.autograd.Function):
                 gxf.addmm_(D, weight[k].t(), beta=0 if k == 0 else 1, alpha=sign)
         if need_x:
             gx = gxf.view(N, B, Fin).transpose(0, 1)
-        return gx, gw, gb, None
+        return gx, gw, gb, None, None
 
 
 def _check_input(x: Tensor, weight: Tensor) -> None:
@@ -200,13 +244,14 @@ def _check_input(x: Tensor, weight: Tensor) -> None:
         )
 
 
-def cheb_conv(x: Tensor, L, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:
+def cheb_conv(x: Tensor, L, weight: Tensor, bias: Optional[Tensor] = None,
+              store_terms: Optional[bool] = None) -> Tensor:
     r"""Functional form of :class:`ChebConv`: :math:`y = \sum_k T_k(\tilde L)\, x\, W_k + b`.
 
     ``x`` is ``[B, N, Fin]`` or ``[N, Fin]``, ``weight`` ``[K, Fin, Fout]``, ``bias``
     ``[Fout]`` or None, ``L`` the symmetric rescaled operator (any form
     :func:`~deepsphere.nn.operator.as_csr_operator` accepts). Returns ``[B, N, Fout]``
-    (``[N, Fout]`` for a 2-d ``x``).
+    (``[N, Fout]`` for a 2-d ``x``). ``store_terms``: see :class:`ChebConv`.
     """
     _check_input(x, weight)
     squeeze = x.dim() == 2
@@ -218,7 +263,10 @@ def cheb_conv(x: Tensor, L, weight: Tensor, bias: Optional[Tensor] = None) -> Te
         Lc = None
     else:
         Lc = as_csr_operator(L, n=x.shape[1], dtype=x.dtype, device=x.device)
-    y = _ChebConvFunction.apply(x, weight, bias, Lc)
+    K, Fin, Fout = weight.shape
+    if store_terms is None:  # store when the K terms take no more memory than the output
+        store_terms = K * Fin <= Fout
+    y = _ChebConvFunction.apply(x, weight, bias, Lc, bool(store_terms))
     return y.squeeze(0) if squeeze else y
 
 
@@ -244,6 +292,12 @@ class ChebConv(nn.Module):
         per-vertex linear map :math:`y = x W_0 + b`.
     bias : bool
         Learn an additive bias :math:`b \in \mathbb{R}^{F_{out}}`.
+    store_terms : bool, optional
+        Only matters when ``in_channels < out_channels``: keep the ``K`` terms
+        :math:`T_k(\tilde L) x` from the forward pass (``K·N·B·in_channels`` numbers) so the
+        backward recursion runs on ``in_channels`` rather than ``out_channels`` columns.
+        Default: store when that is no more memory than the output (``K·in <= out``,
+        e.g. a first layer on 1-3 input channels).
 
     Attributes
     ----------
@@ -263,11 +317,16 @@ class ChebConv(nn.Module):
     The batch is folded into the columns (``[N, B·C]``), so each polynomial order costs one
     sparse-dense product for the whole batch; the recursion runs on the narrower of the input
     and output widths and the backward pass is hand-written (it uses :math:`\tilde L^\top =
-    \tilde L` and stores no intermediate terms). Weights map one to one onto
-    :class:`torch_geometric.nn.ChebConv`: ``weight[k] = lins[k].weight.T``.
+    \tilde L` and, unless ``store_terms``, keeps nothing but ``x``). Weights map one to one
+    onto :class:`torch_geometric.nn.ChebConv`: ``weight[k] = lins[k].weight.T``.
+
+    On CPU the temporaries of a call (a few ``N x B x C`` blocks) live in a per-thread
+    scratch block kept between calls, sized by the largest layer seen; free it with
+    :func:`deepsphere.nn.cheb_conv.clear_workspace`.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, K: int, bias: bool = True):
+    def __init__(self, in_channels: int, out_channels: int, K: int, bias: bool = True,
+                 store_terms: Optional[bool] = None):
         super().__init__()
         for name, v in (("in_channels", in_channels), ("out_channels", out_channels)):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
@@ -280,6 +339,7 @@ class ChebConv(nn.Module):
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.K = K
+        self.store_terms = store_terms
         self.weight = nn.Parameter(torch.empty(K, in_channels, out_channels))
         if bias:
             self.bias = nn.Parameter(torch.empty(out_channels))
@@ -295,8 +355,9 @@ class ChebConv(nn.Module):
             nn.init.zeros_(self.bias)
 
     def forward(self, x: Tensor, L) -> Tensor:
-        return cheb_conv(x, L, self.weight, self.bias)
+        return cheb_conv(x, L, self.weight, self.bias, self.store_terms)
 
     def extra_repr(self) -> str:
+        extra = "" if self.store_terms is None else f", store_terms={self.store_terms}"
         return (f"{self.in_channels}, {self.out_channels}, K={self.K}, "
-                f"bias={self.bias is not None}")
+                f"bias={self.bias is not None}{extra}")

@@ -130,3 +130,9 @@ def test_interpolation_and_errors():
     assert "n_anchors=None" in repr(f)
     x = torch.randn(2, 2, 25, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(f.double(), (x,))
+
+
+def test_zonal_conv_rejects_wrong_layout():
+    conv = ZonalConv(Equiangular(4, "DH"), 2, 3)
+    with pytest.raises(ValueError, match=r"\[batch, vertices=32, channels=2\]"):
+        conv(torch.randn(1, 2, 32))  # channels-first by mistake

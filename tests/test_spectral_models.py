@@ -62,3 +62,11 @@ def test_segmenter_equivariant_shapes():
     assert ((model(xr) - y_rot).norm() / y.norm()).item() < 0.05
     hp_model = SpectralSegmenter(HEALPix(4), 1, 2, channels=(2,), lmax=3)
     assert hp_model(torch.randn(1, 192, 1)).shape == (1, 192, 2)
+
+
+def test_models_reject_wrong_layout():
+    import pytest
+
+    model = SpectralClassifier(Equiangular(4, "DH"), 1, 2, channels=(2,), lmax=2)
+    with pytest.raises(ValueError, match="vertices=32"):
+        model(torch.randn(2, 1, 32))

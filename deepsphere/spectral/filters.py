@@ -138,5 +138,10 @@ class ZonalConv(nn.Module):
         self.filter.reset_parameters()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        npix, cin = self.analysis.npix, self.filter.in_channels
+        if x.dim() < 2 or x.shape[-2] != npix or x.shape[-1] != cin:
+            raise ValueError(
+                f"expected a signal [batch, vertices={npix}, channels={cin}], got shape {tuple(x.shape)}"
+            )
         c = self.analysis(x.transpose(-1, -2))
         return self.synthesis(self.filter(c)).transpose(-1, -2)

@@ -48,8 +48,11 @@ class _Trunk(nn.Module):
         return self.act(g)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 3:
-            raise ValueError(f"expected [batch, vertices, channels], got shape {tuple(x.shape)}")
+        npix, cin = self.analysis.npix, self.s2conv.in_channels
+        if x.dim() != 3 or x.shape[1] != npix or x.shape[2] != cin:
+            raise ValueError(
+                f"expected a signal [batch, vertices={npix}, channels={cin}], got shape {tuple(x.shape)}"
+            )
         c = self.analysis(x.transpose(1, 2))            # [B, C, (L+1)^2]
         g = self._nonlin(self.s2conv(c), 0)              # [B, C0, so3_size]
         for i, conv in enumerate(self.so3convs):

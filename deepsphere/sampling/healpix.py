@@ -15,6 +15,8 @@ _ORDERS = ("NESTED", "RING")
 
 def check_nside(nside) -> int:
     """Return ``nside`` as an int, or raise if it is not a power of two in [1, 8192]."""
+    if isinstance(nside, (bool, np.bool_)):  # int(True) == 1 would pass silently
+        raise TypeError(f"nside must be an integer power of two, got the boolean {nside!r}")
     try:
         n = int(nside)
     except (TypeError, ValueError):
@@ -171,6 +173,11 @@ class HEALPix(Sampling):
         if mask.dtype != bool:
             raise TypeError(f"mask must be boolean (True = pixel kept), got dtype {mask.dtype}")
         nside = nside_from_npix(mask.size)
+        if not mask.any():
+            raise ValueError(
+                "the mask keeps no pixel (all False, or the map is entirely UNSEEN/NaN): there is "
+                "nothing to build a sampling on. Check the mask polarity (True = pixel kept)."
+            )
         mask = to_nested(mask, order)
         return cls.from_pixels(nside, np.flatnonzero(mask), levels, extend)
 

@@ -85,7 +85,18 @@ def _resolve_t(kernel_width, sampling: Sampling, k: Optional[int]):
     if isinstance(kernel_width, dict):
         if set(kernel_width) != {"sigma"}:
             raise ValueError(f"kernel_width dict must be {{'sigma': value}}, got {kernel_width}")
-        return sigma_to_t(float(kernel_width["sigma"]))
+        sigma = kernel_width["sigma"]
+        # sigma enters squared: a negative value would silently act as its absolute value
+        if isinstance(sigma, bool) or not isinstance(sigma, (int, float, np.number)) \
+                or not np.isfinite(sigma) or sigma <= 0:
+            raise ValueError(f"kernel_width sigma must be a positive finite number (radians, "
+                             f"chordal), got {sigma!r}")
+        return sigma_to_t(float(sigma))
+    if isinstance(kernel_width, bool) or not isinstance(kernel_width, (int, float, np.number)):
+        raise TypeError(
+            f"kernel_width must be 'tuned', 'heuristic', a float t (w = exp(-d^2/4t)) or "
+            f"{{'sigma': s}}, got {kernel_width!r} ({type(kernel_width).__name__})"
+        )
     t = float(kernel_width)
     if not np.isfinite(t) or t <= 0:
         raise ValueError(f"kernel width t must be positive and finite, got {kernel_width!r}")
@@ -93,6 +104,14 @@ def _resolve_t(kernel_width, sampling: Sampling, k: Optional[int]):
 
 
 _HEALPIX32_NN = None
+
+
+def _check_sampling(sampling, builder: str) -> None:
+    if not isinstance(sampling, Sampling):
+        raise TypeError(
+            f"{builder} needs a deepsphere Sampling, got {type(sampling).__name__}; wrap raw points "
+            "as deepsphere.sampling.Irregular(lon, lat, units='deg')"
+        )
 
 
 def equivalent_nside(sampling: Sampling) -> float:
@@ -162,8 +181,9 @@ def knn(sampling: Sampling, k: int = 8, kernel_width="tuned", symmetrize: str = 
     """
     from scipy.spatial import cKDTree
 
+    _check_sampling(sampling, "knn")
     n = sampling.npix
-    if not isinstance(k, (int, np.integer)) or k < 1:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
     if k >= n:
         raise ValueError(f"k={k} neighbours need more than {k} points; the sampling has {n}. "
@@ -195,6 +215,9 @@ def radius(sampling: Sampling, r: float, kernel_width="heuristic") -> SphereGrap
     """Graph linking all pairs of points within geodesic distance ``r`` (radians)."""
     from scipy.spatial import cKDTree
 
+    _check_sampling(sampling, "radius")
+    if isinstance(r, bool) or not isinstance(r, (int, float, np.number)):
+        raise TypeError(f"radius r must be a number of radians in (0, pi], got {r!r}")
     if not (0 < r <= np.pi):
         raise ValueError(f"radius r must be in (0, pi] radians, got {r}")
     t = _resolve_t(kernel_width, sampling, None)
@@ -269,7 +292,12 @@ def _build_plugin(sampling: Sampling, recipe: dict) -> SphereGraph:
     import importlib
 
     module, _, name = recipe["kind"].partition(":")
-    builder = getattr(importlib.import_module(module), name, None)
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        raise ValueError(f"graph kind {recipe['kind']!r}: cannot import module {module!r} ({e}). "
+                         "Is the package installed, or its folder on PYTHONPATH?") from None
+    builder = getattr(mod, name, None)
     if not callable(builder):
         raise ValueError(f"graph kind {recipe['kind']!r}: module {module!r} has no function {name!r}")
     args = {k: v for k, v in recipe.items() if k != "kind" and k not in _PASSTHROUGH}

@@ -20,8 +20,11 @@ DEFAULT_GRAPH = {"kind": "knn", "k": 8, "kernel_width": "tuned"}
 def graph_recipe(graph: Optional[dict], laplacian: str) -> tuple:
     """A copy of the graph recipe (default :data:`DEFAULT_GRAPH`) and the Laplacian kind;
     a ``laplacian`` key in the recipe wins over the argument."""
+    if graph is not None and not isinstance(graph, dict):
+        raise TypeError(f"graph must be a recipe dict with a 'kind', e.g. {DEFAULT_GRAPH}; got "
+                        f"{graph!r} ({type(graph).__name__})")
     recipe = copy.deepcopy(DEFAULT_GRAPH if graph is None else dict(graph))
-    if not isinstance(recipe, dict) or "kind" not in recipe:
+    if "kind" not in recipe:
         raise ValueError(f"graph must be a recipe dict with a 'kind', e.g. {DEFAULT_GRAPH}; got {graph!r}")
     laplacian = recipe.pop("laplacian", laplacian)
     return recipe, laplacian
@@ -61,6 +64,9 @@ def operator(operators: nn.ModuleList, i: int) -> Optional[SparseOperator]:
 
 def check_input(x: Tensor, sampling: Sampling, in_channels: int) -> None:
     """``x`` must be ``[batch, sampling.npix, in_channels]``; clear errors otherwise."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"input must be a torch.Tensor, got {type(x).__name__}; convert it with "
+                        "torch.as_tensor(x, dtype=torch.float32)")
     check_vertices(x, sampling)
     if x.shape[2] != in_channels:
         raise ValueError(
@@ -91,6 +97,17 @@ def sampling_from_recipe(recipe: dict, sampling: Optional[Sampling] = None) -> S
         f"a {name!r} sampling ({recipe}) cannot be rebuilt from its recipe alone (its points are "
         "not in it); pass the sampling: Model.from_config(config, sampling=...)"
     )
+
+
+def check_outputs(n, name: str) -> int:
+    """A positive number of outputs (classes or regression targets)."""
+    try:
+        ok = not isinstance(n, bool) and int(n) == n and int(n) >= 1
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} must be a positive int (the number of model outputs), got {n!r}")
+    return int(n)
 
 
 def check_channels(channels) -> List[int]:

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from ..nn.blocks import ChebBlock
 from ..nn.pooling import HierarchyPool
 from ..sampling import Sampling
-from ._common import build_operators, check_channels, check_input, graph_recipe, operator
+from ._common import build_operators, check_channels, check_outputs, check_input, graph_recipe, operator
 from .base import SphereModel
 
 _HEADS = ("global", "fc")
@@ -56,6 +56,7 @@ class SphericalCNN(SphereModel):
                  batchnorm: bool = True):
         super().__init__()
         channels = check_channels(channels)
+        n_classes = check_outputs(n_classes, "n_classes")
         if head not in _HEADS:
             raise ValueError(f"head must be one of {_HEADS}, got {head!r}")
         recipe, laplacian = graph_recipe(graph, laplacian)

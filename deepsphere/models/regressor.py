@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from ..nn.blocks import ChebBlock
 from ..sampling import Sampling
-from ._common import build_operators, check_channels, check_input, graph_recipe, operator
+from ._common import build_operators, check_channels, check_outputs, check_input, graph_recipe, operator
 from .base import SphereModel
 
 
@@ -47,6 +47,7 @@ class StationRegressor(SphereModel):
                  laplacian: str = "normalized", batchnorm: bool = True):
         super().__init__()
         channels = check_channels(channels)
+        out_channels = check_outputs(out_channels, "out_channels")
         if int(K) < 1:
             raise ValueError(f"K must be >= 1 (K=1: no graph), got {K}")
         recipe, laplacian = graph_recipe(graph, laplacian)

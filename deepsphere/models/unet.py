@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from ..nn.blocks import ChebBlock
 from ..nn.pooling import HierarchyPool, HierarchyUnpool
 from ..sampling import Sampling
-from ._common import build_operators, check_channels, check_input, graph_recipe, operator
+from ._common import build_operators, check_channels, check_outputs, check_input, graph_recipe, operator
 from .base import SphereModel
 
 
@@ -54,6 +54,7 @@ class SphericalUNet(SphereModel):
                  batchnorm: bool = True):
         super().__init__()
         channels = check_channels(channels)
+        n_classes = check_outputs(n_classes, "n_classes")
         recipe, laplacian = graph_recipe(graph, laplacian)
         self._store_config(sampling, in_channels=int(in_channels), n_classes=int(n_classes),
                            channels=channels, K=int(K), graph=recipe, laplacian=laplacian,

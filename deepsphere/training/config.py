@@ -411,7 +411,48 @@ def validate(config: Config) -> None:
     for key in ("epochs", "batch_size"):
         if getattr(t, key) < 1:
             raise ConfigError(f"trainer.{key}: must be >= 1, got {getattr(t, key)}")
-    if config.optim.lr <= 0:
-        raise ConfigError(f"optim.lr: must be > 0, got {config.optim.lr}")
+    _check_ranges(config)
     if not (t.device in ("auto", "cpu", "cuda") or t.device.startswith("cuda:")):
         raise ConfigError(f"trainer.device: {t.device!r} is not valid; choose from auto, cpu, cuda, cuda:N")
+
+
+def _check_ranges(config: Config) -> None:
+    """Values of the right type but outside their meaningful range (NaN, negative rates,
+    zero patience): an error naming the key, instead of a run that silently does nothing
+    useful."""
+    import math
+
+    def bad(path, value, need):
+        raise ConfigError(f"{path}: must be {need}, got {value!r}")
+
+    o, s, t = config.optim, config.scheduler, config.trainer
+    if not (math.isfinite(o.lr) and o.lr > 0):
+        bad("optim.lr", o.lr, "a finite number > 0 (e.g. 1.0e-3)")
+    if not (math.isfinite(o.weight_decay) and o.weight_decay >= 0):
+        bad("optim.weight_decay", o.weight_decay, "a finite number >= 0")
+    if not (math.isfinite(o.momentum) and 0 <= o.momentum < 1):
+        bad("optim.momentum", o.momentum, "in [0, 1)")
+    if len(o.betas) != 2 or not all(math.isfinite(b) and 0 <= b < 1 for b in o.betas):
+        bad("optim.betas", o.betas, "two numbers in [0, 1), e.g. [0.9, 0.999]")
+    if not (math.isfinite(s.gamma) and s.gamma > 0):
+        bad("scheduler.gamma", s.gamma, "a finite number > 0 (the decay factor, e.g. 0.1)")
+    if not (math.isfinite(s.min_lr) and s.min_lr >= 0):
+        bad("scheduler.min_lr", s.min_lr, "a finite number >= 0")
+    for key in ("step_size", "patience"):
+        if getattr(s, key) < 1:
+            bad(f"scheduler.{key}", getattr(s, key), "an int >= 1 (epochs)")
+    if s.warmup_epochs < 0:
+        bad("scheduler.warmup_epochs", s.warmup_epochs, "an int >= 0")
+    if any(m < 0 for m in s.milestones):
+        bad("scheduler.milestones", s.milestones, "epochs >= 0")
+    if t.eval_batch_size is not None and t.eval_batch_size < 1:
+        bad("trainer.eval_batch_size", t.eval_batch_size, ">= 1, or null for batch_size")
+    if t.grad_clip is not None and not (math.isfinite(t.grad_clip) and t.grad_clip > 0):
+        bad("trainer.grad_clip", t.grad_clip, "a finite number > 0, or null for no clipping")
+    if t.early_stopping is not None and t.early_stopping < 1:
+        bad("trainer.early_stopping", t.early_stopping, "a patience >= 1 epoch, or null to disable")
+    if t.num_workers < 0:
+        bad("trainer.num_workers", t.num_workers, ">= 0 (0 loads data in the main process)")
+    if isinstance(t.class_weights, list) and not all(
+            math.isfinite(w) and w >= 0 for w in t.class_weights):
+        bad("trainer.class_weights", t.class_weights, "finite numbers >= 0")

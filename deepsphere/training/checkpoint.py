@@ -7,6 +7,7 @@ epoch just completed, the training history, and the resolved config as a dict.
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import tempfile
 from pathlib import Path
@@ -48,7 +49,28 @@ def load(path: Union[str, Path], map_location="cpu") -> Dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {str(path)!r}")
-    return torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        # torch's message suggests weights_only=False: never do that for a file you did not write
+        raise ValueError(
+            f"{path}: refused to load: the checkpoint contains objects other than tensors and "
+            f"plain Python values ({_unsafe_reason(e)}). deepsphere checkpoints never "
+            "do; this file was written by other code or tampered with. Do not load it with "
+            "weights_only=False unless you trust its source."
+        ) from None
+    except (RuntimeError, EOFError, KeyError, OSError) as e:
+        raise ValueError(
+            f"{path}: not a readable checkpoint ({type(e).__name__}: {str(e)[:120]}). The file is "
+            "empty, truncated or not a torch checkpoint; use checkpoints/best.pt or last.pt of the "
+            "run, or retrain."
+        ) from None
+
+
+def _unsafe_reason(e: Exception) -> str:
+    """The line of torch's refusal that names the blocked object."""
+    lines = [ln.strip() for ln in str(e).splitlines() if "GLOBAL" in ln or "global" in ln]
+    return (lines[0] if lines else str(e).strip().splitlines()[0])[:200]
 
 
 def rng_state() -> Dict[str, Any]:

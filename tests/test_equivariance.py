@@ -14,6 +14,7 @@ from deepsphere import graph, sampling  # noqa: E402
 from deepsphere.equivariance import (DegreeSpace, equivariance_error, random_rotations,  # noqa: E402
                                      real_harmonics, rotate_interpolated, rotate_signal)
 from deepsphere.equivariance.harmonics import _real_to_healpy  # noqa: E402
+from deepsphere.equivariance.measure import limit_threads  # noqa: E402
 
 
 def _healpy_synthesis(c, ell, nside):
@@ -95,7 +96,8 @@ def test_isotropic_operator_has_zero_error_and_pointwise_product_does_not():
     # Laplace-Beltrami on band-limited signals, built from the sampled harmonics: exactly isotropic
     B = np.hstack([real_harmonics(l, s.theta, s.phi) for l in range(0, 24)])
     lam = np.concatenate([[l * (l + 1)] * (2 * l + 1) for l in range(0, 24)])
-    LB = B @ np.diag(lam) @ np.linalg.pinv(B)
+    with limit_threads(1):                                     # BLAS threads thrash on busy machines
+        LB = (B * lam) @ np.linalg.pinv(B)
     r = equivariance_error(LB, s, [3, 7, 12], n_signals=2, n_rotations=2)
     assert r.kind == "equivariance" and r.mean.max() < 1e-8
     r = equivariance_error(sp.diags(1 + s.vectors[:, 2]), s, [3, 7], n_signals=2, n_rotations=2)
@@ -194,7 +196,7 @@ def test_experimental_graphs():
     assert abs(f @ Lf / (f @ f) - 12) / 12 < 0.05
     g = ex.density_normalized(graph.knn(s, 8))
     assert np.allclose((g.adjacency - g.adjacency.T).data, 0)
-    opt = ex.optimise_edge_weights(graph.knn(s, 8), degrees=[4, 8], n_signals=4, steps=40, lr=0.05)
+    opt = ex.optimise_edge_weights(graph.knn(s, 8), degrees=[4, 8], n_signals=4, steps=25, lr=0.05)
     before = equivariance_error(graph.knn(s, 8), s, [4, 8], 2, 2, seed=7).overall()
     after = equivariance_error(opt, s, [4, 8], 2, 2, seed=7).overall()   # held-out signals
     assert after < before

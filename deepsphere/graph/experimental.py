@@ -104,7 +104,8 @@ def cotangent_graph(sampling: Sampling) -> SphereGraph:
 
 def optimise_edge_weights(graph: SphereGraph, degrees: Sequence[int], n_signals: int = 8,
                           steps: int = 300, lr: float = 0.02, seed: int = 0,
-                          laplacian: str = "normalized", verbose: bool = False) -> SphereGraph:
+                          laplacian: str = "normalized", signed: bool = False,
+                          verbose: bool = False) -> SphereGraph:
     r"""Per-edge weights minimising the non-isotropy of the normalized Laplacian.
 
     For random sampled signals :math:`f` of each degree :math:`\ell` the loss is the mean of
@@ -112,7 +113,12 @@ def optimise_edge_weights(graph: SphereGraph, degrees: Sequence[int], n_signals:
     least-squares eigenvalue shared by all signals of degree :math:`\ell`: zero exactly when
     :math:`L` acts as a multiple of the identity on each sampled degree, as an equivariant
     operator does. Weights are :math:`w_e = w^0_e \exp(\theta_e)` (positive, one parameter per
-    undirected edge, sparsity pattern unchanged), optimised with Adam from the input graph.
+    undirected edge, sparsity pattern unchanged), optimised with Adam from the input graph; with
+    ``signed=True`` they are :math:`w^0_e (1 + \theta_e)` and may turn negative (like the
+    stencils of higher-order discretisations), so the result is an operator, not a graph in
+    the strict sense (:class:`SphereGraph` is built without the sign check).
+    ``laplacian`` is ``'normalized'`` (:math:`I - D^{-1/2} W D^{-1/2}`) or ``'combinatorial'``
+    (:math:`D - W`).
     Check the result on held-out signals and rotations with
     :func:`~deepsphere.equivariance.equivariance_error`.
     """
@@ -120,8 +126,8 @@ def optimise_edge_weights(graph: SphereGraph, degrees: Sequence[int], n_signals:
 
     from ..equivariance.harmonics import DegreeSpace, random_coefficients
 
-    if laplacian != "normalized":
-        raise ValueError("only the normalized Laplacian is supported")
+    if laplacian not in ("normalized", "combinatorial"):
+        raise ValueError(f"laplacian must be 'normalized' or 'combinatorial', got {laplacian!r}")
     sampling = graph.sampling
     W0 = sp.triu(graph.adjacency, k=1).tocoo()
     n = graph.n_vertices
@@ -139,15 +145,18 @@ def optimise_edge_weights(graph: SphereGraph, degrees: Sequence[int], n_signals:
 
     def apply_L(w, F):
         d = torch.zeros(n, dtype=w.dtype).index_add_(0, r, w).index_add_(0, c, w)
-        dm = d.clamp_min(1e-300).rsqrt()
-        G = dm[:, None] * F
         vals = torch.cat([w, w])
+        if laplacian == "combinatorial":
+            WF = torch.zeros_like(F).index_add_(0, idx[0], vals[:, None] * F[idx[1]])
+            return d[:, None] * F - WF
+        dm = d.clamp_min(1e-12).rsqrt()
+        G = dm[:, None] * F
         WG = torch.zeros_like(G).index_add_(0, idx[0], vals[:, None] * G[idx[1]])
         return F - dm[:, None] * WG
 
     for step in range(steps):
         opt.zero_grad()
-        w = w0 * torch.exp(theta)
+        w = w0 * (1 + theta) if signed else w0 * torch.exp(theta)
         loss = 0.0
         for F in signals:
             LF = apply_L(w, F)
@@ -158,8 +167,9 @@ def optimise_edge_weights(graph: SphereGraph, degrees: Sequence[int], n_signals:
         opt.step()
         if verbose and step % 50 == 0:
             print(f"step {step}: loss {loss.item():.4g}")
-    w = (w0 * torch.exp(theta.detach())).numpy()
+    w = (w0 * (1 + theta.detach()) if signed else w0 * torch.exp(theta.detach())).numpy()
     W = sp.coo_matrix((np.concatenate([w, w]), (np.concatenate([W0.row, W0.col]),
                                                  np.concatenate([W0.col, W0.row]))), shape=(n, n))
-    recipe = dict(graph.recipe, edge_weights="optimised", degrees=[int(x) for x in degrees])
+    recipe = dict(graph.recipe, edge_weights="optimised-signed" if signed else "optimised",
+                  degrees=[int(x) for x in degrees])
     return SphereGraph(sp.csr_matrix(W), sampling, recipe, check=False)

@@ -95,8 +95,10 @@ def _predict(args) -> int:
             x = np.load(path, allow_pickle=False)
             out = predict(model, sampling, info, x, order=args.order, device=device)
             dest = Path(args.output or Path(args.run_dir) / "predictions" / (Path(path).stem + ".npy"))
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            np.save(dest, out)
+            if any(dest.resolve() == Path(p).resolve() for p in args.inputs):
+                raise ValueError(f"--output {str(dest)!r} is one of the inputs: predictions never "
+                                 "overwrite input data; choose another file")
+            _atomic_save_npy(out, dest)
             summary = f"{path}: {out.shape} -> {dest}"
             if info["task"] == "classification":
                 names = info["class_names"] or [str(i) for i in range(out.shape[1])]
@@ -107,6 +109,23 @@ def _predict(args) -> int:
     except (ValueError, FileNotFoundError) as e:
         return _fail(e)
     return 0
+
+
+def _atomic_save_npy(array: np.ndarray, dest: Path) -> None:
+    """``np.save`` to a temporary file beside ``dest``, then ``os.replace``."""
+    import os
+    import tempfile
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, array)
+        os.replace(tmp, dest)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 command_train = SimpleNamespace(add_arguments=_train_arguments, run=_train)

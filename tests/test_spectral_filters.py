@@ -134,5 +134,5 @@ def test_interpolation_and_errors():
 
 def test_zonal_conv_rejects_wrong_layout():
     conv = ZonalConv(Equiangular(4, "DH"), 2, 3)
-    with pytest.raises(ValueError, match=r"\[batch, vertices=32, channels=2\]"):
-        conv(torch.randn(1, 2, 32))  # channels-first by mistake
+    with pytest.raises(ValueError, match=r"\[batch, vertices=64, channels=2\]"):
+        conv(torch.randn(1, 2, 64))  # channels-first by mistake

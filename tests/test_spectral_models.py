@@ -68,5 +68,5 @@ def test_models_reject_wrong_layout():
     import pytest
 
     model = SpectralClassifier(Equiangular(4, "DH"), 1, 2, channels=(2,), lmax=2)
-    with pytest.raises(ValueError, match="vertices=32"):
-        model(torch.randn(2, 1, 32))
+    with pytest.raises(ValueError, match="vertices=64"):
+        model(torch.randn(2, 1, 64))

@@ -54,37 +54,33 @@ def default_lmax(sampling: Sampling) -> int:
     raise TypeError(f"no default lmax for {type(sampling).__name__}")
 
 
-def _fold_matrices(nphi: int, lmax: int):
-    """0/1 matrices ``A, B`` of shape ``(L+1, nphi//2+1)``: order ``m`` lands on bin
-    ``m mod nphi`` (``A``) or, as its conjugate, on bin ``-m mod nphi`` (``B``); only the
-    half spectrum ``0..nphi//2`` of a real ring is kept."""
+def _fold_index(nphi: int, lmax: int):
+    r"""Synthesis: order ``m`` adds :math:`F_m` to bin ``m mod nphi`` and, for ``m > 0``,
+    :math:`\overline{F_m}` to bin ``-m mod nphi``, keeping only the half spectrum
+    ``0..nphi//2`` of a real ring. Returns ``(m, bin, sign)`` arrays (``sign = -1`` marks the
+    conjugate, i.e. a negated imaginary part)."""
     K = nphi // 2 + 1
-    A = np.zeros((lmax + 1, K))
-    B = np.zeros((lmax + 1, K))
+    ms, ks, sg = [], [], []
     for m in range(lmax + 1):
         k = m % nphi
         if k < K:
-            A[m, k] += 1
+            ms.append(m), ks.append(k), sg.append(1.0)
         kc = (-m) % nphi
         if m > 0 and kc < K:
-            B[m, kc] += 1
-    return A, B
+            ms.append(m), ks.append(kc), sg.append(-1.0)
+    return np.array(ms), np.array(ks), np.array(sg)
 
 
-def _unfold_matrices(nphi: int, lmax: int):
-    """0/1 matrices ``A, B`` of shape ``(nphi//2+1, L+1)`` reading order ``m`` of a real ring's
-    DFT from its half spectrum: bin ``m mod nphi`` (``A``) or the conjugate of the mirrored bin
-    (``B``)."""
+def _unfold_index(nphi: int, lmax: int):
+    """Analysis: order ``m`` of a real ring's DFT is bin ``m mod nphi`` of its half spectrum, or
+    the conjugate of the mirrored bin. Returns ``(bin, sign)`` arrays of length ``L+1``."""
     K = nphi // 2 + 1
-    A = np.zeros((K, lmax + 1))
-    B = np.zeros((K, lmax + 1))
+    ks, sg = [], []
     for m in range(lmax + 1):
         k = m % nphi
-        if k < K:
-            A[k, m] = 1
-        else:
-            B[nphi - k, m] = 1
-    return A, B
+        ks.append(k if k < K else nphi - k)
+        sg.append(1.0 if k < K else -1.0)
+    return np.array(ks), np.array(sg)
 
 
 class _RingTransform(nn.Module):
@@ -130,10 +126,14 @@ class _RingTransform(nn.Module):
         self.nphis = []
         order = []
         for i, g in enumerate(geo.groups):
-            F, G = (_unfold_matrices if analysis else _fold_matrices)(g.nphi, L)
-            # real arithmetic: re-part uses A + B, im-part uses A - B (B conjugates)
-            self.register_buffer(f"fold_re_{i}", torch.from_numpy(F + G), persistent=False)
-            self.register_buffer(f"fold_im_{i}", torch.from_numpy(F - G), persistent=False)
+            if analysis:
+                k, sg = _unfold_index(g.nphi, L)
+                m = np.arange(L + 1)
+            else:
+                m, k, sg = _fold_index(g.nphi, L)
+            self.register_buffer(f"fold_m_{i}", torch.from_numpy(m), persistent=False)
+            self.register_buffer(f"fold_k_{i}", torch.from_numpy(k), persistent=False)
+            self.register_buffer(f"fold_sign_{i}", torch.from_numpy(sg), persistent=False)
             self.register_buffer(f"rings_{i}", torch.from_numpy(g.rings), persistent=False)
             self.nphis.append(g.nphi)
             order.append(g.pixels.ravel())
@@ -200,9 +200,12 @@ class InverseSHT(_RingTransform):
         outs = []
         for i, nphi in enumerate(self.nphis):
             rings = getattr(self, f"rings_{i}")
-            # contiguous(): matmul on the strided result of an index is very slow in torch
-            Gre = Fre[..., rings, :].contiguous() @ self._buf(f"fold_re_{i}", dt)
-            Gim = Fim[..., rings, :].contiguous() @ self._buf(f"fold_im_{i}", dt)
+            m, k = getattr(self, f"fold_m_{i}"), getattr(self, f"fold_k_{i}")
+            sign = self._buf(f"fold_sign_{i}", dt)
+            fr, fi = Fre[..., rings, :][..., m], Fim[..., rings, :][..., m] * sign
+            K = nphi // 2 + 1
+            Gre = fr.new_zeros(*fr.shape[:-1], K).index_add(fr.dim() - 1, k, fr)
+            Gim = fi.new_zeros(*fi.shape[:-1], K).index_add(fi.dim() - 1, k, fi)
             ring = torch.fft.irfft(torch.complex(Gre, Gim), n=nphi, dim=-1, norm="forward")
             outs.append(ring.reshape(*ring.shape[:-2], -1))
         out = torch.cat(outs, dim=-1)
@@ -274,8 +277,9 @@ class SHT(_RingTransform):
             seg = xs[..., start:start + nr * nphi].reshape(*x.shape[:-1], nr, nphi)
             start += nr * nphi
             G = torch.fft.rfft(seg, dim=-1)
-            parts_re.append(G.real.contiguous() @ self._buf(f"fold_re_{i}", dt))
-            parts_im.append(G.imag.contiguous() @ self._buf(f"fold_im_{i}", dt))
+            k = getattr(self, f"fold_k_{i}")
+            parts_re.append(G.real[..., k])
+            parts_im.append(G.imag[..., k] * self._buf(f"fold_sign_{i}", dt))
         inv = self.ring_inverse
         Fre = torch.cat(parts_re, dim=-2)[..., inv, :]
         Fim = torch.cat(parts_im, dim=-2)[..., inv, :]

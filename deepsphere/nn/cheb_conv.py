@@ -2,6 +2,7 @@ r"""Chebyshev graph convolution (Defferrard et al. 2016) on ``[batch, vertices, 
 signals, with a sparse recursion that owns its backward pass."""
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 from typing import Dict, Iterator, List, Optional, Tuple
@@ -49,6 +50,27 @@ def _buffers(like: Tensor, *shapes) -> List[Tensor]:
         out.append(flat[offset:offset + n].view(sh))
         offset += n
     return out
+
+
+# Below this many multiply-adds per sparse product, run a call on one CPU thread: the sparse
+# kernels start a thread team on every call, which costs ~20 ms when the cores are
+# oversubscribed (measured on 2 shared cores) against microseconds of work.
+_SMALL_WORK = 2**22
+
+
+@contextlib.contextmanager
+def _threads_for(L: Tensor, columns: int):
+    n_threads = torch.get_num_threads()
+    small = (L.device.type == "cpu" and n_threads > 1
+             and L.values().numel() * columns < _SMALL_WORK)
+    if not small:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n_threads)
 
 
 def _vertex_major(t: Tensor, out: Tensor) -> Tensor:
@@ -134,6 +156,13 @@ class _ChebConvFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Optional[Tensor], L: Tensor,
                 store: bool) -> Tensor:
+        if L is None:  # K = 1
+            return _ChebConvFunction._forward(ctx, x, weight, bias, L, store)
+        with _threads_for(L, x.shape[0] * max(weight.shape[1:])):
+            return _ChebConvFunction._forward(ctx, x, weight, bias, L, store)
+
+    @staticmethod
+    def _forward(ctx, x, weight, bias, L, store):
         B, N, Fin = x.shape
         K, _, Fout = weight.shape
         input_side = Fin < Fout
@@ -181,6 +210,13 @@ class _ChebConvFunction(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, G: Tensor):
         saved, weight = ctx.saved_tensors  # first: may recompute a checkpointed forward
+        if ctx.L is None:
+            return _ChebConvFunction._backward(ctx, G, saved, weight)
+        with _threads_for(ctx.L, G.shape[0] * max(weight.shape[1:])):
+            return _ChebConvFunction._backward(ctx, G, saved, weight)
+
+    @staticmethod
+    def _backward(ctx, G, saved, weight):
         L = ctx.L
         B, N, Fin = ctx.shape
         K, _, Fout = weight.shape

@@ -292,24 +292,29 @@ def test_read_sao_quality_control(tmp_path):
         [("AAA", 10.0, 20.0, 99.0), ("CCC", 42.0, -98.0, 80.0)] + [("CCC", 42.0, -98.0, 5.0)] * (n - 2),
     ]
     rows[2] = [None, None, ("BBB", 41.0, -99.0, base[2] + 3)] + [None] * (n - 3)
+    # reports without coordinates take the station's position; a station never located is dropped
+    rows.append([("DDD", 43.0, -97.0, 1.0)] + [("DDD", -9999.0, -9999.0, 2.0)] * (n - 1))
+    rows.append([("EEE", -9999.0, -9999.0, 2.0)] * n)
     p = tmp_path / "sao.cdf"
     write_sao(p, rows, n)
     d = S.read_sao(p)
-    assert list(d["id"]) == ["AAA", "BBB", "CCC"]
+    assert list(d["id"]) == ["AAA", "BBB", "CCC", "DDD"]
+    assert d["lat"][3] == 43.0 and np.isfinite(d["values"][:, 3]).all()
+    assert d["n_dropped"] == 1 + n  # AAA's misplaced report and EEE's
     v = d["values"]
     np.testing.assert_allclose(v[:, 0], base)  # the misplaced report did not overwrite hour 0
-    np.testing.assert_allclose(d["lat"], [40, 41, 42])
+    np.testing.assert_allclose(d["lat"], [40, 41, 42, 43])
     assert v[2, 1] == pytest.approx(base[2] + 2)  # mean of the two reports
     assert np.isnan(v[5, 1])  # spike
     assert np.isnan(v[1, 2]) and v[2, 2] == pytest.approx(5.0)  # 80 degrees C: out of range
-    assert S.sao_sampling(str(p), min_hours=7).names == ["AAA", "BBB"]  # CCC has 6 hours
+    assert S.sao_sampling(str(p), min_hours=7).names == ["AAA", "BBB", "DDD"]  # CCC has 6 hours
     s = S.sao_sampling(str(p), min_hours=6)
-    assert s.names == ["AAA", "BBB", "CCC"]
+    assert s.names == ["AAA", "BBB", "CCC", "DDD"]
     ds = S.SAOHourly(s, str(p), history=1, max_gap=1, split_fractions=[0.5, 0.25, 0.25])
     assert [list(ds.split(k).targets) for k in ("train", "val", "test")] == [[3], [4, 5], [6, 7]]
     x, y = ds.split("train")[0]
     t = 3
-    assert x.shape == (3, 3) and y.shape == (3, 1)
+    assert x.shape == (4, 3) and y.shape == (4, 1)
     a = 2 * np.pi * (t + s.lon / 15.0) / 24.0  # local solar time of the target hour
     np.testing.assert_allclose(x[:, 1].numpy(), np.sin(a), atol=1e-5)
     np.testing.assert_allclose(y[0, 0].item() + ds.mean, base[t], rtol=1e-5)
@@ -325,3 +330,4 @@ def test_real_sao_file():
     d = S.read_sao(REAL_SAO)
     v = d["values"][np.isfinite(d["values"])]
     assert -45 < v.min() and v.max() < 45
+    assert d["n_dropped"] > 0  # e.g. reports of stations never given coordinates

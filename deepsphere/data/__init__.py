@@ -15,11 +15,13 @@ A dataset, as the trainer (:mod:`deepsphere.training`) uses it, is built as
 """
 from .synthetic import SyntheticFields, SyntheticSegmentation, random_alm, power_law
 from .climate import ClimateSegmentation, LatLonRegridder, read_climatenet, write_climatenet
-from .stations import GHCNDaily, SyntheticStations, read_dly, read_ghcnd_stations, write_dly
+from .stations import (GHCNDaily, SAOHourly, SyntheticStations, read_dly, read_ghcnd_stations,
+                       read_sao, write_dly)
 
 __all__ = ["SyntheticFields", "SyntheticSegmentation", "random_alm", "power_law",
            "ClimateSegmentation", "LatLonRegridder", "read_climatenet", "write_climatenet",
-           "GHCNDaily", "SyntheticStations", "read_dly", "read_ghcnd_stations", "write_dly"]
+           "GHCNDaily", "SAOHourly", "SyntheticStations", "read_dly", "read_ghcnd_stations",
+           "read_sao", "write_dly"]
 
 # applications: cosmology (convergence maps, patches, real-map loader) and spherical digits
 from .cosmology import ConvergenceMapFiles, CosmologyPatches, read_healpix_maps  # noqa: E402

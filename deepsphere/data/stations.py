@@ -602,17 +602,18 @@ def read_sao(path: Union[str, Path], variable: str = "T", max_coordinate_spread:
     station ``id`` (characters), ``lat``, ``lon`` and values (fill -9999), slot ``hour``
     = hour of the day. Reports are gathered per station ID. Quality control:
 
-    - coordinates outside [-90, 90] x [-180, 360] are dropped; a station's position is the
-      median of its reports', and reports farther than ``max_coordinate_spread`` degrees
-      from it are dropped (a mislabelled report);
+    - a station's position is the median of its reports' valid coordinates; a report
+      without coordinates (fill value) takes it, one with coordinates out of range or
+      farther than ``max_coordinate_spread`` degrees from it is dropped (a mislabelled
+      report), as are the reports of a station with no valid coordinate at all;
     - values outside :data:`SAO_RANGES` are missing;
     - a spike (a value differing from both hourly neighbours by more than ``spike`` in the
       same direction) is missing;
     - repeated reports of one station in one hour are averaged.
 
     Returns a dict: ``id`` (str array), ``lat``, ``lon`` (degrees), ``values`` float64
-    ``(24, n_stations)`` with NaN where missing, and ``n_dropped`` (reports dropped by
-    the coordinate checks).
+    ``(24, n_stations)`` with NaN where missing, and ``n_dropped`` (station reports dropped
+    by the coordinate checks).
     """
     from scipy.io import netcdf_file
 
@@ -638,16 +639,27 @@ def read_sao(path: Union[str, Path], variable: str = "T", max_coordinate_spread:
     vals[(vals == fill) | (vals == -9999.0)] = np.nan
     lo, hi = SAO_RANGES.get(variable, (-np.inf, np.inf))
     vals[(vals < lo) | (vals > hi)] = np.nan
-    good = (names != "") & (np.abs(lat) <= 90) & (lon >= -180) & (lon <= 360)
-    names, hour, lat, lon, vals = names[good], hour[good], lat[good], lon[good], vals[good]
+    named = names != ""
+    names, hour, lat, lon, vals = names[named], hour[named], lat[named], lon[named], vals[named]
+    # a report without coordinates (fill value) takes its station's position; one with
+    # coordinates out of range or off the station's position is dropped
+    absent = (lat == fill) | (lon == fill) | (lat == -9999.0) | (lon == -9999.0)
+    valid = ~absent & (np.abs(lat) <= 90) & (lon >= -180) & (lon <= 360)
     lon = np.where(lon > 180, lon - 360, lon)
     uniq, inv = np.unique(names, return_inverse=True)
-    med_lat = np.array([np.median(lat[inv == k]) for k in range(uniq.size)])
-    med_lon = np.array([np.median(lon[inv == k]) for k in range(uniq.size)])
-    near = (np.abs(lat - med_lat[inv]) <= max_coordinate_spread) & \
-           (np.abs(lon - med_lon[inv]) <= max_coordinate_spread)
-    n_dropped = int((~good).sum() + (~near).sum())
-    inv, hour, vals = inv[near], hour[near], vals[near]
+    med_lat = np.full(uniq.size, np.nan)
+    med_lon = np.full(uniq.size, np.nan)
+    order = np.argsort(inv[valid], kind="stable")
+    groups = np.split(np.flatnonzero(valid)[order], np.flatnonzero(np.diff(inv[valid][order])) + 1)
+    for g in groups:
+        if g.size:
+            med_lat[inv[g[0]]] = np.median(lat[g])
+            med_lon[inv[g[0]]] = np.median(lon[g])
+    near = valid & (np.abs(lat - med_lat[inv]) <= max_coordinate_spread) & \
+        (np.abs(lon - med_lon[inv]) <= max_coordinate_spread)
+    keep = (near | absent) & np.isfinite(med_lat[inv])
+    n_dropped = int((~keep).sum())
+    inv, hour, vals = inv[keep], hour[keep], vals[keep]
     total = np.zeros((n_hours, uniq.size))
     count = np.zeros((n_hours, uniq.size))
     ok = np.isfinite(vals)
@@ -660,7 +672,9 @@ def read_sao(path: Union[str, Path], variable: str = "T", max_coordinate_spread:
     d_next = out[1:-1] - out[2:]
     spikes = (np.abs(d_prev) > spike) & (np.abs(d_next) > spike) & (np.sign(d_prev) == np.sign(d_next))
     out[1:-1][spikes] = np.nan
-    return {"id": uniq, "lat": med_lat, "lon": med_lon, "values": out, "n_dropped": n_dropped}
+    has = np.isfinite(med_lat)  # stations with at least one valid position
+    return {"id": uniq[has], "lat": med_lat[has], "lon": med_lon[has], "values": out[:, has],
+            "n_dropped": n_dropped}
 
 
 def _sniff(path: Path) -> str:

@@ -338,3 +338,19 @@ def test_chained_layers_and_reused_scratch(sphere):
     for g, w in zip(got, want):
         torch.testing.assert_close(g, w)
     torch.testing.assert_close(y_first, net(x, False))
+
+
+def test_benchmark_command_smoke(tmp_path, capsys):
+    """`deepsphere benchmark` on a tiny grid: runs, checks ours against PyG, writes CSV."""
+    pytest.importorskip("torch_geometric")
+    from deepsphere import benchmark
+
+    out = tmp_path / "bench.csv"
+    assert benchmark.main(["--nside", "2", "--K", "3", "--channels", "2", "--batch", "2",
+                           "--repeats", "1", "--graph-nside", "2", "--graph-k", "8",
+                           "--naive", "--csv", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "ChebConv vs torch_geometric" in text and "healpix_neighbours" in text
+    rows = out.read_text().splitlines()
+    assert len(rows) == 1 + 2 + 1  # header, two graph builders, one conv case
+    assert "rel_err" in rows[0]

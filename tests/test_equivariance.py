@@ -244,3 +244,39 @@ def test_tuned_table_rederived_nside32():
     for k in (8, 20, 40):
         r = optimise_kernel_width(s, k, n_signals=4)
         assert abs(r.sigma / graph.tuned_sigma(k, 32) - 1) < 0.15
+
+
+def test_irregular_sampling_uses_interpolated_residual():
+    """Stations-like points: no harmonic analysis, so the residual is rotated by interpolation.
+    An isotropic operator still shows ~0 (its output has no residual); a k-NN graph does not."""
+    rng = np.random.default_rng(4)
+    n = 1500
+    s = sampling.Irregular(rng.uniform(0, 360, n), np.degrees(np.arcsin(rng.uniform(-1, 1, n))), units="deg")
+    B = np.hstack([real_harmonics(l, s.theta, s.phi) for l in range(0, 10)])
+    lam = np.concatenate([[l * (l + 1)] * (2 * l + 1) for l in range(0, 10)])
+    with limit_threads(1):
+        LB = (B * lam) @ np.linalg.pinv(B)
+    r = equivariance_error(LB, s, [2, 5], n_signals=2, n_rotations=1)
+    assert r.info["residual"] == "interpolated" and r.mean.max() < 1e-8
+    r = equivariance_error(graph.knn(s, 8), s, [2, 5], n_signals=2, n_rotations=1)
+    assert np.all(np.isfinite(r.mean)) and r.mean.min() > 1e-3
+
+
+def test_models_invariance_and_equivariance():
+    """A global-pooling classifier is measured for invariance, a U-Net for equivariance."""
+    from deepsphere import models
+
+    s = sampling.HEALPix(8)
+    errors = {}
+    for head in ("global", "fc"):
+        torch.manual_seed(0)
+        clf = models.SphericalCNN(s, in_channels=1, n_classes=3, channels=[4, 4], K=3, head=head,
+                                  graph={"kind": "knn", "k": 8, "kernel_width": "tuned"})
+        r = equivariance_error(clf, s, [2, 4], n_signals=2, n_rotations=2)
+        assert r.kind == "invariance"
+        errors[head] = r.overall()
+    assert errors["global"] < errors["fc"]                      # global pooling is the invariant head
+    seg = models.SphericalUNet(s, in_channels=1, n_classes=2, channels=[4, 4], K=3,
+                               graph={"kind": "knn", "k": 8, "kernel_width": "tuned"})
+    r = equivariance_error(seg, s, [2, 4], n_signals=2, n_rotations=1)
+    assert r.kind == "equivariance" and np.all(np.isfinite(r.mean))

@@ -59,7 +59,7 @@ def load(path: Union[str, Path], map_location="cpu") -> Dict[str, Any]:
             "do; this file was written by other code or tampered with. Do not load it with "
             "weights_only=False unless you trust its source."
         ) from None
-    except (RuntimeError, EOFError, KeyError, OSError) as e:
+    except Exception as e:  # miniz, EOF, KeyError, IndexError...: all mean "not a checkpoint"
         raise ValueError(
             f"{path}: not a readable checkpoint ({type(e).__name__}: {str(e)[:120]}). The file is "
             "empty, truncated or not a torch checkpoint; use checkpoints/best.pt or last.pt of the "

@@ -1,0 +1,575 @@
+"""A catalogue of bad inputs: each must raise a named error whose message says what was
+wrong and how to fix it (never a silent wrong answer, never a bare library traceback).
+
+Every case is one row of :data:`CASES`: an id, the area, the bad input in words, a call
+that feeds it to the public API, the expected exception type and a regular expression
+the message must match (chosen to cover both the diagnosis and the remedy where the
+message gives one). ``docs/bad_inputs.md`` lists the same ids; a test checks they agree.
+Known holes in code still being finished are in :data:`XFAIL_CASES` (strict xfail: the
+day they are fixed, the test says so).
+"""
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Callable
+
+import healpy as hp
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from deepsphere import graph, models, nn
+from deepsphere.sampling import Equiangular, HEALPix, Irregular
+from deepsphere.training import checkpoint
+from deepsphere.training.config import Config, ConfigError, apply_override, load_config, validate
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "bad_inputs.md"
+
+
+@dataclass
+class Case:
+    id: str
+    area: str
+    what: str
+    call: Callable  # call(files) feeds the bad input
+    exc: type
+    match: str
+
+
+# ---- files written once per module ---------------------------------------------------
+class _Evil:
+    """Unpickling this runs code (it would create a marker file)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bad_inputs")
+    f = SimpleNamespace(dir=d)
+    # station CSVs
+    (d / "header_only.csv").write_text("lon,lat\n")
+    (d / "wrong_columns.csv").write_text("x,y\n1,2\n")
+    (d / "not_a_number.csv").write_text("lon,lat\n10,abc\n")
+    (d / "zero_bytes.csv").write_text("")
+    # checkpoints
+    checkpoint.atomic_save({"model": {"w": torch.zeros(3)}, "epoch": 1}, d / "good.pt")
+    good = (d / "good.pt").read_bytes()
+    (d / "truncated.pt").write_bytes(good[: len(good) // 2])
+    (d / "empty.pt").write_bytes(b"")
+    (d / "text.pt").write_bytes(b"this is not a checkpoint\n")
+    f.marker = d / "code_ran"
+    torch.save({"model": _Evil(f.marker)}, d / "evil.pt")
+    torch.save({"model": np.zeros(3)}, d / "numpy_object.pt")
+    # configs
+    (d / "broken.yaml").write_text("trainer: {epochs: [\n")
+    (d / "python_tag.yaml").write_text(
+        f"trainer: !!python/object/apply:pathlib.Path.touch [{str(f.marker)!r}]\n")
+    (d / "scalar.yaml").write_text("3\n")
+    # GHCN files
+    from deepsphere.data.stations import write_dly
+
+    days = np.arange("2010-01-01", "2010-03-01", dtype="datetime64[D]")
+    write_dly(d / "good.dly", "USW00000001", "TMAX", days, np.arange(days.size, dtype=float))
+    lines = (d / "good.dly").read_text().splitlines()
+    (d / "truncated.dly").write_text(lines[0] + "\n" + lines[1][:37] + "\n")
+    (d / "text.dly").write_text("hello\nworld\n")
+    (d / "empty.dly").write_text("")
+    row = "USW00000001  40.0000  -75.0000   10.0 PA SOMEWHERE"
+    (d / "dup-stations.txt").write_text(row + "\n" + row + "\n")
+    (d / "no-stations.txt").write_text("")
+    # NetCDF
+    from deepsphere.data.climate import VARIABLES, write_climatenet
+
+    lat, lon = np.linspace(-90, 90, 9), np.linspace(0, 360, 16, endpoint=False)
+    write_climatenet(d / "good.nc", lat, lon, np.zeros((len(VARIABLES), 9, 16)),
+                     np.zeros((9, 16), int))
+    nc = (d / "good.nc").read_bytes()
+    (d / "truncated.nc").write_bytes(nc[: len(nc) // 2])
+    (d / "text.nc").write_bytes(b"hello world")
+    # HEALPix maps
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        hp.write_map(str(d / "good.fits"), np.arange(768.0), nest=False, dtype=np.float64)
+    fits = (d / "good.fits").read_bytes()
+    (d / "truncated.fits").write_bytes(fits[: len(fits) // 2])
+    (d / "empty.fits").write_bytes(b"")
+    (d / "text.fits").write_bytes(b"this is not a FITS file\n" * 20)
+    np.save(d / "map.npy", np.zeros(768))
+    np.save(d / "700pix.npy", np.zeros(700))
+    np.save(d / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    (d / "truncated.npy").write_bytes((d / "map.npy").read_bytes()[:100])
+    (d / "map.txt").write_text("0 1 2\n")
+    return f
+
+
+# ---- shared small objects ----------------------------------------------------------------
+S8 = HEALPix(8)
+IRR3 = Irregular([0, 90, 180], [0, 0, 0], units="deg")
+
+
+def _smooth_ring_map(nside=16):
+    """A smooth full-sky map in RING order (what healpy.read_map returns by default)."""
+    rng = np.random.default_rng(0)
+    return hp.smoothing(rng.standard_normal(hp.nside2npix(nside)), fwhm=1.0)
+
+
+def _operator():
+    return graph.knn(S8, k=8).chebyshev_operator()
+
+
+def _cnn():
+    return models.SphericalCNN(S8, in_channels=1, n_classes=2, channels=[4], K=2)
+
+
+def _validate(d):
+    d = dict(d)
+    d.setdefault("sampling", {"name": "healpix", "nside": 4})
+    validate(Config.from_dict(d))
+
+
+CASES = [
+    # ---- HEALPix sampling ---------------------------------------------------------------
+    Case("nside-not-power-of-two", "sampling", "HEALPix(nside=3)",
+         lambda f: HEALPix(3), ValueError, r"nside=3 .*power of two.*sqrt\(npix / 12\)"),
+    Case("nside-fractional", "sampling", "HEALPix(nside=2.5)",
+         lambda f: HEALPix(2.5), ValueError, r"power of two"),
+    Case("nside-boolean", "sampling", "HEALPix(nside=True) (was read as nside=1)",
+         lambda f: HEALPix(True), TypeError, r"integer power of two.*boolean"),
+    Case("nside-none", "sampling", "HEALPix(nside=None)",
+         lambda f: HEALPix(None), TypeError, r"integer power of two, got None"),
+    Case("levels-too-many", "sampling", "HEALPix(8, levels=5): more poolings than nside allows",
+         lambda f: HEALPix(8, levels=5), ValueError, r"impossible from nside=8: at most 3"),
+    Case("pixels-float", "sampling", "partial sky from float pixel indices",
+         lambda f: HEALPix(8, [0.0, 1.0]), TypeError, r"integer NESTED indices.*from_mask"),
+    Case("pixels-duplicate", "sampling", "partial sky with a repeated pixel",
+         lambda f: HEALPix(8, [0, 0, 1]), ValueError, r"duplicate.*each pixel once"),
+    Case("pixels-out-of-range", "sampling", "pixel index >= 12 nside^2",
+         lambda f: HEALPix(8, [0, 1000]), ValueError, r"out of range \[0, 768\).*values \[1000\]"),
+    Case("pixels-unsorted", "sampling", "partial-sky indices not sorted",
+         lambda f: HEALPix(8, [3, 1]), ValueError, r"sorted.*np.sort.*reorder the data"),
+    Case("pixels-empty", "sampling", "partial sky with no pixel",
+         lambda f: HEALPix(8, []), ValueError, r"non-empty 1-D array"),
+    Case("partial-sky-not-closed", "sampling",
+         "partial sky not closed under the NESTED hierarchy for the poolings asked",
+         lambda f: HEALPix(8, [0, 1, 2], levels=1), ValueError,
+         r"not closed under the NESTED hierarchy.*closure\(pixels, 8, 1\).*extend=True"),
+    Case("order-missing", "sampling", "HEALPix.take(m) without saying the ordering",
+         lambda f: S8.take(np.zeros(768)), TypeError, r"required positional argument: 'order'"),
+    Case("order-misspelt", "sampling", "order='nest'",
+         lambda f: S8.take(np.zeros(768), order="nest"), ValueError, r"'NESTED' or 'RING'.*ORDERING"),
+    Case("map-wrong-nside", "sampling", "a nside-16 map on a nside-8 sampling",
+         lambda f: S8.take(np.zeros(3072), order="NESTED"), ValueError,
+         r"3072 pixels.*expected 768.*Wrong nside\? .*nside=16"),
+    Case("ring-declared-nested", "sampling", "a smooth RING map declared NESTED",
+         lambda f: HEALPix(16).take(_smooth_ring_map(), order="NESTED"), ValueError,
+         r"declared NESTED but looks like RING.*order='RING'"),
+    Case("map-nan", "sampling", "NaN on the sampling's pixels",
+         lambda f: S8.take(np.r_[np.nan, np.zeros(767)], order="NESTED"), ValueError,
+         r"1 UNSEEN/NaN/inf.*HEALPix.from_map.*unseen='zero'"),
+    Case("map-unseen", "sampling", "healpy UNSEEN on the sampling's pixels",
+         lambda f: S8.take(np.full(768, hp.UNSEEN), order="RING"), ValueError,
+         r"768 UNSEEN/NaN/inf.*unseen='zero'"),
+    Case("map-inf", "sampling", "+inf on the sampling's pixels",
+         lambda f: S8.take(np.r_[np.zeros(767), np.inf], order="NESTED"), ValueError,
+         r"UNSEEN/NaN/inf values.*positions \[767\]"),
+    Case("unseen-policy-unknown", "sampling", "take(..., unseen='drop')",
+         lambda f: S8.take(np.r_[np.inf, np.zeros(767)], order="NESTED", unseen="drop"),
+         ValueError, r"unseen must be 'raise' or 'zero'"),
+    Case("partial-map-ring", "sampling", "a partial map (one value per kept pixel) said to be RING",
+         lambda f: HEALPix(8, np.arange(4)).take(np.zeros(4), order="RING"), ValueError,
+         r"NESTED order; RING conversion needs the full-sky map"),
+    Case("mask-not-boolean", "sampling", "HEALPix.from_mask with a float mask",
+         lambda f: HEALPix.from_mask(np.ones(768), order="RING"), TypeError,
+         r"mask must be boolean \(True = pixel kept\)"),
+    Case("mask-wrong-size", "sampling", "a mask whose size is not 12 nside^2",
+         lambda f: HEALPix.from_mask(np.ones(700, bool), order="RING"), ValueError,
+         r"12\*nside\*\*2 pixels; 700.*partial map"),
+    Case("map-all-unseen", "sampling", "HEALPix.from_map of a map that is entirely UNSEEN",
+         lambda f: HEALPix.from_map(np.full(768, hp.UNSEEN), order="RING"), ValueError,
+         r"keeps no pixel.*UNSEEN.*mask polarity"),
+    # ---- equiangular ---------------------------------------------------------------------
+    Case("bandwidth-zero", "sampling", "Equiangular(0)",
+         lambda f: Equiangular(0), ValueError, r"bandwidth must be a positive integer"),
+    Case("equiangular-kind", "sampling", "Equiangular(4, 'dh') (kinds are upper case)",
+         lambda f: Equiangular(4, "dh"), ValueError, r"kind must be one of \('DH', 'SOFT'"),
+    Case("equiangular-odd-pool", "sampling", "pooling an odd-bandwidth grid",
+         lambda f: Equiangular(3).coarsen(), ValueError, r"DH or SOFT grid with an even bandwidth"),
+    # ---- irregular points / stations -----------------------------------------------------
+    Case("units-missing", "stations", "Irregular(..., units='degrees')",
+         lambda f: Irregular([0], [0], units="degrees"), ValueError, r"'deg' or 'rad'"),
+    Case("degrees-as-radians", "stations", "degrees passed with units='rad'",
+         lambda f: Irregular([100], [45], units="rad"), ValueError,
+         r"out of range.*Are these degrees\? Then pass units='deg'"),
+    Case("lon-lat-swapped", "stations", "latitude 100 (lon and lat swapped)",
+         lambda f: Irregular([45], [100], units="deg"), ValueError, r"row 0.*lon and lat swapped"),
+    Case("coordinate-nan", "stations", "a station at NaN",
+         lambda f: Irregular([np.nan, 0], [0, 0], units="deg"), ValueError, r"not finite.*row 0"),
+    Case("stations-empty", "stations", "no station at all",
+         lambda f: Irregular([], [], units="deg"), ValueError, r"at least one point.*empty"),
+    Case("stations-duplicate", "stations", "the same station twice",
+         lambda f: Irregular([0, 0, 10], [0, 0, 10], units="deg", names=["a", "b", "c"]),
+         ValueError, r"duplicate.*rows 0 \[a\] and 1 \[b\].*Merge or drop"),
+    Case("stations-duplicate-wrapped", "stations", "the same station at lon 0 and lon 360",
+         lambda f: Irregular([0, 360, 10], [0, 0, 10], units="deg"), ValueError, r"duplicate"),
+    Case("lon-lat-lengths", "stations", "lon and lat of different lengths",
+         lambda f: Irregular([0, 1], [0], units="deg"), ValueError, r"equal length.*\(2,\) and \(1,\)"),
+    Case("names-length", "stations", "fewer names than points",
+         lambda f: Irregular([0, 1], [0, 1], units="deg", names=["a"]), ValueError,
+         r"1 names for 2 points"),
+    Case("irregular-pool", "stations", "hierarchical pooling of an irregular set",
+         lambda f: IRR3.coarsen(), NotImplementedError, r"not hierarchical.*RemapPool"),
+    Case("voronoi-too-few", "stations", "Voronoi areas of 3 points",
+         lambda f: IRR3.areas, ValueError, r"at least 4 points"),
+    Case("csv-header-only", "stations", "a station CSV with a header and no rows",
+         lambda f: Irregular.from_csv(f.dir / "header_only.csv", units="deg"), ValueError,
+         r"header_only.csv: no stations"),
+    Case("csv-wrong-columns", "stations", "a CSV without lon/lat columns",
+         lambda f: Irregular.from_csv(f.dir / "wrong_columns.csv", units="deg"), ValueError,
+         r"no column 'lon'; columns are \['x', 'y'\]"),
+    Case("csv-not-a-number", "stations", "a CSV cell that is not a number",
+         lambda f: Irregular.from_csv(f.dir / "not_a_number.csv", units="deg"), ValueError,
+         r"line 2: cannot read lon='10', lat='abc' as numbers"),
+    Case("csv-zero-bytes", "stations", "an empty CSV file",
+         lambda f: Irregular.from_csv(f.dir / "zero_bytes.csv", units="deg"), ValueError,
+         r"no column 'lon'; columns are \[\]"),
+    # ---- graphs ----------------------------------------------------------------------------
+    Case("knn-k-too-large", "graph", "k >= number of points",
+         lambda f: graph.knn(HEALPix(1), k=12), ValueError, r"the sampling has 12\. Use k <= 11"),
+    Case("knn-k-zero", "graph", "k=0",
+         lambda f: graph.knn(S8, k=0), ValueError, r"k must be a positive integer"),
+    Case("kernel-width-unknown", "graph", "kernel_width='wide'",
+         lambda f: graph.knn(S8, kernel_width="wide"), ValueError, r"'tuned', 'heuristic'"),
+    Case("kernel-width-negative", "graph", "a negative width t",
+         lambda f: graph.knn(S8, kernel_width=-1.0), ValueError, r"positive and finite, got -1"),
+    Case("kernel-sigma-negative", "graph", "kernel_width={'sigma': -1} (was squared silently)",
+         lambda f: graph.knn(S8, kernel_width={"sigma": -0.02}), ValueError,
+         r"sigma must be a positive finite number"),
+    Case("graph-on-array", "graph", "knn on a raw (n, 3) array instead of a Sampling",
+         lambda f: graph.knn(np.zeros((10, 3)), k=3), TypeError,
+         r"needs a deepsphere Sampling.*Irregular\(lon, lat"),
+    Case("healpix-graph-on-irregular", "graph", "the 8-neighbour HEALPix graph on stations",
+         lambda f: graph.healpix_neighbours(IRR3), TypeError, r"needs a HEALPix sampling"),
+    Case("radius-too-small", "graph", "a radius with no pair of points inside",
+         lambda f: graph.radius(S8, 1e-6), ValueError, r"increase the radius.*typical spacing"),
+    Case("radius-not-number", "graph", "radius('big')",
+         lambda f: graph.radius(S8, "big"), TypeError, r"number of radians"),
+    Case("recipe-unknown-kind", "graph", "recipe kind 'knnn'",
+         lambda f: graph.build(S8, {"kind": "knnn"}), ValueError, r"unknown graph kind 'knnn'; choose from"),
+    Case("recipe-unknown-key", "graph", "recipe with a misspelt key",
+         lambda f: graph.build(S8, {"kind": "knn", "kk": 8}), ValueError,
+         r"unknown key\(s\) \['kk'\].*valid keys"),
+    Case("recipe-not-dict", "graph", "recipe given as a string",
+         lambda f: graph.build(S8, "knn"), ValueError, r"a graph recipe is a dict with a 'kind'"),
+    Case("recipe-plugin-missing", "graph", "plug-in builder from a module that does not exist",
+         lambda f: graph.build(S8, {"kind": "no_such_module:builder"}), ValueError,
+         r"cannot import module 'no_such_module'.*PYTHONPATH"),
+    Case("adjacency-asymmetric", "graph", "a user adjacency that is not symmetric",
+         lambda f: graph.SphereGraph.from_adjacency(np.array([[0, 1.0], [0, 0]])), ValueError,
+         r"not symmetric.*\(W \+ W.T\) / 2"),
+    Case("adjacency-negative", "graph", "negative weights",
+         lambda f: graph.SphereGraph.from_adjacency(np.array([[0, -1.0], [-1.0, 0]])), ValueError,
+         r"negative weights.*>= 0"),
+    Case("adjacency-nan", "graph", "NaN weights",
+         lambda f: graph.SphereGraph.from_adjacency(np.array([[0, np.nan], [np.nan, 0]])), ValueError,
+         r"NaN or infinite weights"),
+    Case("adjacency-self-loops", "graph", "non-zero diagonal",
+         lambda f: graph.SphereGraph.from_adjacency(np.array([[1.0, 1], [1, 0]])), ValueError,
+         r"self loops.*setdiag\(0\)"),
+    Case("adjacency-size", "graph", "adjacency of 2 vertices for a 768-pixel sampling",
+         lambda f: graph.SphereGraph.from_adjacency(sp.csr_matrix(np.array([[0, 1.0], [1, 0]])), S8),
+         ValueError, r"2 vertices but the sampling has 768"),
+    Case("laplacian-kind", "graph", "laplacian('sym')",
+         lambda f: graph.knn(S8).laplacian("sym"), ValueError, r"'normalized', 'combinatorial'"),
+    Case("lmax-nonpositive", "graph", "a Chebyshev rescaling with lmax <= 0",
+         lambda f: graph.knn(S8).chebyshev_matrix(lmax=-1), ValueError, r"lmax must be positive"),
+    # ---- layers ----------------------------------------------------------------------------
+    Case("conv-wrong-vertices", "nn", "700 vertices into a nside-8 operator",
+         lambda f: nn.ChebConv(2, 3, K=3)(torch.zeros(1, 700, 2), _operator()), ValueError,
+         r"700 vertices.*768 vertices.*nside=8"),
+    Case("conv-wrong-channels", "nn", "3 channels into a 2-channel layer",
+         lambda f: nn.ChebConv(2, 3, K=3)(torch.zeros(1, 768, 3), _operator()), ValueError,
+         r"in_channels=2.*got 3.*\[batch, vertices, channels\]"),
+    Case("conv-integer-input", "nn", "an int64 signal",
+         lambda f: nn.ChebConv(2, 3, K=3)(torch.zeros(1, 768, 2, dtype=torch.long), _operator()),
+         TypeError, r"floating-point tensor"),
+    Case("conv-dtype-mismatch", "nn", "float64 signal into a float32 layer",
+         lambda f: nn.ChebConv(2, 3, K=3)(torch.zeros(1, 768, 2, dtype=torch.float64), _operator()),
+         TypeError, r"float64.*float32.*\.to\(\)"),
+    Case("conv-K-zero", "nn", "ChebConv(K=0)",
+         lambda f: nn.ChebConv(2, 3, K=0), ValueError, r"K must be an int >= 1"),
+    Case("pool-not-hierarchical", "nn", "HierarchyPool on stations",
+         lambda f: nn.HierarchyPool(IRR3), ValueError, r"not hierarchical.*HEALPix"),
+    Case("pool-wrong-vertices", "nn", "700 vertices into a nside-8 pooling",
+         lambda f: nn.HEALPixPool(8)(torch.zeros(1, 700, 1)), ValueError,
+         r"700 vertices on axis 1 but the sampling .* has 768"),
+    # ---- models ----------------------------------------------------------------------------
+    Case("model-too-deep", "models", "3 poolings from nside 2",
+         lambda f: models.SphericalCNN(HEALPix(2), 1, 2, channels=[4, 4, 4]), ValueError,
+         r"cannot pool.*coarsest"),
+    Case("model-no-channels", "models", "channels=[]",
+         lambda f: models.SphericalCNN(S8, 1, 2, channels=[]), ValueError,
+         r"non-empty list of positive ints"),
+    Case("model-no-classes", "models", "n_classes=0 (built a model with no outputs)",
+         lambda f: models.SphericalCNN(S8, 1, 0, channels=[4]), ValueError,
+         r"n_classes must be a positive int"),
+    Case("model-graph-string", "models", "graph='knn' instead of a recipe dict",
+         lambda f: models.SphericalCNN(S8, 1, 2, channels=[4], graph="knn"), TypeError,
+         r"recipe dict with a 'kind'"),
+    Case("model-input-unbatched", "models", "a [vertices, channels] input",
+         lambda f: _cnn()(torch.zeros(768, 1)), ValueError, r"\[batch, vertices, channels\].*unsqueeze"),
+    Case("model-input-numpy", "models", "a numpy array as input",
+         lambda f: _cnn()(np.zeros((1, 768, 1))), TypeError, r"torch.as_tensor"),
+    Case("model-input-channels", "models", "2 channels into a 1-channel model",
+         lambda f: _cnn()(torch.zeros(1, 768, 2)), ValueError, r"2 channels.*in_channels=1"),
+    Case("regressor-too-few-stations", "models", "a k=8 graph on 2 stations",
+         lambda f: models.StationRegressor(Irregular([0, 90], [0, 0], units="deg"), 1, 1, K=2),
+         ValueError, r"Use k <= 1"),
+    # ---- configs ---------------------------------------------------------------------------
+    Case("config-unknown-section", "config", "section 'trainr'",
+         lambda f: Config.from_dict({"trainr": {}}), ConfigError,
+         r"unknown section 'trainr'; valid sections: data, sampling"),
+    Case("config-unknown-key", "config", "trainer.epochz",
+         lambda f: Config.from_dict({"trainer": {"epochz": 3}}), ConfigError,
+         r"trainer.epochz: unknown key.*valid keys: epochs"),
+    Case("config-wrong-type", "config", "trainer.epochs: 'ten'",
+         lambda f: Config.from_dict({"trainer": {"epochs": "ten"}}), ConfigError,
+         r"trainer.epochs: 'ten' \(str\).*expected int"),
+    Case("config-bool-for-int", "config", "trainer.epochs: true",
+         lambda f: Config.from_dict({"trainer": {"epochs": True}}), ConfigError, r"expected int"),
+    Case("config-string-for-float", "config", "optim.lr: '1e-3' (quoted)",
+         lambda f: Config.from_dict({"optim": {"lr": "1e-3"}}), ConfigError, r"optim.lr.*expected float"),
+    Case("config-section-not-mapping", "config", "trainer: [1]",
+         lambda f: Config.from_dict({"trainer": [1]}), ConfigError, r"trainer: must be a mapping"),
+    Case("config-not-mapping", "config", "a YAML file holding a number",
+         lambda f: load_config(f.dir / "scalar.yaml"), ConfigError, r"mapping of sections, got int"),
+    Case("config-bad-choice", "config", "optim.name: adamm",
+         lambda f: Config.from_dict({"optim": {"name": "adamm"}}), ConfigError,
+         r"'adamm' is not a valid choice; choose from 'adam', 'adamw', 'sgd'"),
+    Case("config-missing-required", "config", "sampling section without nside",
+         lambda f: validate(Config.from_dict({"sampling": {"name": "healpix"}})), ConfigError,
+         r"sampling: missing required key\(s\) nside"),
+    Case("config-unknown-model", "config", "model.name: resnet",
+         lambda f: _validate({"model": {"name": "resnet"}}), ConfigError,
+         r"unknown model 'resnet'; choose from .*package.module:ClassName"),
+    Case("config-model-arg-typo", "config", "model.chanels",
+         lambda f: _validate({"model": {"name": "cnn", "chanels": [4]}}), ConfigError,
+         r"model.chanels: unknown key.*valid keys: channels"),
+    Case("config-injected-key", "config", "model.n_classes set by hand",
+         lambda f: _validate({"model": {"name": "cnn", "n_classes": 3}}), ConfigError,
+         r"model.n_classes: set by the trainer.*remove it"),
+    Case("config-plugin-missing", "config", "model.name: nosuch.mod:X",
+         lambda f: _validate({"model": {"name": "nosuch.mod:X"}}), ConfigError,
+         r"cannot import module 'nosuch.mod'.*PYTHONPATH"),
+    Case("config-unknown-metric", "config", "trainer.metrics: [acc]",
+         lambda f: _validate({"trainer": {"metrics": ["acc"]}}), ConfigError,
+         r"trainer.metrics\[0\]: unknown metric 'acc'; choose from accuracy"),
+    Case("config-unknown-loss", "config", "trainer.loss: hinge",
+         lambda f: _validate({"trainer": {"loss": "hinge"}}), ConfigError, r"unknown loss 'hinge'"),
+    Case("config-epochs-zero", "config", "trainer.epochs: 0",
+         lambda f: _validate({"trainer": {"epochs": 0}}), ConfigError, r"trainer.epochs: must be >= 1"),
+    Case("config-lr-nan", "config", "optim.lr: .nan",
+         lambda f: _validate({"optim": {"lr": float("nan")}}), ConfigError,
+         r"optim.lr: must be a finite number > 0"),
+    Case("config-weight-decay-negative", "config", "optim.weight_decay: -1",
+         lambda f: _validate({"optim": {"weight_decay": -1.0}}), ConfigError,
+         r"optim.weight_decay: must be a finite number >= 0"),
+    Case("config-betas-range", "config", "optim.betas: [0.9, 1.5]",
+         lambda f: _validate({"optim": {"betas": [0.9, 1.5]}}), ConfigError,
+         r"optim.betas: must be two numbers in \[0, 1\)"),
+    Case("config-gamma-negative", "config", "scheduler.gamma: -1",
+         lambda f: _validate({"scheduler": {"name": "step", "gamma": -1.0}}), ConfigError,
+         r"scheduler.gamma: must be a finite number > 0"),
+    Case("config-grad-clip-negative", "config", "trainer.grad_clip: -1",
+         lambda f: _validate({"trainer": {"grad_clip": -1.0}}), ConfigError,
+         r"trainer.grad_clip: must be a finite number > 0, or null"),
+    Case("config-early-stopping-zero", "config", "trainer.early_stopping: 0",
+         lambda f: _validate({"trainer": {"early_stopping": 0}}), ConfigError,
+         r"trainer.early_stopping: must be a patience >= 1 epoch, or null"),
+    Case("config-device", "config", "trainer.device: gpu",
+         lambda f: _validate({"trainer": {"device": "gpu"}}), ConfigError,
+         r"'gpu' is not valid; choose from auto, cpu, cuda, cuda:N"),
+    Case("config-override-format", "config", "--set trainer.epochs (no value)",
+         lambda f: apply_override({}, "trainer.epochs"), ConfigError,
+         r"KEY=VALUE.*trainer.epochs=5"),
+    Case("config-invalid-yaml", "config", "a YAML syntax error",
+         lambda f: load_config(f.dir / "broken.yaml"), ConfigError, r"broken.yaml: not valid YAML"),
+    Case("config-python-tag", "config", "a YAML tag that would run code (!!python/object/apply)",
+         lambda f: load_config(f.dir / "python_tag.yaml"), ConfigError,
+         r"python_tag.yaml: not valid YAML.*constructor"),
+    Case("config-missing-file", "config", "a config path that does not exist",
+         lambda f: load_config(f.dir / "nope.yaml"), ConfigError, r"nope.yaml' does not exist"),
+    # ---- checkpoints -----------------------------------------------------------------------
+    Case("checkpoint-truncated", "checkpoint", "a checkpoint cut in half",
+         lambda f: checkpoint.load(f.dir / "truncated.pt"), ValueError,
+         r"truncated.pt: not a readable checkpoint.*truncated.*retrain"),
+    Case("checkpoint-empty", "checkpoint", "an empty checkpoint file",
+         lambda f: checkpoint.load(f.dir / "empty.pt"), ValueError, r"empty.pt: not a readable checkpoint"),
+    Case("checkpoint-not-torch", "checkpoint", "a text file named .pt",
+         lambda f: checkpoint.load(f.dir / "text.pt"), ValueError, r"text.pt: not a readable checkpoint"),
+    Case("checkpoint-code", "checkpoint", "a checkpoint whose unpickling would run code",
+         lambda f: checkpoint.load(f.dir / "evil.pt"), ValueError,
+         r"evil.pt: refused to load.*Do not load it with weights_only=False"),
+    Case("checkpoint-foreign-object", "checkpoint", "a checkpoint holding a numpy array (pickled)",
+         lambda f: checkpoint.load(f.dir / "numpy_object.pt"), ValueError,
+         r"refused to load.*not tensors|refused to load.*other than tensors"),
+    Case("checkpoint-missing", "checkpoint", "a checkpoint path that does not exist",
+         lambda f: checkpoint.load(f.dir / "none.pt"), FileNotFoundError, r"no checkpoint at"),
+    # ---- data files (readers of deepsphere.data) ------------------------------------------
+    Case("dly-truncated-line", "files", "a .dly file with a line cut short",
+         lambda f: __import__("deepsphere.data.stations", fromlist=["read_dly"]).read_dly(
+             f.dir / "truncated.dly"), ValueError, r"truncated.dly, line 2: 37 characters, expected 269"),
+    Case("dly-not-dly", "files", "a text file named .dly",
+         lambda f: __import__("deepsphere.data.stations", fromlist=["read_dly"]).read_dly(
+             f.dir / "text.dly"), ValueError, r"text.dly, line 1: .*expected 269"),
+    Case("ghcnd-stations-duplicate", "files", "ghcnd-stations.txt listing an ID twice",
+         lambda f: __import__("deepsphere.data.stations", fromlist=["x"]).read_ghcnd_stations(
+             f.dir / "dup-stations.txt"), ValueError, r"line 2: station USW00000001 already listed on line 1"),
+    Case("ghcnd-stations-empty", "files", "an empty ghcnd-stations.txt",
+         lambda f: __import__("deepsphere.data.stations", fromlist=["x"]).read_ghcnd_stations(
+             f.dir / "no-stations.txt"), ValueError, r"no stations"),
+    Case("netcdf-not-netcdf", "files", "a text file named .nc",
+         lambda f: __import__("deepsphere.data.climate", fromlist=["x"]).read_climatenet(
+             f.dir / "text.nc"), ValueError, r"text.nc: not a NetCDF file.*NetCDF3 starts with"),
+    Case("netcdf-missing-variable", "files", "a NetCDF file without the variable asked for",
+         lambda f: __import__("deepsphere.data.climate", fromlist=["x"]).read_climatenet(
+             f.dir / "good.nc", variables=["NOPE"]), KeyError, r"no variable\(s\) NOPE; the file has"),
+    Case("npy-map-no-ordering", "files", "a .npy HEALPix map without ordering",
+         lambda f: __import__("deepsphere.data.cosmology", fromlist=["x"]).read_healpix_maps(
+             f.dir / "map.npy"), ValueError, r"does not record its ordering; pass ordering="),
+    Case("npy-map-not-healpix", "files", "a .npy map of 700 pixels",
+         lambda f: __import__("deepsphere.data.cosmology", fromlist=["x"]).read_healpix_maps(
+             f.dir / "700pix.npy", ordering="RING"), ValueError, r"700 pixels is not a full-sky HEALPix map"),
+    Case("npy-map-pickled", "files", "a .npy file of pickled objects (never unpickled)",
+         lambda f: __import__("deepsphere.data.cosmology", fromlist=["x"]).read_healpix_maps(
+             f.dir / "objects.npy", ordering="RING"), ValueError, r"allow_pickle=False"),
+    Case("map-unknown-format", "files", "a map file with an unknown extension",
+         lambda f: __import__("deepsphere.data.cosmology", fromlist=["x"]).read_healpix_maps(
+             f.dir / "map.txt"), ValueError, r"unknown map format; expected .fits"),
+]
+
+
+def _cosmology():
+    from deepsphere.data import cosmology
+
+    return cosmology
+
+
+XFAIL_CASES = [
+    # owner: deepsphere/data/cosmology.py
+    Case("fits-truncated", "files", "a FITS map cut in half",
+         lambda f: _cosmology().read_healpix_maps(f.dir / "truncated.fits"), ValueError,
+         r"truncated.fits.*(truncated|corrupt)"),
+    Case("fits-empty", "files", "an empty .fits file",
+         lambda f: _cosmology().read_healpix_maps(f.dir / "empty.fits"), ValueError,
+         r"empty.fits.*(empty|corrupt)"),
+    Case("fits-not-fits", "files", "a text file named .fits",
+         lambda f: _cosmology().read_healpix_maps(f.dir / "text.fits"), ValueError,
+         r"text.fits.*not a (valid )?FITS"),
+    Case("npy-map-truncated", "files", "a .npy map cut short",
+         lambda f: _cosmology().read_healpix_maps(f.dir / "truncated.npy", ordering="RING"), ValueError,
+         r"truncated.npy.*(truncated|corrupt)"),
+    # owner: deepsphere/data/climate.py
+    Case("netcdf-truncated", "files", "a NetCDF file cut in half",
+         lambda f: __import__("deepsphere.data.climate", fromlist=["x"]).read_climatenet(
+             f.dir / "truncated.nc"), ValueError, r"truncated.nc.*(truncated|corrupt)"),
+    # owner: deepsphere/data/stations.py
+    Case("dly-empty", "files", "an empty .dly file (returns {} silently)",
+         lambda f: __import__("deepsphere.data.stations", fromlist=["x"]).read_dly(f.dir / "empty.dly"),
+         ValueError, r"empty.dly.*(empty|no data)"),
+]
+
+_XFAIL_OWNER = {
+    "fits-truncated": "deepsphere/data/cosmology.py: a truncated FITS file gives healpy's "
+                      "'cannot reshape array' instead of an error naming the file",
+    "fits-empty": "deepsphere/data/cosmology.py: an empty FITS file gives astropy's OSError "
+                  "without the path",
+    "fits-not-fits": "deepsphere/data/cosmology.py: a non-FITS file gives astropy's OSError "
+                     "(advising ignore_missing_simple) without the path",
+    "npy-map-truncated": "deepsphere/data/cosmology.py: a truncated .npy gives numpy's 'EOF: "
+                         "reading array header' without the path",
+    "netcdf-truncated": "deepsphere/data/climate.py: a truncated NetCDF3 file gives scipy's "
+                        "'buffer size must be a multiple of element size'",
+    "dly-empty": "deepsphere/data/stations.py: read_dly returns {} for an empty file",
+}
+
+
+def _check(case: Case, files) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(case.exc) as info:
+            case.call(files)
+    message = str(info.value.args[0]) if info.value.args else str(info.value)
+    assert re.search(case.match, message, re.S), (
+        f"{case.id}: message does not match {case.match!r}:\n{message}")
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input(case, files):
+    _check(case, files)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=_XFAIL_OWNER[c.id])) for c in XFAIL_CASES],
+    ids=[c.id for c in XFAIL_CASES])
+def test_bad_input_known_holes(case, files):
+    _check(case, files)
+
+
+def test_catalogue_is_large_and_distinct():
+    ids = [c.id for c in CASES + XFAIL_CASES]
+    assert len(set(ids)) == len(ids), "duplicate case ids"
+    assert len(CASES) >= 40
+
+
+def test_refused_checkpoint_ran_no_code(files):
+    """Loading the malicious checkpoint (and the YAML with a python tag) must not run it."""
+    for name, load in (("evil.pt", checkpoint.load), ("python_tag.yaml", load_config)):
+        with pytest.raises(ValueError):
+            load(files.dir / name)
+    assert not files.marker.exists()
+
+
+def test_docs_list_every_case():
+    """docs/bad_inputs.md lists every case id (and so every known hole)."""
+    text = DOCS.read_text()
+    missing = [c.id for c in CASES + XFAIL_CASES if f"`{c.id}`" not in text]
+    assert not missing, f"add these cases to {DOCS}: {missing}"
+
+
+def test_good_files_still_read(files):
+    """The fixtures are built from valid files: the readers accept the originals, so each
+    failure above is caused by the damage alone."""
+    from deepsphere.data.climate import read_climatenet
+    from deepsphere.data.cosmology import read_healpix_maps
+    from deepsphere.data.stations import read_dly
+
+    assert checkpoint.load(files.dir / "good.pt")["epoch"] == 1
+    assert read_dly(files.dir / "good.dly")["TMAX"][1].size == 59
+    assert read_climatenet(files.dir / "good.nc")[2].shape[1:] == (9, 16)
+    assert read_healpix_maps(files.dir / "good.fits").shape == (1, 768)
+    assert read_healpix_maps(files.dir / "map.npy", ordering="NESTED").shape == (1, 768)
+
+
+def catalogue_markdown() -> str:
+    """The table of docs/bad_inputs.md (regenerate with
+    ``python -c "import tests.test_bad_inputs as t; print(t.catalogue_markdown())"``)."""
+    rows = ["| id | area | bad input | error |", "|---|---|---|---|"]
+    for c in CASES:
+        rows.append(f"| `{c.id}` | {c.area} | {c.what} | `{c.exc.__name__}` |")
+    rows += ["", "Known holes (strict xfail until fixed):", "",
+             "| id | bad input | owner and current behaviour |", "|---|---|---|"]
+    for c in XFAIL_CASES:
+        rows.append(f"| `{c.id}` | {c.what} | {_XFAIL_OWNER[c.id]} |")
+    return "\n".join(rows)

@@ -17,7 +17,6 @@ distinct colatitude, so iso-latitude grids are cheap).
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Optional
 
 import numpy as np
 

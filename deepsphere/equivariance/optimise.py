@@ -10,6 +10,7 @@ the objective is a deterministic function of :math:`t`.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
@@ -67,7 +68,9 @@ def optimise_kernel_width(sampling: Sampling, k: int = 8, degrees: Optional[Sequ
     from scipy.optimize import minimize_scalar
 
     degrees = default_degrees(sampling) if degrees is None else list(degrees)
-    t0 = sigma_to_t(tuned_sigma(k, equivalent_nside(sampling)))
+    with warnings.catch_warnings():  # outside the table only the starting point is extrapolated
+        warnings.simplefilter("ignore")
+        t0 = sigma_to_t(tuned_sigma(k, equivalent_nside(sampling)))
     build = builder or (lambda s, t: knn(s, k=k, kernel_width=t))
     history = []
 
@@ -83,8 +86,6 @@ def optimise_kernel_width(sampling: Sampling, k: int = 8, degrees: Optional[Sequ
     res = minimize_scalar(objective, bounds=(lo, hi), method="bounded", options={"xatol": xatol})
     t = float(np.exp(res.x))
     if min(abs(res.x - lo), abs(res.x - hi)) < 2 * xatol:
-        import warnings
-
         warnings.warn(f"optimal width t={t:.3g} is at the edge of the search interval; widen bounds",
                       stacklevel=2)
     return KernelWidthResult(t=t, sigma=t_to_sigma(t), error=float(res.fun), history=history)

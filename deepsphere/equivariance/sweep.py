@@ -132,8 +132,9 @@ def _widths(spec: dict):
     return [(kw, None)]
 
 
-def build_operator(s: Sampling, spec: dict, laplacian: str, degrees, cfg: dict):
-    """(operator to measure, graph for ChebConv or None, info dict) for a graph spec."""
+def _fixed_operator(s: Sampling, spec: dict):
+    """(operator, graph for ChebConv timing or None, info) for the kinds without a kernel width
+    (spectral, fem, fem_symmetric, cotangent); ``(None, None, info)`` for the others."""
     kind = spec["kind"]
     info = {"k": spec.get("k", ""), "t": "", "sigma": "", "kernel_width": ""}
     if kind == "spectral":
@@ -142,7 +143,10 @@ def build_operator(s: Sampling, spec: dict, laplacian: str, degrees, cfg: dict):
         from ..spectral import ZonalConv
 
         torch.manual_seed(0)
-        dtype = {"float32": torch.float32, "float64": torch.float64}[spec.get("dtype", "float32")]
+        dtypes = {"float32": torch.float32, "float64": torch.float64}
+        if spec.get("dtype", "float32") not in dtypes:
+            raise ValueError(f"spectral dtype must be one of {sorted(dtypes)}, got {spec['dtype']!r}")
+        dtype = dtypes[spec.get("dtype", "float32")]
         L = spec.get("lmax", band_limit(s))
         if L == "2nside":  # HEALPix analysis converges to rounding only up to 2 nside
             L = 2 * s.nside if isinstance(s, HEALPix) else band_limit(s)
@@ -165,7 +169,7 @@ def build_operator(s: Sampling, spec: dict, laplacian: str, degrees, cfg: dict):
 def _graph_variants(s: Sampling, spec: dict, laplacian: str, degrees, cfg: dict):
     """Yield (label, operator, graph, info) for every kernel width of a graph spec."""
     kind = spec["kind"]
-    op, g, info = build_operator(s, spec, laplacian, degrees, cfg)
+    op, g, info = _fixed_operator(s, spec)
     if op is not None:
         yield spec["label"], op, g, info
         return

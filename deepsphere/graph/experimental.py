@@ -21,7 +21,7 @@ Each returns an operator that :func:`deepsphere.equivariance.equivariance_error`
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 import scipy.sparse as sp

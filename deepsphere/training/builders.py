@@ -39,11 +39,12 @@ def healpix_sampling(nside: int, levels: int = 0, base_pixels: Optional[List[int
 
 
 def irregular_from_csv(path: str, units: str, lon: str = "lon", lat: str = "lat",
-                       name: Optional[str] = None):
-    """Points (e.g. stations) from a CSV file with lon/lat columns."""
+                       id_column: Optional[str] = None):
+    """Points (e.g. stations) from a CSV file with lon/lat columns; ``id_column`` names the
+    column of station IDs (not ``name``, which a config section uses for the builder)."""
     from ..sampling import Irregular
 
-    return Irregular.from_csv(path, units=units, lon=lon, lat=lat, name=name)
+    return Irregular.from_csv(path, units=units, lon=lon, lat=lat, name=id_column)
 
 
 # ---- builders --------------------------------------------------------------------

@@ -328,3 +328,30 @@ def test_config_names_the_dataset():
     from deepsphere.training import registry
 
     assert registry.DATASETS.get("climate") is C.ClimateSegmentation
+
+
+# ---- configs and an end-to-end run ---------------------------------------------------
+CONFIGS = __import__("pathlib").Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.mark.parametrize("name", ["climate_healpix.yaml", "climate_unweighted.yaml"])
+def test_shipped_configs_validate(name):
+    from deepsphere.training.config import load_config, validate
+
+    cfg = load_config(CONFIGS / name)
+    validate(cfg)
+    assert cfg.data.name == "climate" and cfg.model.name == "unet"
+
+
+def test_tiny_training_run(tmp_path):
+    from deepsphere.training import train
+    from deepsphere.training.config import load_config
+
+    cfg = load_config(CONFIGS / "climate_healpix.yaml", [
+        "sampling.nside=4", "data.n_train=4", "data.n_val=2", "data.n_test=2",
+        "model.channels=[4, 8]", "trainer.epochs=1", "trainer.batch_size=2",
+        "trainer.progress=false", "trainer.plots=false", f"trainer.out={tmp_path / 'run'}"])
+    trainer = train(cfg)
+    row = trainer.history[-1]
+    assert {"val_mean_average_precision", "val_average_precision_1", "val_iou_2"} <= set(row)
+    assert (tmp_path / "run" / "test_metrics.json").is_file()

@@ -331,3 +331,30 @@ def test_real_sao_file():
     v = d["values"][np.isfinite(d["values"])]
     assert -45 < v.min() and v.max() < 45
     assert d["n_dropped"] > 0  # e.g. reports of stations never given coordinates
+
+
+# ---- configs and an end-to-end run ---------------------------------------------------
+CONFIGS = __import__("pathlib").Path(__file__).resolve().parents[1] / "configs"
+
+
+def test_shipped_configs_validate():
+    from deepsphere.training.config import load_config, validate
+
+    for name in ("stations_synthetic.yaml", "stations_ghcn.yaml", "stations_sao.yaml"):
+        cfg = load_config(CONFIGS / name)
+        validate(cfg)  # names and argument types only: no data are read
+        assert cfg.model.name == "station"
+
+
+@pytest.mark.parametrize("K", [1, 5])
+def test_tiny_training_run(tmp_path, K):
+    from deepsphere.training import train
+    from deepsphere.training.config import load_config
+
+    cfg = load_config(CONFIGS / "stations_synthetic.yaml", [
+        "sampling.n=40", "data.n_days=120", "model.channels=[8]", f"model.K={K}",
+        "trainer.epochs=1", "trainer.progress=false", "trainer.plots=false",
+        f"trainer.out={tmp_path / 'run'}"])
+    trainer = train(cfg)
+    assert {"val_mse", "val_mae", "val_r2"} <= set(trainer.history[-1])
+    assert len(trainer.model.operators) == (0 if K == 1 else 1)  # K=1 builds no graph

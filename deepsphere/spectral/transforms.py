@@ -340,7 +340,7 @@ class SHT(_RingTransform):
 
 
 class _LeastSquares(torch.autograd.Function):
-    """:math:`a = N^{-1} A f` (the least-squares coefficients); backward
+    r""":math:`a = N^{-1} A f` (the least-squares coefficients); backward
     :math:`\bar f = A^\top N^{-1} \bar a` by a second solve (``A^T = w S``: equal weights)."""
 
     @staticmethod

@@ -20,10 +20,13 @@ the day of the year; the target is the next day's value in physical units.
 from __future__ import annotations
 
 import calendar
+import datetime
 import functools
 import os
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+Date = Union[str, datetime.date]
 
 import numpy as np
 import torch
@@ -248,7 +251,7 @@ def _daily_matrix_cached(dly_dir: str, ids: Tuple[str, ...], element: str, start
 
 
 def daily_matrix(dly_dir: Union[str, Path], station_ids: Sequence[str], element: str,
-                 start: str, end: str, quality_control: bool = True) -> np.ndarray:
+                 start: Date, end: Date, quality_control: bool = True) -> np.ndarray:
     """Values of ``element`` for every day from ``start`` to ``end`` (inclusive, ISO dates)
     at each station, ``(n_days, n_stations)`` float64, NaN where missing. Reads
     ``dly_dir/<ID>.dly``; repeated calls with the same files are served from a cache."""

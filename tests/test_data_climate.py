@@ -355,3 +355,42 @@ def test_tiny_training_run(tmp_path):
     row = trainer.history[-1]
     assert {"val_mean_average_precision", "val_average_precision_1", "val_iou_2"} <= set(row)
     assert (tmp_path / "run" / "test_metrics.json").is_file()
+
+
+def test_real_patterns_as_pressure_backgrounds(tmp_path):
+    """A gridded field (as NCL's hgt.nc) becomes the synoptic pressure pattern: each draw is
+    the field without its zonal mean, rolled in longitude, interpolated to the grid."""
+    from scipy.io import netcdf_file
+
+    slat = np.linspace(90, -90, 37)  # descending, as many reanalysis files
+    slon = np.arange(0, 360, 5.0)
+    LA, LO = np.meshgrid(slat, slon, indexing="ij")
+    base = np.sin(np.radians(2 * LA)) * np.cos(np.radians(4 * LO))
+    p = tmp_path / "hgt.nc"
+    with netcdf_file(str(p), "w") as f:
+        f.createDimension("time", 2)
+        f.createDimension("lat", slat.size)
+        f.createDimension("lon", slon.size)
+        f.createVariable("lat", "d", ("lat",))[:] = slat
+        f.createVariable("lon", "d", ("lon",))[:] = slon
+        f.createVariable("HGT", "f", ("time", "lat", "lon"))[:] = 5500 + 100 * np.stack([base, base])
+    lat, lon = C.latlon_grid(46, 90)
+    P = C.RealPatterns(f"{p}:HGT", lat, lon)
+    rng = np.random.default_rng(0)
+    pat = P.draw(rng)
+    GLA, GLO = np.meshgrid(lat, lon, indexing="ij")
+    # the pattern is cos(4 (lon - shift)) sin(2 lat) for some shift: fit the phase
+    c = (pat * np.sin(np.radians(2 * GLA)) * np.cos(np.radians(4 * GLO))).sum()
+    s = (pat * np.sin(np.radians(2 * GLA)) * np.sin(np.radians(4 * GLO))).sum()
+    phase = np.arctan2(s, c)
+    model = np.sin(np.radians(2 * GLA)) * np.cos(np.radians(4 * GLO) - phase)
+    assert np.corrcoef(pat.ravel(), model.ravel())[0, 1] > 0.99
+    fields, _ = C.synthetic_snapshot(lat, lon, rng, pressure_pattern=pat)
+    psl = fields[C.VARIABLES.index("PSL")]
+    assert np.corrcoef((psl - psl.mean(1, keepdims=True)).ravel(), pat.ravel())[0, 1] > 0.7
+    ds = C.ClimateSegmentation(HEALPix(2), n_train=2, n_val=1, n_test=1, background=f"{p}:HGT")
+    assert len(ds.split("train")) == 2
+    with pytest.raises(ValueError, match="FILE:VARIABLE"):
+        C.RealPatterns(str(p), lat, lon)
+    with pytest.raises(KeyError, match="HGT2"):
+        C.RealPatterns(f"{p}:HGT2", lat, lon)

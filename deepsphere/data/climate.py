@@ -242,6 +242,36 @@ def _cell_edges(centres: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return np.clip(np.concatenate([[2 * centres[0] - mid[0]], mid, [2 * centres[-1] - mid[-1]]]), lo, hi)
 
 
+def bilinear_matrix(lat: np.ndarray, lon: np.ndarray, plat: np.ndarray, plon: np.ndarray):
+    """Sparse ``(len(plat), nlat * nlon)`` matrix of the bilinear interpolation of a global
+    lat-lon grid (cell centres ``lat``, ``lon`` in degrees, monotonic, ``lon`` regular) at
+    points ``(plat, plon)``; periodic in longitude, clamped beyond the outermost latitudes."""
+    from scipy import sparse
+
+    lat = np.asarray(lat, dtype=np.float64)
+    lon = np.asarray(lon, dtype=np.float64)
+    plat = np.asarray(plat, dtype=np.float64)
+    plon = np.asarray(plon, dtype=np.float64)
+    lat_order = np.argsort(lat)
+    ls = lat[lat_order]
+    i = np.clip(np.searchsorted(ls, plat) - 1, 0, ls.size - 2)
+    wy = np.clip((plat - ls[i]) / (ls[i + 1] - ls[i]), 0.0, 1.0)
+    i0, i1 = lat_order[i], lat_order[i + 1]
+    step = 360.0 / lon.size
+    if not np.isclose(abs(np.median(np.diff(lon))) * lon.size, 360.0, rtol=1e-3):
+        raise ValueError("bilinear interpolation needs a global, regular longitude axis")
+    u = np.mod(plon - lon.min(), 360.0) / step
+    j = np.floor(u).astype(np.int64)
+    wx = u - j
+    lon_order = np.argsort(lon)
+    j0, j1 = lon_order[j % lon.size], lon_order[(j + 1) % lon.size]
+    nlon = lon.size
+    rows = np.repeat(np.arange(plat.size), 4)
+    cols = np.stack([i0 * nlon + j0, i0 * nlon + j1, i1 * nlon + j0, i1 * nlon + j1], 1).ravel()
+    w = np.stack([(1 - wy) * (1 - wx), (1 - wy) * wx, wy * (1 - wx), wy * wx], 1).ravel()
+    return sparse.csr_matrix((w, (rows, cols)), shape=(plat.size, lat.size * lon.size))
+
+
 class LatLonRegridder:
     r"""Area-conserving regridding from a regular latitude-longitude grid to a sampling.
 
@@ -319,30 +349,7 @@ class LatLonRegridder:
         self._interp = self._bilinear(sampling.lat[self.empty], sampling.lon[self.empty]) if self.empty.size else None
 
     def _bilinear(self, plat: np.ndarray, plon: np.ndarray):
-        """Sparse (len(plat), ncells) bilinear interpolation matrix; periodic in longitude,
-        clamped in latitude."""
-        from scipy import sparse
-
-        lat, lon = self.lat, self.lon
-        lat_order = np.argsort(lat)
-        ls = lat[lat_order]
-        i = np.clip(np.searchsorted(ls, plat) - 1, 0, ls.size - 2)
-        wy = np.clip((plat - ls[i]) / (ls[i + 1] - ls[i]), 0.0, 1.0)
-        i0, i1 = lat_order[i], lat_order[i + 1]
-        lon0 = lon.min()
-        step = 360.0 / lon.size
-        if not np.isclose(abs(np.median(np.diff(lon))) * lon.size, 360.0, rtol=1e-3):
-            raise ValueError("bilinear fallback needs a global, regular longitude axis")
-        u = np.mod(plon - lon0, 360.0) / step
-        j = np.floor(u).astype(np.int64)
-        wx = u - j
-        lon_order = np.argsort(lon)
-        j0, j1 = lon_order[j % lon.size], lon_order[(j + 1) % lon.size]
-        nlon = lon.size
-        rows = np.repeat(np.arange(plat.size), 4)
-        cols = np.stack([i0 * nlon + j0, i0 * nlon + j1, i1 * nlon + j0, i1 * nlon + j1], 1).ravel()
-        w = np.stack([(1 - wy) * (1 - wx), (1 - wy) * wx, wy * (1 - wx), wy * wx], 1).ravel()
-        return sparse.csr_matrix((w, (rows, cols)), shape=(plat.size, lat.size * lon.size))
+        return bilinear_matrix(self.lat, self.lon, plat, plon)
 
     def __call__(self, fields: np.ndarray) -> np.ndarray:
         """Regrid ``(..., nlat, nlon)`` fields to ``(..., npix)``."""
@@ -443,7 +450,8 @@ def _geostrophic(psl: np.ndarray, lat: np.ndarray, lon: np.ndarray):
 
 def synthetic_snapshot(lat: np.ndarray, lon: np.ndarray, rng: np.random.Generator,
                        n_rivers: float = 3.6, n_cyclones: float = 2.0,
-                       noise: float = 0.05) -> Tuple[np.ndarray, np.ndarray]:
+                       noise: float = 0.05, pressure_pattern: Optional[np.ndarray] = None
+                       ) -> Tuple[np.ndarray, np.ndarray]:
     r"""One physically plausible ClimateNet-like snapshot on a lat-lon grid.
 
     Background: a moist tropical belt (TMQ ~ 50 kg m\ :sup:`-2` at the equator) and
@@ -467,6 +475,10 @@ def synthetic_snapshot(lat: np.ndarray, lon: np.ndarray, rng: np.random.Generato
     With the defaults, labels cover about 97.7 % / 0.1 % / 2.2 % of the sphere's area
     (background / TC / AR), ClimateNet's balance.
 
+    ``pressure_pattern`` (unit standard deviation, on the grid) replaces the random synoptic
+    pressure anomaly, e.g. a real field (see :class:`RealPatterns`); the winds follow it
+    through geostrophy.
+
     Returns
     -------
     fields : ndarray float32, ``(16, nlat, nlon)`` in :data:`VARIABLES` order and CAM5 units
@@ -478,7 +490,12 @@ def synthetic_snapshot(lat: np.ndarray, lon: np.ndarray, rng: np.random.Generato
     s2 = np.sin(la) ** 2
     a_temp = _smooth_field(xyz, rng)
     a_moist = 0.6 * a_temp + 0.8 * _smooth_field(xyz, rng)
-    a_pres = _smooth_field(xyz, rng, n=40, radius_deg=(8.0, 20.0))
+    if pressure_pattern is None:
+        a_pres = _smooth_field(xyz, rng, n=40, radius_deg=(8.0, 20.0))
+    else:
+        if pressure_pattern.shape != LAT.shape:
+            raise ValueError(f"pressure_pattern has shape {pressure_pattern.shape}, the grid is {LAT.shape}")
+        a_pres = pressure_pattern
 
     ts = 301.0 - 48.0 * s2 + 3.0 * a_temp
     tmq = np.maximum(6.0 + 44.0 * np.exp(-(LAT / 24.0) ** 2) + 6.0 * a_moist, 1.0)
@@ -571,6 +588,64 @@ def synthetic_snapshot(lat: np.ndarray, lon: np.ndarray, rng: np.random.Generato
     return out.astype(np.float32), labels
 
 
+class RealPatterns:
+    r"""Synoptic patterns from a real gridded field, e.g. the 500 hPa geopotential height of
+    NCL's ``hgt.nc`` (Debian package ``libncarg-data``), as backgrounds for
+    :func:`synthetic_snapshot`.
+
+    Each draw takes a random time step, removes its zonal mean, scales it to unit standard
+    deviation (area-weighted), rolls it by a random longitude and interpolates it
+    bilinearly to the target grid.
+
+    Parameters
+    ----------
+    spec : str
+        ``"FILE:VARIABLE"`` with VARIABLE of shape ``(time, lat, lon)`` or ``(lat, lon)``
+        and coordinates named ``lat``/``latitude`` and ``lon``/``longitude``.
+    lat, lon : ndarray
+        The target grid (cell centres, degrees).
+    """
+
+    def __init__(self, spec: str, lat: np.ndarray, lon: np.ndarray):
+        if not isinstance(spec, str) or spec.count(":") != 1:
+            raise ValueError(f"background must be 'FILE:VARIABLE', e.g. '/usr/share/ncarg/data/cdf/hgt.nc:HGT', got {spec!r}")
+        path, var = spec.split(":")
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"background file {str(path)!r} does not exist")
+        names = self._coordinate_names(path)
+        raw = _read_raw(path, [names[0], names[1], var])
+        slat, slon, f = raw[names[0]].ravel(), raw[names[1]].ravel(), raw[var]
+        if f.ndim == 2:
+            f = f[None]
+        if f.ndim != 3 or f.shape[1:] != (slat.size, slon.size):
+            raise ValueError(f"{path}: {var} has shape {f.shape}, expected (time, lat, lon) = (T, {slat.size}, {slon.size})")
+        f = f - np.nanmean(f, axis=2, keepdims=True)
+        w = np.cos(np.radians(slat))[None, :, None]
+        sd = np.sqrt(np.nansum(w * f**2, axis=(1, 2), keepdims=True) / np.nansum(w * np.isfinite(f), axis=(1, 2), keepdims=True))
+        self.fields = np.nan_to_num(f / np.where(sd > 0, sd, 1.0))
+        self.step = 360.0 / slon.size
+        LAT, LON = np.meshgrid(lat, lon, indexing="ij")
+        self._interp = bilinear_matrix(slat, slon, LAT.ravel(), LON.ravel())
+        self.shape = LAT.shape
+
+    @staticmethod
+    def _coordinate_names(path: Path):
+        for la, lo in (("lat", "lon"), ("latitude", "longitude")):
+            try:
+                _read_raw(path, [la, lo])
+                return la, lo
+            except KeyError:
+                continue
+        raise KeyError(f"{path}: no lat/lon or latitude/longitude coordinates")
+
+    def draw(self, rng: np.random.Generator) -> np.ndarray:
+        f = self.fields[rng.integers(len(self.fields))]
+        f = np.roll(f, rng.integers(f.shape[1]), axis=1)
+        out = (self._interp @ f.ravel()).reshape(self.shape)
+        return out / (out.std() + 1e-12)
+
+
 # --------------------------------------------------------------------------------------
 # the dataset
 # --------------------------------------------------------------------------------------
@@ -631,6 +706,9 @@ class ClimateSegmentation:
         Synthetic grid; default about 10 grid cells per sampling point.
     n_rivers, n_cyclones : float
         Mean events per synthetic map (Poisson).
+    background : str, optional
+        ``"FILE:VARIABLE"``: real synoptic patterns for the synthetic pressure field
+        (:class:`RealPatterns`), e.g. ``/usr/share/ncarg/data/cdf/hgt.nc:HGT``.
     event_fraction : float
         Smallest class area fraction for an event label in a pixel
         (see :meth:`LatLonRegridder.labels`).
@@ -648,7 +726,7 @@ class ClimateSegmentation:
                  split_fractions: List[float] = (0.7, 0.1, 0.2),
                  n_train: int = 300, n_val: int = 50, n_test: int = 100,
                  grid: Optional[List[int]] = None, n_rivers: float = 3.6, n_cyclones: float = 2.0,
-                 event_fraction: float = 0.5, seed: int = 0):
+                 event_fraction: float = 0.5, background: Optional[str] = None, seed: int = 0):
         self.sampling = sampling
         self.variables = list(VARIABLES if variables is None else variables)
         unknown = [v for v in self.variables if v not in VARIABLES]
@@ -689,6 +767,7 @@ class ClimateSegmentation:
                 raise ValueError(f"grid must be [nlat, nlon] with each >= 4, got {grid}")
             lat, lon = latlon_grid(int(grid[0]), int(grid[1]))
             regridder = LatLonRegridder(lat, lon, sampling)
+            patterns = None if background is None else RealPatterns(background, lat, lon)
             idx = [VARIABLES.index(v) for v in self.variables]
             for s, n in zip(_SPLITS, (n_train, n_val, n_test)):
                 if n < 1:
@@ -696,7 +775,9 @@ class ClimateSegmentation:
                 rng = np.random.default_rng([seed, 300 + _SPLITS.index(s)])
                 xs, ys = [], []
                 for _ in range(n):
-                    f, lab = synthetic_snapshot(lat, lon, rng, n_rivers, n_cyclones)
+                    pattern = None if patterns is None else patterns.draw(rng)
+                    f, lab = synthetic_snapshot(lat, lon, rng, n_rivers, n_cyclones,
+                                                pressure_pattern=pattern)
                     xs.append(regridder(f[idx]).T)
                     ys.append(regridder.labels(lab, 3, event_fraction))
                 data[s] = (np.stack(xs), np.stack(ys))

@@ -70,3 +70,41 @@ def test_models_reject_wrong_layout():
     model = SpectralClassifier(Equiangular(4, "DH"), 1, 2, channels=(2,), lmax=2)
     with pytest.raises(ValueError, match="vertices=64"):
         model(torch.randn(2, 1, 64))
+
+
+@pytest.mark.slow
+def test_classifier_trained_upright_works_rotated():
+    # one bump vs two bumps 1.2 rad apart: trained with the bumps at the north pole (rotations
+    # about z only), tested under random rotations (the "NR/R" setting): an invariant model
+    # keeps its accuracy
+    from deepsphere.spectral import euler_to_matrix
+
+    s = Equiangular(16, "GL")
+    v = s.vectors
+    w = s.areas / s.areas.sum()
+    rng = np.random.default_rng(0)
+
+    def data(n, rotate):
+        y = rng.integers(0, 2, n)
+        X = []
+        for label in y:
+            R = euler_to_matrix(*random_rotation(rng)) if rotate else euler_to_matrix(rng.uniform(0, 6.3), 0, 0)
+            cs = [np.array([0, 0, 1.0])] + ([np.array([np.sin(1.2), 0, np.cos(1.2)])] if label else [])
+            X.append(sum(np.exp(-np.arccos(np.clip(v @ (R @ c), -1, 1)) ** 2 / 0.5) for c in cs))
+        X = np.stack(X)
+        mu = X @ w
+        X = (X - mu[:, None]) / np.sqrt(((X - mu[:, None]) ** 2) @ w)[:, None]  # area-weighted
+        return torch.tensor(X[:, :, None], dtype=torch.float32), torch.tensor(y)
+
+    torch.manual_seed(0)
+    Xtr, ytr = data(48, False)
+    Xr, yr = data(48, True)
+    model = SpectralClassifier(s, 1, 2, channels=(4, 4), lmax=4, oversampling=2)
+    opt = torch.optim.Adam(model.parameters(), 3e-3)
+    for _ in range(100):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(Xtr), ytr).backward()
+        opt.step()
+    with torch.no_grad():
+        assert (model(Xtr).argmax(1) == ytr).float().mean() >= 0.95
+        assert (model(Xr).argmax(1) == yr).float().mean() >= 0.95

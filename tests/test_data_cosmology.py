@@ -195,3 +195,13 @@ def test_registered_by_name():
     assert registry.DATASETS.get("cosmology_files") is C.ConvergenceMapFiles
     assert registry.SAMPLINGS.get("healpix_patch") is C.healpix_patch
     assert registry.MODELS.get("patch_cnn2d") is C.PatchCNN2d
+
+
+def test_three_cosmologies_and_bad_pairs():
+    s = C.healpix_patch(8, 1)
+    ds = C.CosmologyPatches(s, n_train=1, n_val=1, n_test=1, backend="analytic",
+                            cosmologies=[[0.3, 0.8], [0.25, 0.9], [0.35, 0.75]])
+    assert ds.n_classes == 3 and len(ds.class_names) == 3
+    np.testing.assert_array_equal(ds.class_counts(), [12, 12, 12])
+    with pytest.raises(ValueError, match="cosmologies"):
+        C.CosmologyPatches(s, cosmologies=[[0.3, 0.8]])

@@ -298,12 +298,13 @@ def cut_patches(maps_nested: np.ndarray, nside: int, order: int) -> np.ndarray:
     return maps_nested.reshape(-1, (nside // order) ** 2)
 
 
-def kappa_scale(lmax: int, z_source: float = 1.0, backend: str = "auto") -> float:
+def kappa_scale(lmax: int, z_source: float = 1.0, backend: str = "auto",
+                cosmologies: Sequence[Tuple[float, float]] = COSMOLOGIES) -> float:
     """rms of the clean convergence at band limit ``lmax``, averaged over the classes: the
     unit in which maps and noise are expressed."""
     var = []
     ell = np.arange(lmax + 1)
-    for om, s8 in COSMOLOGIES:
+    for om, s8 in cosmologies:
         cl = convergence_cl(om, s8, lmax, z_source, backend)
         var.append(np.sum((2 * ell + 1) / (4 * np.pi) * cl))
     return float(np.sqrt(np.mean(var)))
@@ -319,6 +320,8 @@ class CosmologyPatches:
         patch order is read from it.
     n_train, n_val, n_test : int
         Full-sky maps per class and split; each gives :math:`12\,o^2` patches.
+    cosmologies : list of [Omega_m, sigma_8], optional
+        One class per pair; default :data:`COSMOLOGIES` (DeepSphere's two models).
     noise : float
         Standard deviation of the white noise, in units of the clean convergence rms.
     redraw_noise : bool
@@ -338,11 +341,9 @@ class CosmologyPatches:
 
     task = "classification"
     in_channels = 1
-    n_classes = 2
-    class_names = [f"Om={om:g} s8={s8:g}" for om, s8 in COSMOLOGIES]
 
     def __init__(self, sampling: Sampling, n_train: int = 16, n_val: int = 4, n_test: int = 8,
-                 noise: float = 1.0, redraw_noise: bool = True, z_source: float = 1.0,
+                 cosmologies: Optional[List[List[float]]] = None, noise: float = 1.0, redraw_noise: bool = True, z_source: float = 1.0,
                  lognormal: bool = True, backend: str = "auto", lmax: Optional[int] = None,
                  seed: int = 0):
         for name, n in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
@@ -350,20 +351,27 @@ class CosmologyPatches:
                 raise ValueError(f"{name} (full-sky maps per class) must be >= 1, got {n}")
         if noise < 0:
             raise ValueError(f"noise must be >= 0, got {noise}")
+        cosmo = [tuple(map(float, c)) for c in (COSMOLOGIES if cosmologies is None else cosmologies)]
+        if len(cosmo) < 2 or any(len(c) != 2 or c[0] <= 0 or c[1] <= 0 for c in cosmo):
+            raise ValueError(f"cosmologies must list at least two [Omega_m, sigma_8] pairs of "
+                             f"positive numbers, got {cosmologies!r}")
+        self.cosmologies = cosmo
+        self.n_classes = len(cosmo)
+        self.class_names = [f"Om={om:g} s8={s8:g}" for om, s8 in cosmo]
         self.sampling = sampling
         self.order = patch_order(sampling)
         nside = sampling.nside
         lmax = 3 * nside - 1 if lmax is None else int(lmax)
         self.backend = spectra_backend() if backend == "auto" else backend
-        self.scale = kappa_scale(lmax, z_source, self.backend)
-        self.shifts = [lognormal_shift(om, z_source) for om, _ in COSMOLOGIES]
-        cls = [convergence_cl(om, s8, lmax, z_source, self.backend) for om, s8 in COSMOLOGIES]
+        self.scale = kappa_scale(lmax, z_source, self.backend, cosmo)
+        self.shifts = [lognormal_shift(om, z_source) for om, _ in cosmo]
+        cls = [convergence_cl(om, s8, lmax, z_source, self.backend) for om, s8 in cosmo]
         gcls = [gaussian_cl_for_lognormal(c, s) for c, s in zip(cls, self.shifts)]
         self._splits = {}
         for split, n in zip(_SPLITS, (n_train, n_val, n_test)):
             rng = np.random.default_rng([seed, 300 + _SPLITS.index(split)])
             maps, labels = [], []
-            for c in range(2):
+            for c in range(self.n_classes):
                 for _ in range(n):
                     if lognormal:
                         m = lognormal_convergence(gcls[c], self.shifts[c], nside, rng)
@@ -384,7 +392,7 @@ class CosmologyPatches:
         return self._splits[name]
 
     def class_counts(self) -> np.ndarray:
-        return np.bincount(self._splits["train"].labels, minlength=2)
+        return np.bincount(self._splits["train"].labels, minlength=self.n_classes)
 
 
 # --------------------------------------------------------------------------------------

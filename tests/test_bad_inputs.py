@@ -573,3 +573,65 @@ def catalogue_markdown() -> str:
     for c in XFAIL_CASES:
         rows.append(f"| `{c.id}` | {c.what} | {_XFAIL_OWNER[c.id]} |")
     return "\n".join(rows)
+
+
+# ---- the command line: a tiny real run -----------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from deepsphere.training import train
+
+    out = tmp_path_factory.mktemp("run") / "run"
+    config = Config.from_dict({
+        "data": {"name": "synthetic_fields", "n_train": 4, "n_val": 2, "n_test": 2},
+        "sampling": {"name": "healpix", "nside": 2},
+        "model": {"name": "cnn", "channels": [2], "K": 2},
+        "trainer": {"epochs": 1, "batch_size": 2, "device": "cpu", "progress": False,
+                    "plots": False},
+    })
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        train(config, out=out)
+    return out
+
+
+def test_predict_never_overwrites_its_input(tiny_run, tmp_path, capsys):
+    from deepsphere.cli import main as cli
+
+    maps = tmp_path / "maps.npy"
+    data = np.random.default_rng(0).standard_normal((3, 48))
+    np.save(maps, data)
+    before = maps.read_bytes()
+    assert cli(["predict", str(tiny_run), str(maps), "--output", str(maps)]) == 2
+    assert "never overwrite input data" in capsys.readouterr().err
+    assert maps.read_bytes() == before
+    # the same call with another output works and leaves no temporary file behind
+    dest = tmp_path / "pred.npy"
+    assert cli(["predict", str(tiny_run), str(maps), "--output", str(dest)]) == 0
+    assert np.load(dest).shape == (3, 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["maps.npy", "pred.npy"]
+
+
+def test_evaluate_with_a_corrupt_checkpoint_says_so(tiny_run, capsys):
+    from deepsphere.cli import main as cli
+
+    best = tiny_run / "checkpoints" / "best.pt"
+    good = best.read_bytes()
+    try:
+        best.write_bytes(good[: len(good) // 3])
+        assert cli(["evaluate", str(tiny_run)]) == 2
+        err = capsys.readouterr().err
+        assert "best.pt: not a readable checkpoint" in err and "Traceback" not in err
+    finally:
+        best.write_bytes(good)
+
+
+def test_train_refuses_to_overwrite_a_run(tiny_run, capsys, tmp_path):
+    """A second `deepsphere train` into an existing run directory is refused (no --resume)."""
+    from deepsphere.cli import main as cli
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text((tiny_run / "config.yaml").read_text())
+    before = (tiny_run / "checkpoints" / "last.pt").read_bytes()
+    assert cli(["train", str(cfg), "--out", str(tiny_run)]) == 2
+    assert "resume" in capsys.readouterr().err
+    assert (tiny_run / "checkpoints" / "last.pt").read_bytes() == before

@@ -16,7 +16,7 @@ equivariant up to aliasing (see RESULTS.md), which is the only source of error.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from ..sampling import Equiangular, HEALPix, Sampling
-from .coefficients import matrix_to_real, num_coefficients, real_to_matrix
+from .coefficients import matrix_to_real, real_to_matrix
 from .legendre import legendre_table
 from .rings import RingGeometry, ring_geometry
 

@@ -23,9 +23,17 @@ __all__ = ["SyntheticFields", "SyntheticSegmentation", "random_alm", "power_law"
            "GHCNDaily", "SAOHourly", "SyntheticStations", "read_dly", "read_ghcnd_stations",
            "read_sao", "write_dly"]
 
-# applications: cosmology (convergence maps, patches, real-map loader) and spherical digits
-from .cosmology import ConvergenceMapFiles, CosmologyPatches, read_healpix_maps  # noqa: E402
-from .digits import SphericalDigits, load_digit_images, project  # noqa: E402
+# applications: cosmology (convergence maps, patches, real-map loader) and spherical digits,
+# imported on first use (so `python -m deepsphere.data.cosmology` runs its module only once)
+_LAZY = {"ConvergenceMapFiles": "cosmology", "CosmologyPatches": "cosmology",
+         "read_healpix_maps": "cosmology", "SphericalDigits": "digits",
+         "load_digit_images": "digits", "project": "digits"}
+__all__ += list(_LAZY)
 
-__all__ += ["ConvergenceMapFiles", "CosmologyPatches", "read_healpix_maps", "SphericalDigits",
-            "load_digit_images", "project"]
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -438,9 +438,10 @@ def _check_ranges(config: Config) -> None:
         bad("scheduler.gamma", s.gamma, "a finite number > 0 (the decay factor, e.g. 0.1)")
     if not (math.isfinite(s.min_lr) and s.min_lr >= 0):
         bad("scheduler.min_lr", s.min_lr, "a finite number >= 0")
-    for key in ("step_size", "patience"):
-        if getattr(s, key) < 1:
-            bad(f"scheduler.{key}", getattr(s, key), "an int >= 1 (epochs)")
+    if s.step_size < 1:
+        bad("scheduler.step_size", s.step_size, "an int >= 1 (epochs)")
+    if s.patience < 0:
+        bad("scheduler.patience", s.patience, "an int >= 0 (epochs without improvement)")
     if s.warmup_epochs < 0:
         bad("scheduler.warmup_epochs", s.warmup_epochs, "an int >= 0")
     if any(m < 0 for m in s.milestones):

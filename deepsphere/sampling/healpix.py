@@ -252,6 +252,11 @@ class HEALPix(Sampling):
         """
         order = check_order(order)
         m = np.asarray(m)
+        if m.ndim == 0 or not (np.issubdtype(m.dtype, np.number) or m.dtype == bool):
+            raise TypeError(
+                f"a map must be a numeric array with pixels on its last axis, got dtype {m.dtype} "
+                f"and shape {m.shape}; convert it with np.asarray(m, dtype=float)"
+            )
         full = 12 * self.nside**2
         if m.shape[-1] == full:
             m = to_nested(m, order)

@@ -273,8 +273,18 @@ def build(sampling: Sampling, recipe: dict, cache_dir: Optional[Union[str, Path]
                          sort_keys=True, default=str)
         path = Path(cache_dir) / f"graph-{hashlib.sha1(key.encode()).hexdigest()[:20]}.npz"
         if path.exists():
-            W = sp.load_npz(path)
-            return SphereGraph(W, sampling, {"kind": kind, **args, "cached": str(path)}, check=False)
+            try:
+                W = sp.load_npz(path)  # allow_pickle=False: a cache never holds objects
+                if W.shape != (sampling.npix, sampling.npix):
+                    raise ValueError(f"shape {W.shape} for {sampling.npix} points")
+            except Exception as e:  # a damaged cache entry is rebuilt, never trusted
+                import warnings
+
+                warnings.warn(f"graph cache {path} is unreadable ({type(e).__name__}: "
+                              f"{str(e)[:80]}); rebuilding it", stacklevel=2)
+            else:
+                return SphereGraph(W, sampling, {"kind": kind, **args, "cached": str(path)},
+                                   check=False)
     builder = {"healpix": healpix_neighbours, "knn": knn, "radius": radius}[kind]
     g = builder(sampling, **args)
     if path is not None:

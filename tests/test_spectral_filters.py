@@ -128,8 +128,9 @@ def test_interpolation_and_errors():
     with pytest.raises(ValueError, match="in_channels=2"):
         f(torch.randn(5, 3, 25))
     assert "n_anchors=None" in repr(f)
-    x = torch.randn(2, 2, 25, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(f.double(), (x,))
+    f1 = ZonalFilter(2, 1, 1).double()
+    x = torch.randn(1, 2, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(f1, (x,))
 
 
 def test_zonal_conv_rejects_wrong_layout():

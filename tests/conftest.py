@@ -10,3 +10,16 @@ warnings.filterwarnings("ignore", message=".*Sparse invariant checks are implici
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(autouse=True)
+def _default_dtype_unchanged():
+    """A test that changes torch's global default dtype must restore it (else later tests
+    build float64 layers and fail far from the cause)."""
+    import torch
+
+    before = torch.get_default_dtype()
+    yield
+    after = torch.get_default_dtype()
+    torch.set_default_dtype(before)
+    assert after == before, f"test changed torch's default dtype to {after}"

@@ -8,7 +8,15 @@ from deepsphere.nn.pooling import (HEALPixPool, HEALPixUnpool, HierarchyPool, Hi
                                    RemapPool)
 from deepsphere.sampling import HEALPix, Equiangular, Irregular
 
-torch.set_default_dtype(torch.float64)
+
+
+@pytest.fixture(autouse=True)
+def float64_default():
+    """float64 within this file only: a module-level default would leak into other files."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
 
 
 def _maps(nside, batch=2, channels=3, seed=0):

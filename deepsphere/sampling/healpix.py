@@ -185,6 +185,9 @@ class HEALPix(Sampling):
     def from_map(cls, m, order: str, levels: int = 0, extend: bool = False) -> "HEALPix":
         """Partial sky from a full-sky map whose missing pixels are ``UNSEEN`` (or NaN)."""
         m = np.asarray(m, dtype=np.float64)
+        if check_order(order) == "NESTED" and m.ndim == 1:
+            # a RING map declared NESTED would keep the wrong pixels, silently
+            check_nested_plausible(m, nside_from_npix(m.size))
         seen = ~(np.isclose(m, UNSEEN) | ~np.isfinite(m))
         return cls.from_mask(seen, order, levels, extend)
 

@@ -174,6 +174,11 @@ CASES = [
     Case("ring-declared-nested", "sampling", "a smooth RING map declared NESTED",
          lambda f: HEALPix(16).take(_smooth_ring_map(), order="NESTED"), ValueError,
          r"declared NESTED but looks like RING.*order='RING'"),
+    Case("ring-declared-nested-partial", "sampling",
+         "HEALPix.from_map of a smooth, partly UNSEEN RING map declared NESTED",
+         lambda f: HEALPix.from_map(np.where(np.arange(3072) < 400, hp.UNSEEN, _smooth_ring_map()),
+                                    order="NESTED"), ValueError,
+         r"declared NESTED but looks like RING.*order='RING'"),
     Case("map-nan", "sampling", "NaN on the sampling's pixels",
          lambda f: S8.take(np.r_[np.nan, np.zeros(767)], order="NESTED"), ValueError,
          r"1 UNSEEN/NaN/inf.*HEALPix.from_map.*unseen='zero'"),
@@ -536,6 +541,19 @@ def test_catalogue_is_large_and_distinct():
     ids = [c.id for c in CASES + XFAIL_CASES]
     assert len(set(ids)) == len(ids), "duplicate case ids"
     assert len(CASES) >= 40
+
+
+def test_correctly_declared_orderings_are_accepted():
+    """The RING-as-NESTED detector does not flag the same maps declared correctly."""
+    ring = _smooth_ring_map()
+    nested = hp.reorder(ring, r2n=True)
+    s = HEALPix(16)
+    np.testing.assert_array_equal(s.take(nested, order="NESTED"), s.take(ring, order="RING"))
+    cut = np.arange(3072) < 400  # a cut in NESTED indices
+    partial = HEALPix.from_map(np.where(cut, hp.UNSEEN, nested), order="NESTED")
+    assert partial.npix == 3072 - 400
+    noise = np.random.default_rng(0).standard_normal(3072)  # no structure: never flagged
+    s.take(noise, order="NESTED")
 
 
 def test_corrupt_graph_cache_is_rebuilt(tmp_path):

@@ -76,6 +76,7 @@ def files(tmp_path_factory):
     (d / "python_tag.yaml").write_text(
         f"trainer: !!python/object/apply:pathlib.Path.touch [{str(f.marker)!r}]\n")
     (d / "scalar.yaml").write_text("3\n")
+    (d / "empty.yaml").write_text("")
     # GHCN files
     from deepsphere.data.stations import write_dly
 
@@ -130,6 +131,18 @@ def _operator():
 
 def _cnn():
     return models.SphericalCNN(S8, in_channels=1, n_classes=2, channels=[4], K=2)
+
+
+def _build(what, d):
+    from deepsphere.training import builders
+
+    d = dict(d)
+    d.setdefault("sampling", {"name": "healpix", "nside": 2})
+    config = Config.from_dict(d)
+    validate(config)
+    if what == "sampling":
+        return builders.build_sampling(config)
+    return builders.build_dataset(config, HEALPix(2))
 
 
 def _validate(d):
@@ -369,6 +382,15 @@ CASES = [
     Case("config-missing-required", "config", "sampling section without nside",
          lambda f: validate(Config.from_dict({"sampling": {"name": "healpix"}})), ConfigError,
          r"sampling: missing required key\(s\) nside"),
+    Case("config-empty", "config", "an empty YAML file (every section missing)",
+         lambda f: validate(load_config(f.dir / "empty.yaml")), ConfigError,
+         r"sampling: missing required key\(s\) nside"),
+    Case("config-bad-nside", "config", "sampling.nside: 3",
+         lambda f: _build("sampling", {"sampling": {"name": "healpix", "nside": 3}}), ConfigError,
+         r"sampling \(healpix\): nside=3 is not a valid HEALPix resolution"),
+    Case("config-data-range", "config", "data.n_train: -3",
+         lambda f: _build("data", {"data": {"name": "synthetic_fields", "n_train": -3}}), ConfigError,
+         r"data \(synthetic_fields\): n_train must be >= 1"),
     Case("config-unknown-model", "config", "model.name: resnet",
          lambda f: _validate({"model": {"name": "resnet"}}), ConfigError,
          r"unknown model 'resnet'; choose from .*package.module:ClassName"),

@@ -692,3 +692,27 @@ def test_train_refuses_to_overwrite_a_run(tiny_run, capsys, tmp_path):
     assert cli(["train", str(cfg), "--out", str(tiny_run)]) == 2
     assert "resume" in capsys.readouterr().err
     assert (tiny_run / "checkpoints" / "last.pt").read_bytes() == before
+
+
+def test_source_audit_no_unsafe_loaders():
+    """Static audit of the package: YAML only through safe_load, torch.load only with
+    weights_only=True, no pickle module, no allow_pickle=True."""
+    root = Path(__file__).resolve().parents[1] / "deepsphere"
+    rules = [
+        (r"\byaml\.(load|unsafe_load|full_load|load_all)\(", "use yaml.safe_load"),
+        (r"\btorch\.load\((?![^)]*weights_only\s*=\s*True)", "torch.load needs weights_only=True"),
+        (r"^\s*(import pickle|from pickle import|import dill|import cloudpickle)",
+         "no pickle of user files"),
+        (r"allow_pickle\s*=\s*True", "never allow_pickle=True"),
+    ]
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        text = path.read_text()
+        for pattern, why in rules:
+            for m in re.finditer(pattern, text, re.M):
+                line = text[: m.start()].count("\n") + 1
+                src = text.splitlines()[line - 1]
+                if path.name == "checkpoint.py" and "import pickle" in src:
+                    continue  # only to catch pickle.UnpicklingError from torch's safe loader
+                found.append(f"{path.relative_to(root.parent)}:{line}: {why}: {src.strip()}")
+    assert not found, "\n".join(found)

@@ -488,6 +488,12 @@ CASES = [
     Case("map-unknown-format", "files", "a map file with an unknown extension",
          lambda f: __import__("deepsphere.data.cosmology", fromlist=["x"]).read_healpix_maps(
              f.dir / "map.txt"), ValueError, r"unknown map format; expected .fits"),
+    Case("netcdf-truncated", "files", "a NetCDF file cut in half",
+         lambda f: __import__("deepsphere.data.climate", fromlist=["x"]).read_climatenet(
+             f.dir / "truncated.nc"), ValueError, r"truncated.nc.*(truncated|corrupt)"),
+    Case("dly-empty", "files", "an empty .dly file",
+         lambda f: __import__("deepsphere.data.stations", fromlist=["x"]).read_dly(f.dir / "empty.dly"),
+         ValueError, r"empty.dly.*(empty|no data)"),
 ]
 
 
@@ -511,14 +517,6 @@ XFAIL_CASES = [
     Case("npy-map-truncated", "files", "a .npy map cut short",
          lambda f: _cosmology().read_healpix_maps(f.dir / "truncated.npy", ordering="RING"), ValueError,
          r"truncated.npy.*(truncated|corrupt)"),
-    # owner: deepsphere/data/climate.py
-    Case("netcdf-truncated", "files", "a NetCDF file cut in half",
-         lambda f: __import__("deepsphere.data.climate", fromlist=["x"]).read_climatenet(
-             f.dir / "truncated.nc"), ValueError, r"truncated.nc.*(truncated|corrupt)"),
-    # owner: deepsphere/data/stations.py
-    Case("dly-empty", "files", "an empty .dly file (returns {} silently)",
-         lambda f: __import__("deepsphere.data.stations", fromlist=["x"]).read_dly(f.dir / "empty.dly"),
-         ValueError, r"empty.dly.*(empty|no data)"),
 ]
 
 _XFAIL_OWNER = {
@@ -530,9 +528,6 @@ _XFAIL_OWNER = {
                      "(advising ignore_missing_simple) without the path",
     "npy-map-truncated": "deepsphere/data/cosmology.py: a truncated .npy gives numpy's 'EOF: "
                          "reading array header' without the path",
-    "netcdf-truncated": "deepsphere/data/climate.py: a truncated NetCDF3 file gives scipy's "
-                        "'buffer size must be a multiple of element size'",
-    "dly-empty": "deepsphere/data/stations.py: read_dly returns {} for an empty file",
 }
 
 

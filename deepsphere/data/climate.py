@@ -79,11 +79,19 @@ def _read_raw(path: Path, names: Sequence[str]) -> Dict[str, np.ndarray]:
     if kind == "netcdf3":
         from scipy.io import netcdf_file
 
-        with netcdf_file(str(path), "r", mmap=False) as f:
-            _check_names(path, names, f.variables)
-            for n in names:
-                v = f.variables[n]
-                out[n] = _as_float(v[:], dict(v._attributes))
+        try:
+            with netcdf_file(str(path), "r", mmap=False) as f:
+                _check_names(path, names, f.variables)
+                for n in names:
+                    v = f.variables[n]
+                    out[n] = _as_float(v[:], dict(v._attributes))
+        except (ValueError, TypeError, IndexError, EOFError, OSError) as e:
+            if isinstance(e, ValueError) and str(path) in str(e):
+                raise  # our own message (a missing variable, ...)
+            raise ValueError(
+                f"{path}: cannot read this NetCDF3 file, it looks truncated or corrupt ({e}). "
+                "Copy or download it again."
+            ) from None
         return out
     try:
         import netCDF4

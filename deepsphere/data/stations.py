@@ -194,6 +194,8 @@ def read_dly(path: Union[str, Path], elements: Optional[Sequence[str]] = None,
                     continue
                 v = np.nan if value == MISSING or (quality_control and qflag != " ") else value * scale
                 series[base + d] = v
+    if first_id is None:
+        raise ValueError(f"{path}: the .dly file is empty (no data lines); is the download complete?")
     result = {}
     for element, series in out.items():
         dates = np.array(sorted(series), dtype="datetime64[D]")

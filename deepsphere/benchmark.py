@@ -278,7 +278,7 @@ def conv_rows(cases, args, device: torch.device, dtype: torch.dtype) -> List[dic
             del pyg, ei, ew, batch, xf, gf
         rows.append(row)
         print(_format_conv([row], header=not rows[:-1]), flush=True)
-        del conv, L, x, grad
+        conv = L = x = grad = None  # release before the next case allocates
         gc.collect()
     return rows
 
@@ -306,8 +306,8 @@ def _format_conv(rows: List[dict], header: bool = True) -> str:
             + (f" naive: fwd {r['naive_fwd_ms']:.1f} ms, f+b {r['naive_fwdbwd_ms']:.1f} ms, "
                f"saved {r['naive_saved_MB']:.0f} MB" if "naive_fwd_ms" in r else "")
             + (f" PyG skipped: {r['pyg_skipped']}" if "pyg_skipped" in r else "")
-            + (f" PyG timed at batch {r['pyg_batch_timed']}, scaled x{r['batch'] // r['pyg_batch_timed']}"
-               if "pyg_batch_timed" in r else ""))
+            + (f" PyG timed at batch {r['pyg_batch_timed']}, scaled "
+               f"x{r['batch'] // r['pyg_batch_timed']}" if "pyg_batch_timed" in r else ""))
     return "\n".join(lines)
 
 
@@ -386,6 +386,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="deepsphere benchmark", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="deepsphere benchmark",
+                                     description="time ChebConv and graph builds")
     add_arguments(parser)
     return run(parser.parse_args(argv))

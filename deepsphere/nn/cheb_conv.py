@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from .operator import as_csr_operator, describe_vertices
+from .operator import as_csr_operator
 
 __all__ = ["ChebConv", "cheb_conv", "clear_workspace"]
 

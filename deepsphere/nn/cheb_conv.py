@@ -171,7 +171,7 @@ class _ChebConvFunction(torch.autograd.Function):
             terms = torch.empty(K, N, B * Fin, dtype=x.dtype, device=x.device)
             xbuf, b0, b1 = terms[0], terms[1], None
         else:
-            C = B * (Fin if input_side else Fout)
+            C = B * (Fin if input_side else Fout) if K > 1 else 0
             xbuf, b0, b1 = _buffers(x, (N, B * Fin), (N, C), (N, C))
         xf = _vertex_major(x, xbuf)
         xr = xf.view(N * B, Fin)

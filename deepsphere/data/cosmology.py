@@ -414,16 +414,29 @@ def read_healpix_maps(path: Union[str, Path], ordering: Optional[str] = None) ->
         if ordering is None:
             raise ValueError(f"{path}: a .npy map does not record its ordering; pass "
                              "ordering='RING' or 'NESTED'")
-        m = np.atleast_2d(np.load(path)).astype(np.float64)
+        try:
+            m = np.atleast_2d(np.load(path, allow_pickle=False)).astype(np.float64)
+        except (ValueError, EOFError, OSError) as e:
+            raise ValueError(f"{path}: cannot read this .npy map, it looks truncated or corrupt "
+                             f"({e}); write or copy it again") from None
         order = ordering.upper()
     elif name.endswith((".fits", ".fits.gz", ".fit", ".fit.gz")):
-        with __import__("warnings").catch_warnings():
-            __import__("warnings").simplefilter("ignore")
-            header = dict(hp.read_map(str(path), h=True, field=0, nest=None)[1])
+        if path.is_file() and path.stat().st_size == 0:
+            raise ValueError(f"{path}: the FITS file is empty (0 bytes); write or copy it again")
+        try:
+            with __import__("warnings").catch_warnings():
+                __import__("warnings").simplefilter("ignore")
+                header = dict(hp.read_map(str(path), h=True, field=0, nest=None)[1])
+                m = np.atleast_2d(hp.read_map(str(path), field=None, nest=None, dtype=np.float64))
+        except (OSError, ValueError, TypeError, IndexError, KeyError) as e:
+            if isinstance(e, FileNotFoundError):
+                raise
+            what = ("not a valid FITS file" if "SIMPLE" in str(e) or "header" in str(e).lower()
+                    else "truncated or corrupt")
+            raise ValueError(f"{path}: cannot read this HEALPix FITS map, it is {what} ({e})") from None
         order = str(header.get("ORDERING", ordering or "")).upper()
         if order not in ("RING", "NESTED"):
             raise ValueError(f"{path}: no ORDERING header; pass ordering='RING' or 'NESTED'")
-        m = np.atleast_2d(hp.read_map(str(path), field=None, nest=None, dtype=np.float64))
     else:
         raise ValueError(f"{path}: unknown map format; expected .fits, .fits.gz or .npy")
     if order not in ("RING", "NESTED"):

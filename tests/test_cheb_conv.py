@@ -354,3 +354,31 @@ def test_benchmark_command_smoke(tmp_path, capsys):
     rows = out.read_text().splitlines()
     assert len(rows) == 1 + 2 + 1  # header, two graph builders, one conv case
     assert "rel_err" in rows[0]
+
+
+def test_autocast_runs_in_full_precision():
+    """Under mixed precision the layer computes in its weights' precision (same result as
+    without autocast), whatever precision the incoming activations have."""
+    import scipy.sparse as sp_
+
+    rng = np.random.default_rng(0)
+    A = sp_.random(40, 40, density=0.2, random_state=1, format="csr")
+    A = A + A.T
+    A.setdiag(0)
+    A.eliminate_zeros()
+    d = np.asarray(A.sum(1)).ravel() + 1e-9
+    Ln = sp_.identity(40) - sp_.diags(d ** -0.5) @ A @ sp_.diags(d ** -0.5)
+    from deepsphere.graph import scipy_to_torch_csr
+
+    L = scipy_to_torch_csr(Ln - sp_.identity(40))
+    conv = ChebConv(3, 5, K=4)
+    x = torch.from_numpy(rng.standard_normal((2, 40, 3)).astype(np.float32))
+    ref = conv(x, L)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = conv(x, L)
+        y_half_in = conv(x.bfloat16(), L)
+    assert y.dtype == torch.float32
+    torch.testing.assert_close(y, ref)
+    torch.testing.assert_close(y_half_in, conv(x.bfloat16().float(), L))
+    y.sum().backward()
+    assert conv.weight.grad is not None and conv.weight.grad.dtype == torch.float32

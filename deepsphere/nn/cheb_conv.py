@@ -289,6 +289,11 @@ def cheb_conv(x: Tensor, L, weight: Tensor, bias: Optional[Tensor] = None,
     :func:`~deepsphere.nn.operator.as_csr_operator` accepts). Returns ``[B, N, Fout]``
     (``[N, Fout]`` for a 2-d ``x``). ``store_terms``: see :class:`ChebConv`.
     """
+    if isinstance(x, Tensor) and torch.is_autocast_enabled(x.device.type):
+        # Mixed precision: sparse products lack reduced-precision kernels on some devices and
+        # the recursion accumulates rounding, so the layer runs in its weights' precision.
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return cheb_conv(x.to(weight.dtype), L, weight, bias, store_terms)
     _check_input(x, weight)
     squeeze = x.dim() == 2
     if squeeze:

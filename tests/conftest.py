@@ -23,3 +23,21 @@ def _default_dtype_unchanged():
     after = torch.get_default_dtype()
     torch.set_default_dtype(before)
     assert after == before, f"test changed torch's default dtype to {after}"
+
+
+@pytest.fixture(scope="module")
+def single_thread():
+    """Run a module on one torch/BLAS/OpenMP thread (small transforms are fastest so, and
+    stable on a shared machine); restores the thread count afterwards."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield
+    else:
+        with threadpool_limits(1):
+            yield
+    torch.set_num_threads(n)

@@ -8,19 +8,8 @@ from deepsphere.spectral import InverseSHT, SHT, num_coefficients, random_rotati
 from deepsphere.spectral.models import SpectralClassifier, SpectralSegmenter
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    # small transforms: one thread is fastest, and robust on a shared machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield
-    else:
-        with threadpool_limits(1):
-            yield
-    torch.set_num_threads(n)
+# small transforms: one thread is fastest, and robust on a shared machine
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def test_classifier_invariant_and_trains():

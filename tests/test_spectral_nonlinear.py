@@ -10,19 +10,8 @@ from deepsphere.spectral.nonlinear import (GatedNonlinearity, NormNonlinearity, 
 from deepsphere.spectral.so3 import so3_size
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    # small transforms: one thread is fastest, and robust on a shared machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield
-    else:
-        with threadpool_limits(1):
-            yield
-    torch.set_num_threads(n)
+# small transforms: one thread is fastest, and robust on a shared machine
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 1e-5)])

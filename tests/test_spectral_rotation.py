@@ -14,19 +14,8 @@ from deepsphere.spectral.rotation import (as_euler, euler_to_matrix, healpy_rota
                                           complex_to_real_basis)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    # small transforms: one thread is fastest, and robust on a shared machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield
-    else:
-        with threadpool_limits(1):
-            yield
-    torch.set_num_threads(n)
+# small transforms: one thread is fastest, and robust on a shared machine
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def random_alm(lmax, rng):

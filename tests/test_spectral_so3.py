@@ -10,19 +10,8 @@ from deepsphere.spectral.so3 import (S2Conv, SO3Analysis, SO3Conv, SO3Grid, SO3S
                                      so3_index, so3_size, so3_to_padded)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    # small transforms: one thread is fastest, and robust on a shared machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield
-    else:
-        with threadpool_limits(1):
-            yield
-    torch.set_num_threads(n)
+# small transforms: one thread is fastest, and robust on a shared machine
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def evaluate_so3(F, L, angles):

@@ -10,7 +10,6 @@ day they are fixed, the test says so).
 """
 from __future__ import annotations
 
-import os
 import re
 import warnings
 from dataclasses import dataclass

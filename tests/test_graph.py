@@ -6,7 +6,7 @@ import scipy.sparse as sp
 import torch
 
 from deepsphere import graph
-from deepsphere.graph import SphereGraph, sigma_to_t, tuned_sigma
+from deepsphere.graph import SphereGraph, tuned_sigma
 from deepsphere.sampling import Equiangular, HEALPix, Irregular
 
 
@@ -47,7 +47,6 @@ def test_knn_edges_match_brute_force(sampling, k):
     g = graph.knn(sampling, k=k, kernel_width=0.05, symmetrize="maximum")
     D2 = dense_d2(sampling.vectors)
     np.fill_diagonal(D2, np.inf)
-    nn = np.argsort(D2, axis=1, kind="stable")[:, :k]
     W = g.adjacency.toarray()
     kth = np.sort(D2, axis=1)[:, k - 1]
     # every vertex keeps its k nearest (ties at the k-th distance may go either way)

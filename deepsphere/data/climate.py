@@ -27,6 +27,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..sampling import HEALPix, Sampling
+from .base import SPLITS, LabelledDataset
 
 #: The 16 ClimateNet input variables, in ClimateNet's order.
 VARIABLES = ("TMQ", "U850", "V850", "UBOT", "VBOT", "QREFHT", "PS", "PSL", "T200", "T500",
@@ -38,7 +39,6 @@ UNITS = {"TMQ": "kg m-2", "U850": "m s-1", "V850": "m s-1", "UBOT": "m s-1", "VB
 CLASS_NAMES = ["background", "tropical cyclone", "atmospheric river"]
 BACKGROUND, TC, AR = 0, 1, 2
 
-_SPLITS = ("train", "val", "test")
 _EARTH_RADIUS = 6.371e6  # m
 _OMEGA = 7.292e-5  # s-1
 _G = 9.81
@@ -686,7 +686,7 @@ def _list_files(files) -> List[Path]:
     return out
 
 
-class ClimateSegmentation:
+class ClimateSegmentation(LabelledDataset):
     r"""Per-pixel segmentation of tropical cyclones and atmospheric rivers.
 
     With ``files``: ClimateNet NetCDF snapshots (one per file), regridded to the sampling
@@ -764,8 +764,8 @@ class ClimateSegmentation:
                     regridder = LatLonRegridder(lat, lon, sampling)
                 xs.append(regridder(f).T)
                 ys.append(regridder.labels(lab, 3, event_fraction))
-            self.files = {s: [paths[i] for i in g] for s, g in zip(_SPLITS, groups)}
-            for s, g in zip(_SPLITS, groups):
+            self.files = {s: [paths[i] for i in g] for s, g in zip(SPLITS, groups)}
+            for s, g in zip(SPLITS, groups):
                 data[s] = (np.stack([xs[i] for i in g]), np.stack([ys[i] for i in g]))
         else:
             if grid is None:
@@ -777,10 +777,10 @@ class ClimateSegmentation:
             regridder = LatLonRegridder(lat, lon, sampling)
             patterns = None if background is None else RealPatterns(background, lat, lon)
             idx = [VARIABLES.index(v) for v in self.variables]
-            for s, n in zip(_SPLITS, (n_train, n_val, n_test)):
+            for s, n in zip(SPLITS, (n_train, n_val, n_test)):
                 if n < 1:
                     raise ValueError(f"n_{s} must be >= 1, got {n}")
-                rng = np.random.default_rng([seed, 300 + _SPLITS.index(s)])
+                rng = np.random.default_rng([seed, 300 + SPLITS.index(s)])
                 xs, ys = [], []
                 for _ in range(n):
                     pattern = None if patterns is None else patterns.draw(rng)
@@ -801,10 +801,3 @@ class ClimateSegmentation:
             for s, (x, y) in data.items()
         }
 
-    def split(self, name: str) -> Dataset:
-        if name not in self._splits:
-            raise ValueError(f"unknown split {name!r}; choose from {', '.join(_SPLITS)}")
-        return self._splits[name]
-
-    def class_counts(self) -> np.ndarray:
-        return np.bincount(self._splits["train"].labels.ravel(), minlength=self.n_classes)

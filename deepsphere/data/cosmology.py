@@ -57,12 +57,11 @@ import healpy as hp
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
 from ..sampling import HEALPix, Sampling
 from .synthetic import _MapSplit, _one_openmp_thread, random_alm
+from .base import SPLITS, LabelledDataset
 
-_SPLITS = ("train", "val", "test")
 
 #: the two cosmologies of DeepSphere's discrimination task: (Omega_m, sigma_8)
 COSMOLOGIES: Tuple[Tuple[float, float], ...] = ((0.31, 0.82), (0.26, 0.91))
@@ -310,7 +309,7 @@ def kappa_scale(lmax: int, z_source: float = 1.0, backend: str = "auto",
     return float(np.sqrt(np.mean(var)))
 
 
-class CosmologyPatches:
+class CosmologyPatches(LabelledDataset):
     r"""Two-class cosmology discrimination on HEALPix patches (see the module docstring).
 
     Parameters
@@ -368,8 +367,8 @@ class CosmologyPatches:
         cls = [convergence_cl(om, s8, lmax, z_source, self.backend) for om, s8 in cosmo]
         gcls = [gaussian_cl_for_lognormal(c, s) for c, s in zip(cls, self.shifts)]
         self._splits = {}
-        for split, n in zip(_SPLITS, (n_train, n_val, n_test)):
-            rng = np.random.default_rng([seed, 300 + _SPLITS.index(split)])
+        for split, n in zip(SPLITS, (n_train, n_val, n_test)):
+            rng = np.random.default_rng([seed, 300 + SPLITS.index(split)])
             maps, labels = [], []
             for c in range(self.n_classes):
                 for _ in range(n):
@@ -386,13 +385,6 @@ class CosmologyPatches:
             self._splits[split] = _MapSplit(maps[perm], labels[perm], noise, seed, split,
                                             redraw=redraw_noise and split == "train")
 
-    def split(self, name: str) -> Dataset:
-        if name not in self._splits:
-            raise ValueError(f"unknown split {name!r}; choose from {', '.join(_SPLITS)}")
-        return self._splits[name]
-
-    def class_counts(self) -> np.ndarray:
-        return np.bincount(self._splits["train"].labels, minlength=self.n_classes)
 
 
 # --------------------------------------------------------------------------------------
@@ -466,7 +458,7 @@ def observed_patches(m_nested: np.ndarray, nside: int, order: int) -> Tuple[np.n
     return p[seen], np.flatnonzero(seen)
 
 
-class ConvergenceMapFiles:
+class ConvergenceMapFiles(LabelledDataset):
     """Classification of real (or externally simulated) convergence maps from files.
 
     Parameters
@@ -498,7 +490,7 @@ class ConvergenceMapFiles:
         self.class_names = list(classes)
         self.n_classes = len(classes)
         rng = np.random.default_rng([seed, 400])
-        per_split = {s: ([], []) for s in _SPLITS}
+        per_split = {s: ([], []) for s in SPLITS}
         for c, (name, patterns) in enumerate(classes.items()):
             if isinstance(patterns, str):
                 patterns = [patterns]
@@ -531,7 +523,7 @@ class ConvergenceMapFiles:
         train = np.concatenate(per_split["train"][0])
         self.scale = float(train.std()) if scale is None else float(scale)
         self._splits = {}
-        for split in _SPLITS:
+        for split in SPLITS:
             maps, labels = per_split[split]
             npix = self.sampling.npix
             maps = np.concatenate(maps) if maps else np.zeros((0, npix))
@@ -539,13 +531,6 @@ class ConvergenceMapFiles:
             self._splits[split] = _MapSplit(maps / self.scale, labels, noise, seed, split,
                                             redraw=redraw_noise and split == "train")
 
-    def split(self, name: str) -> Dataset:
-        if name not in self._splits:
-            raise ValueError(f"unknown split {name!r}; choose from {', '.join(_SPLITS)}")
-        return self._splits[name]
-
-    def class_counts(self) -> np.ndarray:
-        return np.bincount(self._splits["train"].labels, minlength=self.n_classes)
 
 
 # --------------------------------------------------------------------------------------

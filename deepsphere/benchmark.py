@@ -30,6 +30,8 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 import torch
 
+from .io import atomic_path
+
 QUICK = dict(nside=[8, 16], K=[3, 5], channels=[16], batch=[4], graph_nside=[8, 16],
              graph_k=[8], repeats=3)
 # default: the headline case (K=5, 16 channels, batch 8) at every nside, the K sweep and the
@@ -168,7 +170,7 @@ def naive_cheb_conv(x, L, weight, bias):
         T.append(2 * torch.sparse.mm(L, T[-1]) - T[-2])
     Tc = torch.stack([t.view(N, B, Fin) for t in T], 2).view(N, B, K * Fin)
     y = (Tc @ weight.reshape(K * Fin, Fout)).transpose(0, 1)
-    return y + bias
+    return y if bias is None else y + bias
 
 
 def _pyg_gb(W, B: int, F: int, itemsize: int) -> float:
@@ -377,7 +379,7 @@ def run(args: argparse.Namespace) -> int:
         rows += conv_rows(cases, args, device, dtype)
     if args.csv:
         keys = sorted({k for r in rows for k in r})
-        with open(args.csv, "w", newline="") as f:
+        with atomic_path(args.csv) as tmp, open(tmp, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=keys)
             w.writeheader()
             w.writerows(rows)

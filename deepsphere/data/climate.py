@@ -28,6 +28,7 @@ from torch.utils.data import Dataset
 
 from ..sampling import HEALPix, Sampling
 from .base import SPLITS, LabelledDataset
+from ..io import atomic_path
 
 #: The 16 ClimateNet input variables, in ClimateNet's order.
 VARIABLES = ("TMQ", "U850", "V850", "UBOT", "VBOT", "QREFHT", "PS", "PSL", "T200", "T500",
@@ -205,7 +206,7 @@ def write_climatenet(path: Union[str, Path], lat: np.ndarray, lon: np.ndarray,
     if format == "NETCDF3_64BIT":
         from scipy.io import netcdf_file
 
-        with netcdf_file(str(path), "w", version=2) as f:
+        with atomic_path(path) as tmp, netcdf_file(str(tmp), "w", version=2) as f:
             f.createDimension("time", 1)
             f.createDimension("lat", lat.size)
             f.createDimension("lon", lon.size)
@@ -227,7 +228,7 @@ def write_climatenet(path: Union[str, Path], lat: np.ndarray, lon: np.ndarray,
         import netCDF4
     except ImportError:
         raise ImportError("writing NetCDF4 needs the netCDF4 package: pip install netCDF4") from None
-    with netCDF4.Dataset(str(path), "w", format="NETCDF4") as f:
+    with atomic_path(path) as tmp, netCDF4.Dataset(str(tmp), "w", format="NETCDF4") as f:
         f.createDimension("time", 1)
         f.createDimension("lat", lat.size)
         f.createDimension("lon", lon.size)

@@ -34,6 +34,7 @@ from torch.utils.data import Dataset
 
 from ..sampling import Irregular, Sampling
 from .base import SPLITS, SplitDataset
+from ..io import atomic_path
 
 DLY_LINE_LENGTH = 269  # 11 + 4 + 2 + 4 + 31 * 8
 MISSING = -9999
@@ -227,8 +228,9 @@ def write_dly(path: Union[str, Path], station_id: str, element: str, dates: np.n
             iv = MISSING if not np.isfinite(v) else int(round(v / scale))
             parts.append(f"{iv:5d} {q or ' '} ")
         lines.append("".join(parts))
-    with path.open(mode) as fh:
-        fh.write("\n".join(lines) + "\n")
+    previous = path.read_text() if mode == "a" and path.exists() else ""
+    with atomic_path(path) as tmp:  # appending included: the old file stays whole until done
+        tmp.write_text(previous + "\n".join(lines) + "\n")
     return path
 
 

@@ -6,6 +6,8 @@ import argparse
 import csv
 from pathlib import Path
 
+from ..io import atomic_path
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="YAML sweep config, e.g. configs/equivariance_healpix.yaml")
@@ -40,7 +42,7 @@ def run(args) -> int:
     rows = run_sweep(cfg)
     write_csv(rows, out / "errors.csv")
     summary = summarise(rows)
-    with open(out / "summary.csv", "w", newline="") as fh:
+    with atomic_path(out / "summary.csv") as tmp, open(tmp, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(dict.fromkeys(k for r in summary for k in r)))
         w.writeheader()
         w.writerows(summary)

@@ -36,6 +36,7 @@ from typing import Optional
 import numpy as np
 
 from .. import graph as graphs
+from ..io import atomic_path
 from ..sampling import Equiangular, HEALPix, Sampling
 from .measure import equivariance_error, limit_threads
 from .optimise import optimise_kernel_width
@@ -278,8 +279,7 @@ def _fmt(x) -> str:
 
 
 def write_csv(rows: list, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as fh:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=COLUMNS)
         w.writeheader()
         w.writerows(rows)
@@ -337,7 +337,8 @@ def plot(rows: list, path: Path, title: Optional[str] = None) -> None:
         fig.suptitle(title)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format=Path(path).suffix.lstrip(".") or "png")
     plt.close(fig)
 
 
@@ -358,5 +359,6 @@ def plot_tradeoff(summary: list, path: Path) -> None:
     ax.set_ylabel(r"mean over $\ell$ of $E(\ell)$")
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format=Path(path).suffix.lstrip(".") or "png")
     plt.close(fig)

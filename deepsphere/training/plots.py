@@ -11,6 +11,8 @@ from typing import List, Optional
 
 import numpy as np
 
+from ..io import atomic_path
+
 _warned = False
 
 
@@ -32,8 +34,8 @@ def _pyplot():
 
 def _save(fig, path: Path) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
 
 
 def learning_curves(history: List[dict], monitor: str, path: Path) -> None:

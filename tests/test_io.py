@@ -1,0 +1,33 @@
+"""Atomic writes: a failed write leaves the old file whole and no temporary behind."""
+import pytest
+
+from deepsphere.data.stations import write_dly
+from deepsphere.io import atomic_path
+
+
+def test_atomic_path_replaces_on_success_and_keeps_old_file_on_failure(tmp_path):
+    target = tmp_path / "out.csv"
+    target.write_text("old\n")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half a fi")
+            raise RuntimeError("killed mid-write")
+    assert target.read_text() == "old\n"
+    assert list(tmp_path.iterdir()) == [target]
+    with atomic_path(target) as tmp:
+        assert tmp.parent == target.parent and tmp.suffix == ".csv"
+        tmp.write_text("new\n")
+    assert target.read_text() == "new\n" and list(tmp_path.iterdir()) == [target]
+
+
+def test_write_dly_append_keeps_earlier_lines(tmp_path):
+    import numpy as np
+
+    p = tmp_path / "X.dly"
+    d1 = np.arange(np.datetime64("2020-01-01"), np.datetime64("2020-01-03"))
+    d2 = np.arange(np.datetime64("2020-02-01"), np.datetime64("2020-02-03"))
+    write_dly(p, "USW00000001", "TMAX", d1, np.array([1.0, 2.0]))
+    first = p.read_text()
+    write_dly(p, "USW00000001", "TMAX", d2, np.array([3.0, 4.0]), mode="a")
+    text = p.read_text()
+    assert text.startswith(first) and text.count("\n") == 2

@@ -145,7 +145,12 @@ def signature(obj) -> str:
 
 def members(cls) -> list:
     rows = []
-    for name, value in sorted(vars(cls).items()):
+    # the class's own members and those it inherits from deepsphere bases (not torch's)
+    own = {}
+    for klass in reversed(cls.__mro__):
+        if klass is cls or klass.__module__.startswith("deepsphere"):
+            own.update(vars(klass))
+    for name, value in sorted(own.items()):
         if name.startswith("_") and name != "__call__":
             continue
         doc = first_line(_doc(cls, name))

@@ -62,3 +62,11 @@ def test_command_smoke(tmp_path, capsys):
     assert all(r["peak_growth_MB"] >= 0 for r in rows["unet"])
     assert {r["beta"] for r in rows["spmm"]} == {0, 1}
     assert [r["nside"] for r in rows["scaling"]] == [2, 4]
+
+
+def test_scaling_lists_a_shared_timing_in_both_series():
+    # at 48 vertices x 4 channels both batches fit; a tiny --max-mb makes both batch 1
+    rows = bs.scaling_rows([2], [4, 2], K=2, channels=4, repeats=1, max_mb=1e-6)
+    assert [(r["batch_asked"], r["batch"]) for r in rows] == [(4, 1), (2, 1)]
+    assert rows[0]["fwd_ms"] == rows[1]["fwd_ms"]
+    assert [f["batch"] for f in bs.scaling_fits(rows, 0)] == []  # one nside: nothing to fit

@@ -19,6 +19,8 @@ COMMANDS = {
     "predict": ("deepsphere.training.commands", "predict with a trained run on new input"),
     "equivariance": ("deepsphere.equivariance.commands", "measure equivariance error of graphs"),
     "benchmark": ("deepsphere.benchmark", "time ChebConv and graph builds against torch_geometric"),
+    "benchmark-scale": ("deepsphere.benchmark_scale",
+                        "memory bandwidth, ChebConv scaling with n, U-Net peak memory"),
 }
 
 

@@ -4,6 +4,7 @@
     python scripts/benchmark_spectral.py accuracy       # HEALPix analysis error per (nside, lmax, iter)
     python scripts/benchmark_spectral.py equivariance   # layers and nonlinearities, float32/float64
     python scripts/benchmark_spectral.py timing [--max-nside 128] [--batch 4] [--figure PATH]
+    python scripts/benchmark_spectral.py convolutions [--batch 4]   # S2Conv / SO3Conv vs lmax
     python scripts/benchmark_spectral.py all
 
 Timings compare against healpy's map2alm / alm2map in the same process (ratios, not absolute
@@ -211,9 +212,42 @@ def timing(max_nside=128, batch=4, figure=None):
         print(f"\nfigure: {figure}")
 
 
+def convolutions(batch=4, lmaxes=(4, 8, 12, 16, 24), channels=8):
+    """Forward+backward time and memory of S2Conv and SO3Conv versus lmax (float32)."""
+    from deepsphere.spectral.so3 import S2Conv, SO3Conv, so3_size
+
+    print(f"\nS2Conv {channels}->{channels} and SO3Conv {channels}->{channels}, batch {batch}, "
+          "float32, forward+backward, best of 5 (s); parameters; activation size (MB)\n")
+    print("| lmax | S2 coeffs | SO(3) coeffs | S2Conv f+b s | SO3Conv f+b s | SO(3) activation MB "
+          "| S2Conv params | SO3Conv params |")
+    print("|---|---|---|---|---|---|---|---|")
+    rows = []
+    for L in lmaxes:
+        s2 = S2Conv(channels, channels, L)
+        so3 = SO3Conv(channels, channels, L)
+        x = torch.randn(batch, channels, num_coefficients(L), requires_grad=True)
+        f = torch.randn(batch, channels, so3_size(L), requires_grad=True)
+
+        def step_s2():
+            s2(x).square().sum().backward()
+
+        def step_so3():
+            so3(f).square().sum().backward()
+
+        t2, t3 = _time(step_s2), _time(step_so3)
+        act = batch * channels * so3_size(L) * 4 / 2**20
+        rows.append((L, t2, t3))
+        print(f"| {L} | {num_coefficients(L)} | {so3_size(L)} | {t2:.2e} | {t3:.2e} | {act:.2f} | "
+              f"{sum(p.numel() for p in s2.parameters())} | {sum(p.numel() for p in so3.parameters())} |")
+    Ls = np.array([r[0] for r in rows], dtype=float)
+    for name, col in (("S2Conv", 1), ("SO3Conv", 2)):
+        q = np.polyfit(np.log(Ls[1:]), np.log([r[col] for r in rows][1:]), 1)[0]
+        print(f"\n{name}: time ~ lmax^{q:.2f} (lmax {int(Ls[1])}-{int(Ls[-1])}; SO(3) coefficients grow as lmax^3)")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["accuracy", "equivariance", "timing", "all"])
+    p.add_argument("what", choices=["accuracy", "equivariance", "timing", "convolutions", "all"])
     p.add_argument("--max-nside", type=int, default=128)
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--figure", default=None, help="save the timing plot here (PNG)")
@@ -225,6 +259,8 @@ def main():
         equivariance()
     if a.what in ("timing", "all"):
         timing(a.max_nside, a.batch, a.figure)
+    if a.what in ("convolutions", "all"):
+        convolutions(a.batch)
 
 
 if __name__ == "__main__":

@@ -686,7 +686,7 @@ def test_source_audit_no_unsafe_loaders():
     rules = [
         (r"\byaml\.(load|unsafe_load|full_load|load_all)\(", "use yaml.safe_load"),
         (r"\btorch\.load\((?![^)]*weights_only\s*=\s*True)", "torch.load needs weights_only=True"),
-        (r"^\s*(import pickle|from pickle import|import dill|import cloudpickle)",
+        (r"^[ \t]*(import pickle|from pickle import|import dill|import cloudpickle)",
          "no pickle of user files"),
         (r"allow_pickle\s*=\s*True", "never allow_pickle=True"),
     ]

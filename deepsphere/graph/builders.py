@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
 import scipy.sparse as sp
 
+from ..io import atomic_path
 from ..sampling import HEALPix, Sampling
 from .kernel import heuristic_t, sigma_to_t, tuned_sigma
 from .sphere_graph import SphereGraph
@@ -288,11 +287,8 @@ def build(sampling: Sampling, recipe: dict, cache_dir: Optional[Union[str, Path]
     builder = {"healpix": healpix_neighbours, "knn": knn, "radius": radius}[kind]
     g = builder(sampling, **args)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
-        os.close(fd)
-        sp.save_npz(tmp, g.adjacency)
-        os.replace(tmp, path)  # atomic: a crash never leaves a half-written cache entry
+        with atomic_path(path) as tmp:  # a crash never leaves a half-written cache entry
+            sp.save_npz(tmp, g.adjacency)
     return g
 
 

@@ -12,6 +12,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from ..io import atomic_path
+
 
 def _fail(e: Exception) -> int:
     print(f"error: {e}", file=sys.stderr)
@@ -113,19 +115,8 @@ def _predict(args) -> int:
 
 def _atomic_save_npy(array: np.ndarray, dest: Path) -> None:
     """``np.save`` to a temporary file beside ``dest``, then ``os.replace``."""
-    import os
-    import tempfile
-
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array)
-        os.replace(tmp, dest)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(dest) as tmp, open(tmp, "wb") as f:
+        np.save(f, array)
 
 
 command_train = SimpleNamespace(add_arguments=_train_arguments, run=_train)

@@ -21,6 +21,8 @@ COMMANDS = {
     "benchmark": ("deepsphere.benchmark", "time ChebConv and graph builds against torch_geometric"),
     "benchmark-scale": ("deepsphere.benchmark_scale",
                         "memory bandwidth, ChebConv scaling with n, U-Net peak memory"),
+    "benchmark-gpu": ("deepsphere.benchmark_gpu",
+                      "HBM bandwidth, sparse product and ChebConv at scale, inference on CUDA"),
 }
 
 

@@ -1,0 +1,37 @@
+"""The CUDA benchmark: its CPU-runnable parts, its refusals, and (on a GPU) a smoke run."""
+import json
+
+import pytest
+import torch
+
+from deepsphere import benchmark_gpu as bg
+
+
+def test_shrec_size_classifier_has_the_published_parameter_count():
+    # DeepSphere's SHREC'17 classifier: nside 32, 6 channels in, 55 classes, 16-32-64-128-256, K=4
+    rows = bg.inference_rows(torch.device("cpu"), [2], repeats=1)
+    assert rows[0]["params"] == 189_591
+    assert rows[0]["ms_per_sample"] == pytest.approx(rows[0]["median_ms"] / 2)
+
+
+def test_non_cuda_device_is_refused_except_for_inference(capsys):
+    assert bg.main(["spmm", "--device", "cpu"]) == 2
+    assert "not a CUDA device" in capsys.readouterr().err
+
+
+def test_inference_runs_on_cpu_and_writes_json(tmp_path, capsys):
+    out = tmp_path / "gpu.json"
+    assert bg.main(["inference", "--device", "cpu", "--inference-batch", "1", "--repeats", "1",
+                    "--json", str(out)]) == 0
+    assert "SHREC-size classifier" in capsys.readouterr().out
+    assert json.loads(out.read_text())["inference"][0]["batch"] == 1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_smoke(tmp_path):
+    out = tmp_path / "gpu.json"
+    assert bg.main(["all", "--nside", "4", "8", "--columns", "8", "--batch", "2",
+                    "--triad-elements", "100000", "--inference-batch", "1", "--repeats", "2",
+                    "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert {"bandwidth", "spmm", "conv", "inference"} <= set(rows)

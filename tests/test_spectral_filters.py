@@ -66,6 +66,26 @@ def test_zonal_conv_on_healpix_shapes_and_equivariance_level():
     assert rel(conv(xr), yr_ref) < 1e-3  # HEALPix analysis is approximate (table in RESULTS.md)
 
 
+def test_zonal_conv_compute_dtype_keeps_io_dtype_and_float64_tables():
+    # float32 in and out, float64 inside: the output is the float64 layer's output on the same
+    # float32 input, up to the final rounding to float32; .float() must not round the tables
+    torch.manual_seed(3)
+    s = HEALPix(8)
+    conv = ZonalConv(s, 2, 3, lmax=16, iterations=4, compute_dtype=torch.float64).float()
+    assert conv.filter.weight.dtype == torch.float32
+    assert conv.analysis.lam_0.dtype == conv.synthesis.lam_0.dtype == torch.float64
+    ref = ZonalConv(s, 2, 3, lmax=16, iterations=4).double()
+    ref.load_state_dict(conv.state_dict())
+    x = torch.randn(2, s.npix, 2)
+    y = conv(x)
+    assert y.dtype == torch.float32
+    y_ref = ref(x.double())
+    assert rel(y.double(), y_ref) <= 5e-8          # float32 compute: 1.5e-7
+    assert "compute_dtype=torch.float64" in repr(conv)
+    with pytest.raises(ValueError, match="compute_dtype"):
+        ZonalConv(s, 1, 1, lmax=4, compute_dtype=torch.float16)
+
+
 def test_filter_is_isotropic_convolution():
     # a delta at the north pole is filtered into the zonal kernel sum_l w_l sqrt((2l+1)/4pi) Y_l0
     L = 10

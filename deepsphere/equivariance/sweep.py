@@ -22,6 +22,7 @@ Config keys (unknown keys are errors)::
       - {label: k8-density, kind: knn, k: 8, density_alpha: 1}
       - {label: k8-edges, kind: knn, k: 8, optimise_edges: {steps: 300}}
       - {label: zonal, kind: spectral}            # isotropic spectral filter (exact reference)
+      - {label: zonal32, kind: spectral, dtype: float32, compute_dtype: float64, lmax: 2nside, iterations: 10}
     cost: {K: 5, channels: 16, repeats: 5}         # ChebConv timing
     plot: true
 """
@@ -45,7 +46,7 @@ from .rotation import band_limit
 TOP_KEYS = {"out", "degrees", "degrees_per_nside", "n_signals", "n_rotations", "seed", "threads",
             "laplacians", "samplings", "graphs", "cost", "plot", "optimiser", "title"}
 GRAPH_KEYS = {"label", "kind", "k", "kernel_width", "symmetrize", "density_alpha", "optimise_edges",
-              "laplacian", "dtype", "lmax", "iterations"}
+              "laplacian", "dtype", "compute_dtype", "lmax", "iterations"}
 GRAPH_KINDS = ("healpix", "knn", "fem", "fem_symmetric", "cotangent", "spectral")
 COLUMNS = ["sampling", "nside", "graph", "kind", "k", "kernel_width", "t", "sigma", "laplacian",
            "ell", "error", "error_std", "error_squared", "edges_per_vertex", "cheb_ms"]
@@ -148,11 +149,16 @@ def _fixed_operator(s: Sampling, spec: dict):
         if spec.get("dtype", "float32") not in dtypes:
             raise ValueError(f"spectral dtype must be one of {sorted(dtypes)}, got {spec['dtype']!r}")
         dtype = dtypes[spec.get("dtype", "float32")]
+        compute = spec.get("compute_dtype")
+        if compute is not None and compute not in dtypes:
+            raise ValueError(f"spectral compute_dtype must be one of {sorted(dtypes)}, got {compute!r}")
         L = spec.get("lmax", band_limit(s))
         if L == "2nside":  # HEALPix analysis converges to rounding only up to 2 nside
             L = 2 * s.nside if isinstance(s, HEALPix) else band_limit(s)
-        mod = ZonalConv(s, 1, 1, lmax=int(L), bias=False, iterations=int(spec.get("iterations", 3))).to(dtype)
-        return mod, None, dict(info, kernel_width=f"zonal {spec.get('dtype', 'float32')}", max_degree=int(L))
+        mod = ZonalConv(s, 1, 1, lmax=int(L), bias=False, iterations=int(spec.get("iterations", 3)),
+                        compute_dtype=None if compute is None else dtypes[compute]).to(dtype)
+        width = f"zonal {spec.get('dtype', 'float32')}" + (f" (computed in {compute})" if compute else "")
+        return mod, None, dict(info, kernel_width=width, max_degree=int(L))
     if kind in ("fem", "fem_symmetric"):
         from ..graph import experimental
 

@@ -172,6 +172,152 @@ def test_map_files_dataset(tmp_path, rng):
         C.ConvergenceMapFiles(s, {"a": [str(tmp_path / "x*.fits")], "b": [str(tmp_path / "b*")]})
 
 
+# ---- partial-sky FITS (explicit PIXEL column) -------------------------------------------
+def _write_partial(path, m_nested, nest, dtype=np.float64):
+    """healpy's partial-sky writer: only the pixels that are not UNSEEN are stored, with their
+    indices in the file's ordering."""
+    maps = np.atleast_2d(m_nested)
+    maps = maps if nest else np.stack([hp.reorder(m, n2r=True) for m in maps])
+    with __import__("warnings").catch_warnings():
+        __import__("warnings").simplefilter("ignore")
+        hp.write_map(str(path), list(maps) if len(maps) > 1 else maps[0], nest=nest, partial=True,
+                     overwrite=True, dtype=dtype)
+
+
+def _observed_map(rng, nside, order, covered, n_scattered=20):
+    """A NESTED map observed on the patches ``covered`` (of ``order``) plus a few scattered
+    pixels elsewhere, UNSEEN everywhere else."""
+    m = np.full(12 * nside**2, hp.UNSEEN)
+    for k in covered:
+        idx = C.patch_pixels(nside, order, k)
+        m[idx] = rng.standard_normal(idx.size)
+    free = np.flatnonzero(m == hp.UNSEEN)
+    extra = rng.choice(free, n_scattered, replace=False)
+    m[extra] = rng.standard_normal(n_scattered)
+    return m
+
+
+def _edit_header(src, dst, drop=(), set_=None, columns=None):
+    """Copy a healpy FITS file with header cards removed / changed, or other table columns."""
+    from astropy.io import fits
+
+    with fits.open(src) as hdul:
+        hdu = hdul[1] if columns is None else fits.BinTableHDU.from_columns(columns, header=hdul[1].header)
+        for key in drop:
+            del hdu.header[key]
+        for key, value in (set_ or {}).items():
+            hdu.header[key] = value
+        fits.HDUList([hdul[0], hdu]).writeto(dst, overwrite=True)
+
+
+@pytest.mark.parametrize("nside", [4, 16])
+@pytest.mark.parametrize("nest", [True, False])
+def test_partial_fits_reads_as_the_full_sky_map(tmp_path, rng, nside, nest):
+    """A partial-sky file (PIXEL column + values) gives the map the full-sky FITS path gives
+    for the same observed pixels, and what healpy.read_map(partial=True) returns (NESTED)."""
+    m = _observed_map(rng, nside, 1, covered=[2, 7])
+    _write_partial(tmp_path / "p.fits", m, nest)
+    _write_fits(tmp_path / "f.fits", m, nest)
+    from astropy.io import fits
+
+    with fits.open(tmp_path / "p.fits") as hdul:  # really the explicit-index layout
+        assert hdul[1].columns.names[0] == "PIXEL" and hdul[1].header["INDXSCHM"] == "EXPLICIT"
+        assert len(hdul[1].data) == np.sum(m != hp.UNSEEN) < m.size
+    part = C.read_healpix_maps(tmp_path / "p.fits")
+    np.testing.assert_array_equal(part, C.read_healpix_maps(tmp_path / "f.fits"))
+    np.testing.assert_array_equal(part[0], m)
+    ref = hp.read_map(str(tmp_path / "p.fits"), partial=True, nest=True, dtype=np.float64)
+    np.testing.assert_array_equal(part[0], ref)
+    # the same patches survive, through the same mask handling
+    patches, which = C.observed_patches(part[0], nside, 1)
+    assert which.tolist() == [2, 7]
+    np.testing.assert_array_equal(patches, m.reshape(12, -1)[[2, 7]])
+
+
+def test_partial_fits_several_maps_gzip_and_float32(tmp_path, rng):
+    nside = 8
+    m = np.stack([_observed_map(rng, nside, 2, covered=[5, 6], n_scattered=0)] * 2)
+    m[1, m[1] != hp.UNSEEN] *= 2.0
+    _write_partial(tmp_path / "two.fits.gz", m, nest=False, dtype=np.float32)
+    read = C.read_healpix_maps(tmp_path / "two.fits.gz")
+    assert read.shape == (2, 12 * nside**2)
+    seen = m != hp.UNSEEN
+    np.testing.assert_allclose(read[seen], m[seen], rtol=1e-6)
+    assert np.all(np.isclose(read[~seen], hp.UNSEEN))
+    assert C.observed_patches(read[1], nside, 2)[1].tolist() == [5, 6]
+
+
+def test_partial_fits_header_rules_and_bad_files(tmp_path, rng):
+    nside = 4
+    m = _observed_map(rng, nside, 1, covered=[0])
+    _write_partial(tmp_path / "p.fits", m, nest=False)
+    # no ORDERING: refused unless the caller says it; then used as stated
+    _edit_header(tmp_path / "p.fits", tmp_path / "noorder.fits", drop=["ORDERING"])
+    with pytest.raises(ValueError, match="noorder.fits: no ORDERING header"):
+        C.read_healpix_maps(tmp_path / "noorder.fits")
+    np.testing.assert_array_equal(C.read_healpix_maps(tmp_path / "noorder.fits", ordering="RING")[0], m)
+    # no NSIDE: the pixel column alone does not give the resolution
+    _edit_header(tmp_path / "p.fits", tmp_path / "nonside.fits", drop=["NSIDE"])
+    with pytest.raises(ValueError, match="nonside.fits: a partial-sky FITS map needs an NSIDE"):
+        C.read_healpix_maps(tmp_path / "nonside.fits")
+    # an NSIDE too small for the listed pixels (healpy would raise an IndexError, or wrap
+    # negative indices silently)
+    _edit_header(tmp_path / "p.fits", tmp_path / "small.fits", set_={"NSIDE": 2})
+    with pytest.raises(ValueError, match=r"small.fits: \d+ PIXEL indices are outside \[0, 48\)"):
+        C.read_healpix_maps(tmp_path / "small.fits")
+    # the partial layout is recognised without OBJECT/INDXSCHM from the PIXEL column
+    _edit_header(tmp_path / "p.fits", tmp_path / "nokeys.fits", drop=["OBJECT", "INDXSCHM"])
+    np.testing.assert_array_equal(C.read_healpix_maps(tmp_path / "nokeys.fits")[0], m)
+    _edit_header(tmp_path / "p.fits", tmp_path / "contra.fits", set_={"OBJECT": "FULLSKY"})
+    with pytest.raises(ValueError, match="contra.fits: the header contradicts itself"):
+        C.read_healpix_maps(tmp_path / "contra.fits")
+    # bad PIXEL columns: negative, repeated, fractional
+    from astropy.io import fits
+
+    for name, pix, msg in (("neg.fits", [-1, 3, 5], r"outside \[0, 192\).*\[-1\]"),
+                           ("dup.fits", [3, 3, 5], r"repeats 1 indices \(e.g. \[3\]\)"),
+                           ("frac.fits", [0.5, 3, 5], "integer pixel indices")):
+        fmt = "D" if isinstance(pix[0], float) else "K"
+        cols = [fits.Column("PIXEL", fmt, array=np.array(pix)),
+                fits.Column("T", "D", array=np.ones(3))]
+        _edit_header(tmp_path / "p.fits", tmp_path / name, columns=cols)
+        with pytest.raises(ValueError, match=name.replace(".", r"\.") + ": .*" + msg):
+            C.read_healpix_maps(tmp_path / name)
+    cols = [fits.Column("PIXEL", "K", array=np.array([0, 1]))]
+    _edit_header(tmp_path / "p.fits", tmp_path / "novalues.fits", columns=cols)
+    with pytest.raises(ValueError, match="needs a PIXEL column and at least one column of values"):
+        C.read_healpix_maps(tmp_path / "novalues.fits")
+
+
+def test_map_files_dataset_from_partial_fits(tmp_path, rng):
+    """Partial files give the dataset the patches full-sky UNSEEN files give; a file that
+    covers no whole patch of the sampling's order is an error naming it."""
+    nside = 8
+    for c, amp in (("a", 1.0), ("b", 3.0)):
+        for i in range(5):
+            m = _observed_map(rng, nside, 2, covered=[3 * i, 3 * i + 1, 40])
+            m[m != hp.UNSEEN] *= amp
+            _write_partial(tmp_path / f"part_{c}{i}.fits", m, nest=bool(i % 2))
+            _write_fits(tmp_path / f"full_{c}{i}.fits", m, nest=not i % 2)
+    s = C.healpix_patch(nside, 2)
+    kw = dict(val_fraction=0.2, test_fraction=0.2)
+    part = C.ConvergenceMapFiles(s, {"a": str(tmp_path / "part_a*"), "b": str(tmp_path / "part_b*")}, **kw)
+    full = C.ConvergenceMapFiles(s, {"a": str(tmp_path / "full_a*"), "b": str(tmp_path / "full_b*")}, **kw)
+    assert len(part.split("train")) == 2 * 3 * 3  # 3 training files per class, 3 whole patches each
+    for split in ("train", "val", "test"):
+        np.testing.assert_array_equal(part.split(split).maps, full.split(split).maps)
+        np.testing.assert_array_equal(part.split(split).labels, full.split(split).labels)
+    # order 1 needs a whole base pixel (64 pixels): these files cover only order-2 patches
+    with pytest.raises(ValueError, match=r"part_a\d.fits: no map covers a whole patch of order 1"):
+        C.ConvergenceMapFiles(C.healpix_patch(nside, 1), {"a": str(tmp_path / "part_a*"),
+                                                          "b": str(tmp_path / "part_b*")}, **kw)
+    with pytest.raises(ValueError, match="no map covers the full sky"):
+        C.ConvergenceMapFiles(HEALPix(nside), {"a": str(tmp_path / "part_a*"),
+                                               "b": str(tmp_path / "part_b*")}, **kw)
+    with pytest.raises(ValueError, match="coarser than the sampling's 16"):
+        C.ConvergenceMapFiles(HEALPix(16), {"a": str(tmp_path / "full_a*"), "b": str(tmp_path / "full_b*")}, **kw)
+
+
 def test_models_and_linear_baseline():
     torch.manual_seed(0)
     s = C.healpix_patch(8, 1)

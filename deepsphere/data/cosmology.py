@@ -37,8 +37,9 @@ Generation (everything seeded; nothing is downloaded):
    :math:`(n_{side}/o)^2` pixels), plus white noise of standard deviation ``noise`` (in
    those units), redrawn every epoch for training.
 
-Real maps (FITS or ``.npy``, RING or NESTED, partial with ``UNSEEN``) enter through
-:func:`read_healpix_maps` and :class:`ConvergenceMapFiles`.
+Real maps (FITS or ``.npy``, RING or NESTED, partial skies as ``UNSEEN`` pixels or as
+healpy's explicit-index partial FITS) enter through :func:`read_healpix_maps` and
+:class:`ConvergenceMapFiles`.
 
 The baselines of the comparison table live here too: :func:`psd_histogram_features` and
 :func:`linear_baseline` (power spectrum + histogram features, logistic regression), and the
@@ -390,15 +391,30 @@ class CosmologyPatches(LabelledDataset):
 # --------------------------------------------------------------------------------------
 # real maps
 # --------------------------------------------------------------------------------------
+_FITS_SUFFIXES = (".fits", ".fits.gz", ".fit", ".fit.gz")
+
+
 def read_healpix_maps(path: Union[str, Path], ordering: Optional[str] = None) -> np.ndarray:
     """Read one file of HEALPix maps and return them NESTED, ``(n_maps, npix)`` float64,
     missing pixels as ``UNSEEN``.
 
-    - FITS (``.fits``, ``.fits.gz``, ``.fit``): read with healpy, which follows the
+    - Full-sky FITS (``.fits``, ``.fits.gz``, ``.fit``): read with healpy, which follows the
       ``ORDERING`` header (``ordering`` overrides a missing header); every column is a map.
+    - Partial-sky FITS with explicit indexing, as written by
+      ``healpy.write_map(path, m, partial=True)``: a ``PIXEL`` column of indices in the file's
+      ``ORDERING``, then one column per map; ``NSIDE`` comes from the header. The file is
+      recognised as healpy does (``OBJECT = 'PARTIAL'`` or ``INDXSCHM = 'EXPLICIT'``; with
+      neither keyword, a first column named ``PIXEL``). The maps come back full size with
+      ``UNSEEN`` on the pixels the file does not list, i.e. as
+      ``healpy.read_map(path, partial=True)`` returns them, so partial files go through the
+      same masks as full-sky maps with ``UNSEEN`` (:func:`observed_patches`).
     - ``.npy``: an array ``(npix,)`` or ``(n_maps, npix)``; ``ordering`` ('RING' or
       'NESTED') is required, since the file does not say.
     NaN are turned into ``UNSEEN``.
+
+    Raises ``ValueError`` naming the file for a missing ``ORDERING`` (without ``ordering``),
+    a partial file without a valid ``NSIDE``, pixel indices that are not integers, out of
+    ``[0, 12 nside^2)`` or repeated, and files that are empty, truncated or not FITS.
     """
     path = Path(path)
     name = path.name.lower()
@@ -412,23 +428,8 @@ def read_healpix_maps(path: Union[str, Path], ordering: Optional[str] = None) ->
             raise ValueError(f"{path}: cannot read this .npy map, it looks truncated or corrupt "
                              f"({e}); write or copy it again") from None
         order = ordering.upper()
-    elif name.endswith((".fits", ".fits.gz", ".fit", ".fit.gz")):
-        if path.is_file() and path.stat().st_size == 0:
-            raise ValueError(f"{path}: the FITS file is empty (0 bytes); write or copy it again")
-        try:
-            with __import__("warnings").catch_warnings():
-                __import__("warnings").simplefilter("ignore")
-                header = dict(hp.read_map(str(path), h=True, field=0, nest=None)[1])
-                m = np.atleast_2d(hp.read_map(str(path), field=None, nest=None, dtype=np.float64))
-        except (OSError, ValueError, TypeError, IndexError, KeyError) as e:
-            if isinstance(e, FileNotFoundError):
-                raise
-            what = ("not a valid FITS file" if "SIMPLE" in str(e) or "header" in str(e).lower()
-                    else "truncated or corrupt")
-            raise ValueError(f"{path}: cannot read this HEALPix FITS map, it is {what} ({e})") from None
-        order = str(header.get("ORDERING", ordering or "")).upper()
-        if order not in ("RING", "NESTED"):
-            raise ValueError(f"{path}: no ORDERING header; pass ordering='RING' or 'NESTED'")
+    elif name.endswith(_FITS_SUFFIXES):
+        m, order = _read_fits_maps(path, ordering)
     else:
         raise ValueError(f"{path}: unknown map format; expected .fits, .fits.gz or .npy")
     if order not in ("RING", "NESTED"):
@@ -440,6 +441,106 @@ def read_healpix_maps(path: Union[str, Path], ordering: Optional[str] = None) ->
     m = np.where(np.isfinite(m), m, hp.UNSEEN)
     if order == "RING":
         m = m[:, hp.nest2ring(nside, np.arange(npix))]
+    return m
+
+
+def _read_fits_maps(path: Path, ordering: Optional[str]) -> Tuple[np.ndarray, str]:
+    """``(maps in the file's ordering (n_maps, npix), 'RING' | 'NESTED')`` of a HEALPix FITS
+    file, full sky or explicit-index partial sky (see :func:`read_healpix_maps`)."""
+    import warnings
+
+    from astropy.io import fits
+
+    if path.is_file() and path.stat().st_size == 0:
+        raise ValueError(f"{path}: the FITS file is empty (0 bytes); write or copy it again")
+    header, columns, layout = None, [], None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with fits.open(path, memmap=False) as hdul:
+                if len(hdul) > 1 and isinstance(hdul[1], fits.BinTableHDU):
+                    header = dict(hdul[1].header)
+                    columns = [c.strip() for c in hdul[1].columns.names]
+                    layout = _fits_layout(header, columns)
+                    if layout == "partial" and len(columns) > 1:
+                        data = hdul[1].data
+                        pix = np.asarray(data.field(0)).ravel()
+                        values = [np.asarray(data.field(i), dtype=np.float64).ravel()
+                                  for i in range(1, len(columns))]
+            if layout == "full":
+                m = np.atleast_2d(hp.read_map(str(path), field=None, nest=None, partial=False,
+                                              dtype=np.float64))
+    except (OSError, ValueError, TypeError, IndexError, KeyError) as e:
+        if isinstance(e, FileNotFoundError):
+            raise
+        what = ("not a valid FITS file" if "SIMPLE" in str(e) or "header" in str(e).lower()
+                else "truncated or corrupt")
+        raise ValueError(f"{path}: cannot read this HEALPix FITS map, it is {what} ({e})") from None
+    if header is None:
+        raise ValueError(f"{path}: not a HEALPix FITS map: HDU 1 is not the binary table that "
+                         "holds the pixels (healpy.write_map writes one)")
+    if layout not in ("full", "partial"):
+        raise ValueError(f"{path}: the header contradicts itself ({layout}); a partial-sky file has "
+                         "OBJECT = 'PARTIAL' and INDXSCHM = 'EXPLICIT', a full-sky file 'FULLSKY' "
+                         "and 'IMPLICIT'")
+    order = str(header.get("ORDERING", ordering or "")).strip().upper()
+    if order not in ("RING", "NESTED"):
+        raise ValueError(f"{path}: no ORDERING header (RING or NESTED); pass ordering='RING' or "
+                         "'NESTED' if you know how the file was written")
+    if layout == "partial":
+        if len(columns) < 2:
+            raise ValueError(f"{path}: a partial-sky FITS map needs a PIXEL column and at least one "
+                             f"column of values; it has {columns}")
+        m = _partial_to_full(path, header, pix, values)
+    return m, order
+
+
+def _fits_layout(header: dict, columns: List[str]) -> str:
+    """``'partial'`` (explicit indexing) or ``'full'``, decided as healpy does: ``OBJECT``,
+    then ``INDXSCHM``; with neither keyword, a first column named ``PIXEL`` (which healpy
+    would read as a map). A contradiction is returned as its description."""
+    obj = str(header.get("OBJECT", "")).strip().upper()
+    schm = str(header.get("INDXSCHM", "")).strip().upper()
+    if (obj, schm) in (("PARTIAL", "IMPLICIT"), ("FULLSKY", "EXPLICIT")):
+        return f"OBJECT = {obj!r} but INDXSCHM = {schm!r}"
+    if obj in ("PARTIAL", "FULLSKY"):
+        return "partial" if obj == "PARTIAL" else "full"
+    if schm in ("EXPLICIT", "IMPLICIT"):
+        return "partial" if schm == "EXPLICIT" else "full"
+    return "partial" if len(columns) > 1 and columns[0].upper() == "PIXEL" else "full"
+
+
+def _partial_to_full(path: Path, header: dict, pix: np.ndarray, values: List[np.ndarray]) -> np.ndarray:
+    """Scatter the listed pixels into full-size maps, ``UNSEEN`` elsewhere (what
+    ``healpy.read_map(partial=True)`` does), after checking the indices it would not."""
+    nside = header.get("NSIDE")
+    if isinstance(nside, bool) or not isinstance(nside, (int, np.integer)) or not hp.isnsideok(int(nside)):
+        raise ValueError(f"{path}: a partial-sky FITS map needs an NSIDE header (a power of 2) to "
+                         f"know the full sky its PIXEL column indexes; got NSIDE = {nside!r}. "
+                         "healpy.write_map(..., partial=True) writes it")
+    npix = hp.nside2npix(int(nside))
+    if pix.size == 0:
+        raise ValueError(f"{path}: the partial-sky FITS map lists no pixel")
+    if not np.issubdtype(pix.dtype, np.integer):
+        if not (np.issubdtype(pix.dtype, np.floating) and np.all(np.isfinite(pix))
+                and np.all(pix == np.round(pix))):
+            raise ValueError(f"{path}: the PIXEL column must hold integer pixel indices, "
+                             f"got {pix.dtype} values such as {pix[:3].tolist()}")
+    pix = pix.astype(np.int64)
+    bad = (pix < 0) | (pix >= npix)
+    if bad.any():
+        raise ValueError(f"{path}: {int(bad.sum())} PIXEL indices are outside [0, {npix}) for "
+                         f"NSIDE = {int(nside)} (e.g. {pix[bad][:3].tolist()}); the NSIDE header "
+                         "does not match the pixels")
+    uniq, counts = np.unique(pix, return_counts=True)
+    if uniq.size != pix.size:
+        raise ValueError(f"{path}: the PIXEL column repeats {int((counts > 1).sum())} indices "
+                         f"(e.g. {uniq[counts > 1][:3].tolist()}); each pixel may be listed once")
+    for v in values:
+        if v.size != pix.size:
+            raise ValueError(f"{path}: a column has {v.size} values for {pix.size} pixels")
+    m = np.full((len(values), npix), hp.UNSEEN, dtype=np.float64)
+    m[:, pix] = np.stack(values)
     return m
 
 
@@ -458,6 +559,36 @@ def observed_patches(m_nested: np.ndarray, nside: int, order: int) -> Tuple[np.n
     return p[seen], np.flatnonzero(seen)
 
 
+def _file_patches(path: Union[str, Path], ordering: Optional[str], nside: int, order: int) -> np.ndarray:
+    """The fully observed patches of order ``order`` (0: whole maps) of every map of one file,
+    at ``nside``; a file that has none is an error (a mask or partial sky that misses them)."""
+    patches = []
+    maps = read_healpix_maps(path, ordering)
+    for m in maps:
+        if order == 0:
+            nside_in = hp.npix2nside(m.size)
+            if nside_in < nside:
+                raise ValueError(f"{path}: map has nside {nside_in}, coarser than the sampling's "
+                                 f"{nside}; upsampling is not done")
+            if np.any(np.isclose(m, hp.UNSEEN)):
+                continue
+            if nside_in != nside:
+                m = hp.ud_grade(m, nside, order_in="NESTED", order_out="NESTED")
+            patches.append(m[None])
+        else:
+            patches.append(observed_patches(m, nside, order)[0])
+    if not sum(len(p) for p in patches):
+        seen = int(np.sum(~np.isclose(maps, hp.UNSEEN)))
+        want = ("the full sky" if order == 0 else
+                f"a whole patch of order {order} (one of the {12 * order ** 2} NESTED blocks of "
+                f"{(nside // order) ** 2} pixels at nside {nside})")
+        raise ValueError(f"{path}: no map covers {want}: the file observes {seen} of "
+                         f"{maps.size} pixels ({len(maps)} map(s) at nside {hp.npix2nside(maps.shape[1])}). "
+                         "Use a sampling whose patches the maps cover (a higher order, "
+                         "sampling {name: healpix_patch, order: ...}), or files that cover them")
+    return np.concatenate(patches)
+
+
 class ConvergenceMapFiles(LabelledDataset):
     """Classification of real (or externally simulated) convergence maps from files.
 
@@ -467,7 +598,10 @@ class ConvergenceMapFiles(LabelledDataset):
         Full sky or one patch (``healpix_patch``); files finer than its nside are downgraded.
     classes : dict
         Class name -> list of paths or glob patterns (FITS or ``.npy``), e.g.
-        ``{"Om0.31_s8.82": ["maps/a/*.fits"], "Om0.26_s8.91": ["maps/b/*.fits"]}``.
+        ``{"Om0.31_s8.82": ["maps/a/*.fits"], "Om0.26_s8.91": ["maps/b/*.fits"]}``. Files are
+        read by :func:`read_healpix_maps` (full-sky or partial-sky FITS, ``.npy``); only the
+        fully observed patches of each map are kept (:func:`observed_patches`; on a full-sky
+        sampling, only maps without ``UNSEEN``), and a file that has none is an error.
     ordering : {'RING', 'NESTED'}, optional
         Ordering of ``.npy`` files (FITS files carry it in their header).
     scale : float, optional
@@ -506,18 +640,9 @@ class ConvergenceMapFiles(LabelledDataset):
                 raise ValueError(f"class {name!r}: {len(files)} files leave none for training")
             for split, fs in groups.items():
                 for f in fs:
-                    for m in read_healpix_maps(f, ordering):
-                        if self.order == 0:
-                            if np.any(np.isclose(m, hp.UNSEEN)):
-                                continue
-                            nside_in = hp.npix2nside(m.size)
-                            if nside_in != sampling.nside:
-                                m = hp.ud_grade(m, sampling.nside, order_in="NESTED", order_out="NESTED")
-                            p = m[None]
-                        else:
-                            p, _ = observed_patches(m, sampling.nside, self.order)
-                        per_split[split][0].append(p)
-                        per_split[split][1].append(np.full(len(p), c, dtype=np.int64))
+                    p = _file_patches(f, ordering, sampling.nside, self.order)
+                    per_split[split][0].append(p)
+                    per_split[split][1].append(np.full(len(p), c, dtype=np.int64))
         if not per_split["train"][0] or not sum(len(p) for p in per_split["train"][0]):
             raise ValueError("no fully observed patch in the training files")
         train = np.concatenate(per_split["train"][0])

@@ -162,6 +162,34 @@ def test_train_then_evaluate_nr_run_on_rotated_test(tmp_path):
             HEALPix(4), 1, 10, channels=[4], K=2, graph={"kind": "knn", "k": 8}))
 
 
+def test_equiangular_graph_config_trains(tmp_path):
+    """configs/digits_graph_equiangular.yaml: the graph CNN on the DH grid, pooled along the
+    grid's 2x2 hierarchy; one tiny epoch end to end, then the NR/R re-evaluation."""
+    from pathlib import Path
+
+    from deepsphere.models import SphericalCNN
+    from deepsphere.training.config import load_config, validate
+    from deepsphere.training.trainer import train
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "digits_graph_equiangular.yaml"
+    cfg = load_config(path)
+    validate(cfg)
+    assert cfg.sampling.name == "equiangular" and cfg.model.name == "cnn"
+    cfg = load_config(path, ["data.source=sklearn", "data.n_train=16", "data.n_val=8",
+                             "data.n_test=8", "data.extent_deg=80.0", "sampling.bandwidth=8",
+                             "model.channels=[4, 8]", "model.K=2", "trainer.epochs=1",
+                             "trainer.batch_size=8", "trainer.progress=false", "trainer.plots=false"])
+    train(cfg, tmp_path / "run")
+    res = D.evaluate_run(tmp_path / "run", ["data.test_rotated=true"])
+    assert 0.0 <= float(res["accuracy"]) <= 1.0
+    model = SphericalCNN(Equiangular(8, "DH"), 1, 10, channels=[4, 8], K=2,
+                         graph={"kind": "knn", "k": 8, "kernel_width": "heuristic"})
+    assert res["n_parameters"] == D.n_parameters(model)
+    # pooling follows the DH hierarchy: 16 x 16 -> 8 x 8 -> 4 x 4
+    assert [s.npix for s in model.samplings] == [256, 64, 16]
+    assert all(isinstance(s, Equiangular) and s.kind == "DH" for s in model.samplings)
+
+
 def test_registered_by_name():
     from deepsphere.training import registry
 

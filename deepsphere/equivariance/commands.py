@@ -15,6 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-signals", type=int, default=None, help="override n_signals")
     parser.add_argument("--n-rotations", type=int, default=None, help="override n_rotations")
     parser.add_argument("--no-plot", action="store_true", help="write the tables only")
+    parser.add_argument("--protocol", choices=["exact", "published"], default=None,
+                        help="override the config's protocol: exact (default) or published "
+                             "(R_V = T R T^-1 on f and L f, as in DeepSphere ICLR 2020)")
 
 
 def load_config(path) -> dict:
@@ -38,6 +41,8 @@ def run(args) -> int:
         cfg["n_signals"] = args.n_signals
     if args.n_rotations is not None:
         cfg["n_rotations"] = args.n_rotations
+    if getattr(args, "protocol", None) is not None:
+        cfg["protocol"] = args.protocol
     out = Path(args.out or cfg.get("out") or "runs/equivariance")
     rows = run_sweep(cfg)
     write_csv(rows, out / "errors.csv")

@@ -8,6 +8,7 @@ Config keys (unknown keys are errors)::
     degrees_per_nside: [0.3125, ...]      # scaled by the sampling's (equivalent) nside
     n_signals: 4                          # random signals per degree
     n_rotations: 2                        # Haar-random rotations (shared by all graphs)
+    protocol: exact                       # or published (R_V = T R T^-1 on f and Lf, as in the paper)
     seed: 0
     threads: 1                            # OpenMP/BLAS threads while measuring
     laplacians: [normalized]              # or combinatorial
@@ -44,7 +45,7 @@ from .optimise import optimise_kernel_width
 from .rotation import band_limit
 
 TOP_KEYS = {"out", "degrees", "degrees_per_nside", "n_signals", "n_rotations", "seed", "threads",
-            "laplacians", "samplings", "graphs", "cost", "plot", "optimiser", "title"}
+            "laplacians", "samplings", "graphs", "cost", "plot", "optimiser", "title", "protocol"}
 GRAPH_KEYS = {"label", "kind", "k", "kernel_width", "symmetrize", "density_alpha", "optimise_edges",
               "laplacian", "dtype", "compute_dtype", "lmax", "iterations"}
 GRAPH_KINDS = ("healpix", "knn", "fem", "fem_symmetric", "cotangent", "spectral")
@@ -257,7 +258,8 @@ def _run_sweep(cfg: dict, log) -> list:
                     degs = [d for d in degrees if d <= info.get("max_degree", d)]
                     res = equivariance_error(op, s, degs, cfg.get("n_signals", 4),
                                              cfg.get("n_rotations", 2), cfg.get("seed", 0),
-                                             laplacian=lap_g, threads=cfg.get("threads", 1))
+                                             laplacian=lap_g, threads=cfg.get("threads", 1),
+                                             protocol=cfg.get("protocol", "exact"))
                     with limit_threads(cfg.get("threads", 1)):
                         if g is not None:
                             epv = g.adjacency.nnz / g.n_vertices

@@ -35,3 +35,16 @@ def test_cuda_smoke(tmp_path):
                     "--json", str(out)]) == 0
     rows = json.loads(out.read_text())
     assert {"bandwidth", "spmm", "conv", "inference"} <= set(rows)
+
+
+def test_benchmark_script_runs_a_part_and_skips_gpu_without_cuda(capsys):
+    import runpy
+    from pathlib import Path
+
+    script = runpy.run_path(str(Path(__file__).parents[1] / "scripts" / "benchmark.py"))
+    parts = ["scale"] + ([] if torch.cuda.is_available() else ["gpu"])
+    assert script["main"](["--quick", "--only", *parts]) == 0
+    out = capsys.readouterr().out
+    assert "# scale: exit 0" in out
+    if not torch.cuda.is_available():
+        assert "# gpu: skipped (no CUDA device)" in out

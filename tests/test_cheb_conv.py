@@ -340,6 +340,26 @@ def test_chained_layers_and_reused_scratch(sphere):
     torch.testing.assert_close(y_first, net(x, False))
 
 
+def test_inference_mode_then_training(sphere):
+    """A first call under torch.inference_mode() must not leave scratch memory that a later
+    training step cannot write (inference tensors refuse in-place updates outside it)."""
+    from deepsphere.nn.cheb_conv import clear_workspace
+
+    clear_workspace()
+    Lt = torch.from_numpy(sphere["Lt"])
+    L = SparseOperator(sphere["Lt_sp"], dtype=torch.float64)
+    conv = _conv(3, 4, 4, seed=7)
+    x = torch.randn(2, sphere["n"], 3, dtype=torch.float64)
+    with torch.inference_mode():
+        y_inf = conv(x.transpose(0, 1).contiguous().transpose(0, 1), L)  # strided: uses scratch
+    xg = x.transpose(0, 1).contiguous().transpose(0, 1).requires_grad_()
+    y = conv(xg, L)
+    y.square().sum().backward()
+    want = _dense_reference(x, Lt, conv.weight, conv.bias)
+    torch.testing.assert_close(y, want)
+    torch.testing.assert_close(y_inf, want.detach())
+
+
 def test_benchmark_command_smoke(tmp_path, capsys):
     """`deepsphere benchmark` on a tiny grid: runs, checks ours against PyG, writes CSV."""
     pytest.importorskip("torch_geometric")

@@ -42,7 +42,10 @@ def _buffers(like: Tensor, *shapes) -> List[Tensor]:
         return [torch.empty(sh, dtype=like.dtype, device=like.device) for sh in shapes]
     sizes = [math.prod(sh) for sh in shapes]
     flat = _scratch.flat.get(like.dtype)
-    if flat is None or flat.numel() < sum(sizes):
+    # a block first allocated under torch.inference_mode() is an inference tensor, which
+    # cannot be written outside that mode: replace it then
+    stale = flat is not None and flat.is_inference() and not torch.is_inference_mode_enabled()
+    if flat is None or stale or flat.numel() < sum(sizes):
         _scratch.flat.pop(like.dtype, None)  # free the smaller block first
         flat = _scratch.flat[like.dtype] = torch.empty(sum(sizes), dtype=like.dtype)
     out, offset = [], 0

@@ -440,7 +440,9 @@ def run(args: argparse.Namespace) -> int:
         out["unet"] = unet_rows(args.unet_nside, args.unet_batch, args.variant,
                                 args.unet_channels, args.K, args.k)
     if args.json:
-        with open(args.json, "w") as f:
+        from .io import atomic_path
+
+        with atomic_path(args.json) as tmp, open(tmp, "w") as f:
             json.dump(out, f, indent=1)
     return 0
 

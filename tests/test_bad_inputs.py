@@ -105,6 +105,28 @@ def files(tmp_path_factory):
     (d / "truncated.fits").write_bytes(fits[: len(fits) // 2])
     (d / "empty.fits").write_bytes(b"")
     (d / "text.fits").write_bytes(b"this is not a FITS file\n" * 20)
+    # partial-sky FITS as healpy writes them (PIXEL column), then damaged copies
+    from astropy.io import fits as afits
+
+    partial = np.full(768, hp.UNSEEN)  # nside 8; indices past 255 keep healpy off int8/uint8
+    partial[-64:] = 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        hp.write_map(str(d / "partial.fits"), partial, nest=True, partial=True, dtype=np.float64)
+    with afits.open(d / "partial.fits") as hdul:
+        header = hdul[1].header.copy()
+        pix = np.asarray(hdul[1].data["PIXEL"])
+    for name, p in (("partial-negative.fits", np.r_[-1, pix[1:]]),
+                    ("partial-repeated.fits", np.r_[pix[:1], pix[:-1]])):
+        cols = [afits.Column("PIXEL", "K", array=p), afits.Column("T", "D", array=np.ones(p.size))]
+        table = afits.BinTableHDU.from_columns(cols)
+        for key in ("PIXTYPE", "ORDERING", "NSIDE", "INDXSCHM", "OBJECT"):
+            if key in header:
+                table.header[key] = header[key]
+        afits.HDUList([afits.PrimaryHDU(), table]).writeto(d / name)
+    with afits.open(d / "partial.fits") as hdul:
+        del hdul[1].header["ORDERING"]
+        hdul.writeto(d / "partial-no-ordering.fits")
     np.save(d / "map.npy", np.zeros(768))
     np.save(d / "700pix.npy", np.zeros(700))
     np.save(d / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
@@ -503,6 +525,15 @@ CASES = [
     Case("fits-not-fits", "files", "a text file named .fits",
          lambda f: _cosmology().read_healpix_maps(f.dir / "text.fits"), ValueError,
          r"text.fits.*not a (valid )?FITS"),
+    Case("partial-fits-no-ordering", "files", "a partial-sky FITS map without ORDERING",
+         lambda f: _cosmology().read_healpix_maps(f.dir / "partial-no-ordering.fits"), ValueError,
+         r"partial-no-ordering.fits: no ORDERING header.*pass ordering="),
+    Case("partial-fits-negative-pixel", "files", "a partial-sky FITS map with a negative PIXEL",
+         lambda f: _cosmology().read_healpix_maps(f.dir / "partial-negative.fits"), ValueError,
+         r"partial-negative.fits: 1 PIXEL indices are outside \[0, 768\)"),
+    Case("partial-fits-repeated-pixel", "files", "a partial-sky FITS map listing a pixel twice",
+         lambda f: _cosmology().read_healpix_maps(f.dir / "partial-repeated.fits"), ValueError,
+         r"partial-repeated.fits: the PIXEL column repeats 1 indices.*listed once"),
     Case("npy-map-truncated", "files", "a .npy map cut short",
          lambda f: _cosmology().read_healpix_maps(f.dir / "truncated.npy", ordering="RING"), ValueError,
          r"truncated.npy.*(truncated|corrupt)"),

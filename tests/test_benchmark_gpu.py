@@ -48,3 +48,18 @@ def test_benchmark_script_runs_a_part_and_skips_gpu_without_cuda(capsys):
     assert "# scale: exit 0" in out
     if not torch.cuda.is_available():
         assert "# gpu: skipped (no CUDA device)" in out
+
+
+def test_plot_scaling_script_fits_and_draws(tmp_path, capsys):
+    import runpy
+    from pathlib import Path
+
+    script = runpy.run_path(str(Path(__file__).parents[1] / "scripts" / "plot_scaling.py"))
+    fig, rows = tmp_path / "scaling.png", tmp_path / "scaling.json"
+    assert script["main"](["--max-nside", "32", "--max-sht-nside", "16", "--fit-min-nside", "16",
+                           "--figure", str(fig), "--json", str(rows)]) == 0
+    assert fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    data = json.loads(rows.read_text())
+    assert [r["nside"] for r in data["conv"]] == [16, 32]
+    assert "torch_s" in data["sht"][0] and "torch_s" not in data["sht"][1]
+    assert "ChebConv forward, CPU: q =" in capsys.readouterr().out

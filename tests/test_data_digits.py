@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from deepsphere.data import digits as D
-from deepsphere.sampling import Equiangular, HEALPix, Irregular
+from deepsphere.sampling import Equiangular, HEALPix
 
 pytest.importorskip("sklearn")
 

@@ -96,6 +96,7 @@ def test_classification_metrics_match_sklearn(scores_and_target):
     s, t = scores_and_target
     pred = s.argmax(1)
     assert M.accuracy(s, t) == pytest.approx(sk.accuracy_score(t, pred))
+    assert M.mean_class_accuracy(s, t) == pytest.approx(sk.balanced_accuracy_score(t, pred))
     np.testing.assert_array_equal(M.confusion_matrix(s, t), sk.confusion_matrix(t, pred, labels=range(4)))
     np.testing.assert_allclose(M.precision(s, t), sk.precision_score(t, pred, average=None, zero_division=0))
     np.testing.assert_allclose(M.recall(s, t), sk.recall_score(t, pred, average=None, zero_division=0))
@@ -122,6 +123,9 @@ def test_metrics_hand_computed():
     s = np.eye(3)[[0, 1, 1, 1, 0]]
     np.testing.assert_array_equal(M.confusion_matrix(s, t), [[1, 1, 0], [0, 2, 0], [1, 0, 0]])
     assert M.accuracy(s, t) == 0.6
+    assert M.mean_class_accuracy(s, t) == pytest.approx((1 / 2 + 1 + 0) / 3)
+    # a class absent from the target does not count; a constant prediction scores 1/classes
+    assert M.mean_class_accuracy(np.eye(3)[[0, 0, 0]], np.array([0, 0, 1])) == pytest.approx(0.5)
     np.testing.assert_allclose(M.precision(s, t), [1 / 2, 2 / 3, 0])
     np.testing.assert_allclose(M.recall(s, t), [1 / 2, 1, 0])
     np.testing.assert_allclose(M.iou(s, t), [1 / 3, 2 / 3, 0])

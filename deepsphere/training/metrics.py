@@ -67,6 +67,22 @@ def recall(scores: np.ndarray, target: np.ndarray) -> np.ndarray:
     return _ratio(np.diag(c), c.sum(1))
 
 
+def mean_class_accuracy(scores: np.ndarray, target: np.ndarray) -> float:
+    r"""Mean over classes of the per-class accuracy (recall), classes absent from ``target``
+    left out: :math:`\frac{1}{|P|}\sum_{c \in P} C_{cc} / \sum_j C_{cj}` (sklearn's
+    ``balanced_accuracy_score``).
+
+    On imbalanced segmentation it is the accuracy that can be told from a constant
+    prediction: predicting background everywhere on ClimateNet scores 97.7 % pixel accuracy
+    but 33.3 % mean class accuracy. It is what DeepSphere's and UGSCNN's climate experiments
+    report as "accuracy" (their evaluation code averages the per-class recalls).
+    """
+    c = confusion_matrix(scores, target)
+    support = c.sum(1)
+    present = support > 0
+    return float(np.mean(np.diag(c)[present] / support[present])) if present.any() else float("nan")
+
+
 def iou(scores: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Per-class intersection over union, shape ``(n_classes,)``."""
     c = confusion_matrix(scores, target)
@@ -138,12 +154,14 @@ def r2(pred: np.ndarray, target: np.ndarray) -> float:
 #: and the best checkpoint, except regression where the validation loss is).
 DEFAULTS = {
     "classification": ["accuracy", "mean_average_precision", "precision", "recall"],
-    "segmentation": ["accuracy", "mean_iou", "mean_average_precision", "iou"],
+    "segmentation": ["accuracy", "mean_iou", "mean_average_precision", "iou",
+                     "mean_class_accuracy"],
     "regression": ["mse", "mae", "r2"],
 }
 #: Whether larger is better, for picking the best checkpoint.
 GREATER_IS_BETTER = {
-    "accuracy": True, "precision": True, "recall": True, "average_precision": True,
+    "accuracy": True, "mean_class_accuracy": True, "precision": True, "recall": True,
+    "average_precision": True,
     "mean_average_precision": True, "iou": True, "mean_iou": True, "r2": True,
     "mse": False, "mae": False, "loss": False,
 }

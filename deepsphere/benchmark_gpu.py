@@ -18,7 +18,7 @@ calls, as stated in the printed tables):
 ``conv``
     :class:`~deepsphere.nn.ChebConv` forward and forward+backward at each nside, batch
     ``--batch``, ``--channels`` in and out, order ``--K``, in float32 and (where cuSPARSE
-    accepts it) bfloat16. ``us/vertex`` is the time per vertex and sample.
+    accepts it) bfloat16. ``ns/vertex·sample`` is the time divided by vertices and samples.
 ``inference``
     A SHREC'17-size classifier (:class:`~deepsphere.models.SphericalCNN`, HEALPix nside 32,
     6 input channels, 55 classes, channels 16-32-64-128-256, K = 4: 189 591 parameters) in

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from .benchmark_scale import _table, conv_graph, fit_exponent, spmm_bytes
+from .io import atomic_write_text
 
 SHREC = dict(nside=32, in_channels=6, n_classes=55, channels=(16, 32, 64, 128, 256), K=4)
 
@@ -285,10 +286,7 @@ def run(args: argparse.Namespace) -> int:
               f"{SHREC['nside']}, fp32, eval)\n\n" + format_inference(rows) + "\n", flush=True)
         out["inference"] = rows
     if args.json:
-        from .io import atomic_path
-
-        with atomic_path(args.json) as tmp, open(tmp, "w") as f:
-            json.dump(out, f, indent=1)
+        atomic_write_text(json.dumps(out, indent=1), args.json)
     return 0
 
 

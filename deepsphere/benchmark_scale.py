@@ -45,12 +45,13 @@ import numpy as np
 import torch
 
 from .benchmark import machine, naive_cheb_conv, saved_bytes
+from .io import atomic_write_text
 
 GRAPH = {"kind": "knn", "k": 8, "kernel_width": "tuned"}
 
 
 # ---- helpers ----------------------------------------------------------------------------
-def _times(fn: Callable[[], object], repeats: int, max_seconds: float = 60.0) -> List[float]:
+def wall_times(fn: Callable[[], object], repeats: int, max_seconds: float = 60.0) -> List[float]:
     """Wall times (s) of ``fn`` after one warm-up call; stops early past ``max_seconds``."""
     fn()
     out: List[float] = []
@@ -109,7 +110,7 @@ def triad_gbps(n: int, dtype: torch.dtype, threads: int, repeats: int = 10) -> f
     a = torch.empty(n, dtype=dtype)
     a.fill_(0)  # touch the pages before timing
     with _threads(threads):
-        t = min(_times(lambda: torch.add(b, c, alpha=3.0, out=a), repeats))
+        t = min(wall_times(lambda: torch.add(b, c, alpha=3.0, out=a), repeats))
     return 3 * n * a.element_size() / t / 1e9
 
 
@@ -159,7 +160,7 @@ def spmm_rows(Lt, columns: Sequence[int], threads: Sequence[int], repeats: int,
                 else:
                     fn = lambda: out.addmm_(L, X, alpha=2.0)  # noqa: E731
                 with _threads(th):
-                    ts = _times(fn, repeats)
+                    ts = wall_times(fn, repeats)
                 nbytes = spmm_bytes(nnz, n, C, 4, ib, read_output=beta == 1)
                 gbps = nbytes / min(ts) / 1e9
                 rows.append(dict(n=n, nnz=nnz, index_bytes=ib, columns=C, threads=th, beta=beta,
@@ -215,8 +216,8 @@ def scaling_rows(nsides: Sequence[int], batches: Sequence[int], K: int, channels
             def train():
                 conv(x, L).backward(g)
 
-            tf = float(np.median(_times(fwd, repeats, max_seconds)))
-            tb = float(np.median(_times(train, repeats, max_seconds)))
+            tf = float(np.median(wall_times(fwd, repeats, max_seconds)))
+            tb = float(np.median(wall_times(train, repeats, max_seconds)))
             rows.append(dict(nside=nside, n=n, nnz=L.nnz, batch_asked=batch, batch=B, K=K,
                              channels=channels, graph_s=graph_s, fwd_ms=1e3 * tf,
                              fwdbwd_ms=1e3 * tb, fwd_us_per_vertex_sample=1e6 * tf / (n * B),
@@ -440,10 +441,7 @@ def run(args: argparse.Namespace) -> int:
         out["unet"] = unet_rows(args.unet_nside, args.unet_batch, args.variant,
                                 args.unet_channels, args.K, args.k)
     if args.json:
-        from .io import atomic_path
-
-        with atomic_path(args.json) as tmp, open(tmp, "w") as f:
-            json.dump(out, f, indent=1)
+        atomic_write_text(json.dumps(out, indent=1), args.json)
     return 0
 
 

@@ -20,26 +20,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from typing import Dict, List
 
 import numpy as np
-
-
-def _best(fn, repeats: int = 3) -> float:
-    fn()
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return min(ts)
 
 
 def sht_rows(nsides: List[int], torch_max_nside: int) -> List[dict]:
     import healpy as hp
     import torch
 
+    from deepsphere.benchmark_scale import wall_times
     from deepsphere.sampling import HEALPix
     from deepsphere.spectral import InverseSHT, from_healpy_alm
 
@@ -51,12 +41,12 @@ def sht_rows(nsides: List[int], torch_max_nside: int) -> List[dict]:
         alm = rng.standard_normal(nalm) + 1j * rng.standard_normal(nalm)
         alm[: lmax + 1] = alm[: lmax + 1].real  # m = 0 coefficients of a real map are real
         row = dict(nside=nside, n=12 * nside**2, lmax=lmax,
-                   healpy_s=_best(lambda: hp.alm2map(alm, nside, lmax=lmax)))
+                   healpy_s=min(wall_times(lambda: hp.alm2map(alm, nside, lmax=lmax), 3)))
         if nside <= torch_max_nside:
             syn = InverseSHT(HEALPix(nside), lmax)
             c = from_healpy_alm(alm[None], lmax).float()
             with torch.no_grad():
-                row["torch_s"] = _best(lambda: syn(c))
+                row["torch_s"] = min(wall_times(lambda: syn(c), 3))
         rows.append(row)
         print(f"SHT nside {nside}: healpy {row['healpy_s']:.2e} s"
               + (f", torch {row['torch_s']:.2e} s" if "torch_s" in row else ""), flush=True)
@@ -118,10 +108,9 @@ def main(argv: List[str] | None = None) -> int:
     for k, q in fits.items():
         print(f"- {k}: q = {q:.2f}")
     if a.json:
-        from deepsphere.io import atomic_path
+        from deepsphere.io import atomic_write_text
 
-        with atomic_path(a.json) as tmp, open(tmp, "w") as f:
-            json.dump(dict(conv=conv, sht=sht, gpu=gpu, fits=fits), f, indent=1)
+        atomic_write_text(json.dumps(dict(conv=conv, sht=sht, gpu=gpu, fits=fits), indent=1), a.json)
     if a.figure:
         import matplotlib
 

@@ -14,7 +14,7 @@ from typing import Any, Dict, Union
 import numpy as np
 import torch
 
-from ..io import atomic_path
+from ..io import atomic_path, atomic_write_text  # noqa: F401 (atomic_write_text: re-exported)
 
 
 def atomic_save(obj: Any, path: Union[str, Path]) -> None:
@@ -22,11 +22,6 @@ def atomic_save(obj: Any, path: Union[str, Path]) -> None:
     (or a crash) never sees a half-written checkpoint."""
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-
-
-def atomic_write_text(text: str, path: Union[str, Path]) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
 
 
 def load(path: Union[str, Path], map_location="cpu") -> Dict[str, Any]:

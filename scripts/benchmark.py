@@ -56,15 +56,7 @@ def _module_main(module: str) -> Callable[[List[str]], int]:
 
 def _script_main(path: Path) -> Callable[[List[str]], int]:
     def run(argv: List[str]) -> int:
-        old = sys.argv
-        sys.argv = [str(path), *argv]
-        try:
-            runpy.run_path(str(path), run_name="__main__")
-        except SystemExit as e:  # the script ends with sys.exit(main())
-            return int(e.code or 0)
-        finally:
-            sys.argv = old
-        return 0
+        return runpy.run_path(str(path))["main"](argv) or 0
     return run
 
 

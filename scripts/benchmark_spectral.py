@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 # Threads must be fixed before torch/healpy start their OpenMP pools: --threads N (default 1,
 # a fair single-core comparison that is also robust on a shared machine).
@@ -26,6 +25,7 @@ import healpy as hp
 import numpy as np
 import torch
 
+from deepsphere.benchmark_scale import wall_times
 from deepsphere.sampling import Equiangular, HEALPix
 from deepsphere.spectral import (SHT, InverseSHT, from_healpy_alm, num_coefficients,
                                  random_rotation, rotate_coefficients, to_healpy_alm)
@@ -135,13 +135,7 @@ def equivariance():
 
 
 def _time(fn, repeat=5):
-    fn()
-    ts = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return float(np.min(ts))  # the minimum is the least disturbed by other load
+    return min(wall_times(fn, repeat))  # the minimum is the least disturbed by other load
 
 
 def timing(max_nside=128, batch=4, figure=None):
@@ -245,14 +239,14 @@ def convolutions(batch=4, lmaxes=(4, 8, 12, 16, 24), channels=8):
         print(f"\n{name}: time ~ lmax^{q:.2f} (lmax {int(Ls[1])}-{int(Ls[-1])}; SO(3) coefficients grow as lmax^3)")
 
 
-def main():
+def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=["accuracy", "equivariance", "timing", "convolutions", "all"])
     p.add_argument("--max-nside", type=int, default=128)
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--figure", default=None, help="save the timing plot here (PNG)")
     p.add_argument("--threads", type=int, default=1, help="OpenMP/torch threads for both libraries")
-    a = p.parse_args()
+    a = p.parse_args(argv)
     if a.what in ("accuracy", "all"):
         accuracy()
     if a.what in ("equivariance", "all"):
@@ -261,7 +255,8 @@ def main():
         timing(a.max_nside, a.batch, a.figure)
     if a.what in ("convolutions", "all"):
         convolutions(a.batch)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

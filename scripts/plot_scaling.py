@@ -70,6 +70,10 @@ def main(argv: List[str] | None = None) -> int:
     p.add_argument("--figure", help="write the log-log figure here (PNG)")
     p.add_argument("--json", help="write the rows here")
     a = p.parse_args(argv)
+    for name in ("max_nside", "max_sht_nside", "fit_min_nside"):
+        v = getattr(a, name)
+        if v < 16 or v & (v - 1):
+            p.error(f"--{name.replace('_', '-')} must be a power of two >= 16 (HEALPix nside), got {v}")
 
     import threadpoolctl
     import torch

@@ -63,3 +63,13 @@ def test_plot_scaling_script_fits_and_draws(tmp_path, capsys):
     assert [r["nside"] for r in data["conv"]] == [16, 32]
     assert "torch_s" in data["sht"][0] and "torch_s" not in data["sht"][1]
     assert "ChebConv forward, CPU: q =" in capsys.readouterr().out
+
+
+def test_plot_scaling_refuses_an_nside_that_is_not_a_power_of_two(capsys):
+    import runpy
+    from pathlib import Path
+
+    script = runpy.run_path(str(Path(__file__).parents[1] / "scripts" / "plot_scaling.py"))
+    with pytest.raises(SystemExit):
+        script["main"](["--max-nside", "300"])
+    assert "--max-nside must be a power of two >= 16" in capsys.readouterr().err

@@ -3,6 +3,8 @@ path, as autograd functions (the backward of synthesis is ducc's adjoint synthes
 versa). Import-guarded: nothing here is needed unless ``backend="ducc"`` is asked for."""
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 import torch
 
@@ -29,9 +31,11 @@ def require() -> None:
 
 
 class DuccGeometry:
-    """Ring description in ducc's format and the permutation sampling order <-> ring-major."""
+    """Ring description in ducc's format and the permutation sampling order <-> ring-major.
+    ``nthreads=None`` follows ``torch.get_num_threads()`` at each call, as the torch backend
+    does."""
 
-    def __init__(self, geo: RingGeometry, lmax: int, nthreads: int = 1):
+    def __init__(self, geo: RingGeometry, lmax: int, nthreads: Optional[int] = None):
         require()
         R = geo.nrings
         rows = [None] * R
@@ -39,31 +43,32 @@ class DuccGeometry:
             for i, r in enumerate(g.rings):
                 rows[r] = g.pixels[i]
         self.order = np.concatenate(rows)                      # ring-major position -> sampling index
+        self.inverse = np.argsort(self.order)                  # sampling index -> ring-major position
         self.nphi = geo.nphi.astype(np.uintp)
         self.ringstart = np.concatenate([[0], np.cumsum(geo.nphi)[:-1]]).astype(np.uintp)
         self.theta = np.ascontiguousarray(geo.theta, dtype=np.float64)
         self.phi0 = np.ascontiguousarray(geo.phi0, dtype=np.float64)
         self.npix = geo.npix
         self.lmax = int(lmax)
-        self.nthreads = int(nthreads)
+        self.nthreads = None if nthreads is None else int(nthreads)
         w = np.empty(geo.npix)
         w[self.order] = np.repeat(geo.weight, geo.nphi)
         self.pixel_weights = w                                  # sampling order
 
     def _kw(self):
         return dict(theta=self.theta, lmax=self.lmax, mmax=self.lmax, nphi=self.nphi, phi0=self.phi0,
-                    ringstart=self.ringstart, spin=0, nthreads=self.nthreads)
+                    ringstart=self.ringstart, spin=0,
+                    nthreads=torch.get_num_threads() if self.nthreads is None else self.nthreads)
 
     def synthesis(self, alm: np.ndarray) -> np.ndarray:
         """Complex healpy-ordered alm ``(n, nalm)`` -> maps ``(n, npix)`` in sampling order."""
         ring = _ducc_sht.synthesis(alm=alm[:, None, :], **self._kw())[:, 0, :]
-        out = np.empty_like(ring)
-        out[:, self.order] = ring
-        return out
+        # np.take, not fancy indexing: several times faster on wide batches
+        return np.take(ring, self.inverse, axis=1)
 
     def adjoint(self, maps: np.ndarray) -> np.ndarray:
         """Maps ``(n, npix)`` in sampling order -> :math:`\\sum_p f_p \\overline{Y_{\\ell m}(p)}`."""
-        ring = np.ascontiguousarray(maps[:, self.order])
+        ring = np.take(maps, self.order, axis=1)
         return _ducc_sht.adjoint_synthesis(map=ring[:, None, :], **self._kw())[:, 0, :]
 
 

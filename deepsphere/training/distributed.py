@@ -64,7 +64,10 @@ def all_reduce_mean(value: float, info: DistInfo) -> float:
 
 
 def cleanup(info: DistInfo) -> None:
+    """Leave the process group, every rank together (a rank that tears its connections down
+    while a peer still uses them makes gloo abort)."""
     if info.enabled and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 

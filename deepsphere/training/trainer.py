@@ -17,6 +17,7 @@ epoch e and resumed is the same computation as a run that never stopped.
 from __future__ import annotations
 
 import csv
+import gc
 import inspect
 import io
 import json
@@ -406,6 +407,12 @@ class Trainer:
             print(f"resuming {self.out} after epoch {self.epoch}", flush=True)
 
     def close(self) -> None:
+        # The DDP wrapper keeps the process group alive: left to interpreter teardown, gloo's
+        # worker threads are destroyed unjoined there, and a rank can abort ("terminate called
+        # without an active exception") after a finished run. Release it, then the group.
+        if self.net is not self.model:
+            self.net = self.model
+            gc.collect()
         dist_.cleanup(self.dist)
 
 

@@ -797,6 +797,33 @@ class EmbeddedSpectralClassifier(nn.Module):
         return self.model(full)
 
 
+class EmbeddedZonalClassifier(nn.Module):
+    """:class:`deepsphere.spectral.ZonalClassifier` on a partial-sky HEALPix signal:
+    zero-padded to the full sphere of the same nside, filtered there by isotropic spectral
+    convolutions, and averaged over the patch's own vertices. The other parameters are the
+    zonal classifier's; ``lmax`` defaults to ``2 nside``."""
+
+    def __init__(self, sampling: HEALPix, in_channels: int, n_classes: int,
+                 channels: Sequence[int] = (16, 16), lmax: Optional[int] = None,
+                 n_anchors: Optional[int] = 16, iterations: int = 0, backend: str = "torch",
+                 batchnorm: bool = True):
+        super().__init__()
+        from ..spectral import ZonalClassifier
+
+        full = HEALPix(sampling.nside)
+        self.npix_full = full.npix
+        self.register_buffer("pixels", torch.as_tensor(sampling.pixels), persistent=False)
+        self.model = ZonalClassifier(full, in_channels, n_classes, channels,
+                                     2 * sampling.nside if lmax is None else lmax, n_anchors,
+                                     iterations, backend, readout=sampling.pixels,
+                                     batchnorm=batchnorm)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        full = x.new_zeros(x.shape[0], self.npix_full, x.shape[2])
+        full[:, self.pixels] = x
+        return self.model(full)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m deepsphere.data.cosmology CONFIG [--set k=v ...]``: the power spectrum +
     histogram linear baseline on the dataset a training config describes."""

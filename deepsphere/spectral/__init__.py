@@ -21,7 +21,7 @@ from .coefficients import (degrees_orders, from_healpy_alm, lm_index, lmax_from_
 from .filters import ZonalConv, ZonalFilter
 from .legendre import legendre_table
 from .rings import RingGeometry, ring_geometry
-from .models import SpectralClassifier, SpectralSegmenter
+from .models import SpectralClassifier, SpectralSegmenter, ZonalClassifier
 from .nonlinear import (GatedNonlinearity, NormNonlinearity, QuadraticNonlinearity,
                         S2GridNonlinearity, SO3GridNonlinearity, TensorProduct, equivariance_error)
 from .rotation import (as_euler, euler_to_matrix, healpy_rotate_alm_args, healpy_rotator,
@@ -41,5 +41,5 @@ __all__ = [
     "SO3Synthesis", "SO3Analysis", "rotate_so3_coefficients", "so3_size", "so3_index",
     "real_sph_harm", "S2GridNonlinearity", "SO3GridNonlinearity", "NormNonlinearity",
     "GatedNonlinearity", "QuadraticNonlinearity", "equivariance_error", "TensorProduct", "SpectralClassifier",
-    "SpectralSegmenter",
+    "SpectralSegmenter", "ZonalClassifier",
 ]

@@ -146,18 +146,22 @@ class ZonalConv(nn.Module):
         Computing in float64 leaves only the rounding of the float32 input and output
         (1.8e-7 there), at 1.35x the time on one CPU core. With it set, the transforms' tables stay in
         float64 whatever ``.float()``/``.to(dtype)`` does to the filter's weights.
+    backend : {'torch', 'ducc'}
+        Where the transforms run (see :class:`~deepsphere.spectral.transforms.InverseSHT`):
+        ``'ducc'`` is the fast CPU path through the optional ducc0 package.
     """
 
     def __init__(self, sampling: Sampling, in_channels: int, out_channels: int,
                  lmax: Optional[int] = None, n_anchors: Optional[int] = None, bias: bool = True,
-                 iterations: int = 3, compute_dtype: Optional[torch.dtype] = None):
+                 iterations: int = 3, compute_dtype: Optional[torch.dtype] = None,
+                 backend: str = "torch"):
         super().__init__()
         if compute_dtype is not None and compute_dtype not in (torch.float32, torch.float64):
             raise ValueError(f"compute_dtype must be torch.float32, torch.float64 or None, got {compute_dtype!r}")
         self.compute_dtype = compute_dtype
         L = default_lmax(sampling) if lmax is None else int(lmax)
-        self.analysis = SHT(sampling, L, iterations)
-        self.synthesis = InverseSHT(sampling, L)
+        self.analysis = SHT(sampling, L, iterations, backend=backend)
+        self.synthesis = InverseSHT(sampling, L, backend=backend)
         self.filter = ZonalFilter(in_channels, out_channels, L, n_anchors, bias)
 
     def reset_parameters(self) -> None:

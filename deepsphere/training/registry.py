@@ -145,6 +145,8 @@ DATASETS.register("cosmology_files", "deepsphere.data.cosmology:ConvergenceMapFi
 DATASETS.register("digits", "deepsphere.data.digits:SphericalDigits")
 MODELS.register("patch_cnn2d", "deepsphere.data.cosmology:PatchCNN2d")
 MODELS.register("patch_spectral", "deepsphere.data.cosmology:EmbeddedSpectralClassifier")
+MODELS.register("patch_zonal", "deepsphere.data.cosmology:EmbeddedZonalClassifier")
 MODELS.register("planar_cnn", "deepsphere.data.digits:PlanarCNN")
 MODELS.register("spectral_classifier", "deepsphere.spectral:SpectralClassifier")
 MODELS.register("spectral_segmenter", "deepsphere.spectral:SpectralSegmenter")
+MODELS.register("zonal_classifier", "deepsphere.spectral:ZonalClassifier")

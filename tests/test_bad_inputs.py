@@ -372,6 +372,13 @@ CASES = [
          r"recipe dict with a 'kind'"),
     Case("model-input-unbatched", "models", "a [vertices, channels] input",
          lambda f: _cnn()(torch.zeros(768, 1)), ValueError, r"\[batch, vertices, channels\].*unsqueeze"),
+    Case("patch-model-not-healpix", "models", "a cosmology patch model on an equiangular grid",
+         lambda f: _cosmology().EmbeddedZonalClassifier(Equiangular(8, "DH"), 1, 2), TypeError,
+         r"'patch_zonal' works on HEALPix patches, got a Equiangular.*healpix_patch"),
+    Case("zonal-readout-outside", "models", "a ZonalClassifier readout index past the last vertex",
+         lambda f: __import__("deepsphere.spectral", fromlist=["x"]).ZonalClassifier(
+             HEALPix(2), 1, 2, channels=[2], lmax=4, readout=[0, 48]), ValueError,
+         r"readout must index the sampling's 48 vertices, got 2 indices in \[0, 48\]"),
     Case("model-input-numpy", "models", "a numpy array as input",
          lambda f: _cnn()(np.zeros((1, 768, 1))), TypeError, r"torch.as_tensor"),
     Case("model-input-channels", "models", "2 channels into a 1-channel model",

@@ -734,9 +734,18 @@ def linear_baseline(dataset, train_epochs: int = 2, **feature_kw) -> Dict[str, f
 # --------------------------------------------------------------------------------------
 # models for the comparison
 # --------------------------------------------------------------------------------------
+def _require_healpix(sampling: Sampling, model: str) -> None:
+    if not isinstance(sampling, HEALPix):
+        raise TypeError(
+            f"model {model!r} works on HEALPix patches, got a {type(sampling).__name__} sampling; "
+            "use sampling {name: healpix_patch, nside: ..., order: ...} (or healpix for the full sky)"
+        )
+
+
 def patch_image_index(sampling: HEALPix) -> Tuple[np.ndarray, int]:
     """For a patch sampling, ``(idx, side)`` with ``idx[r * side + c]`` the vertex at row
     ``r``, column ``c`` of the square patch (HEALPix face coordinates)."""
+    _require_healpix(sampling, "patch_cnn2d")
     x, y, f = hp.pix2xyf(sampling.nside, sampling.pixels, nest=True)
     if np.unique(f).size != 1:
         raise ValueError("the patch spans several HEALPix base pixels: it is not a square image")
@@ -786,6 +795,7 @@ class EmbeddedSpectralClassifier(nn.Module):
         super().__init__()
         from ..spectral import SpectralClassifier
 
+        _require_healpix(sampling, "patch_spectral")
         self.npix_full = 12 * sampling.nside**2
         self.register_buffer("pixels", torch.as_tensor(sampling.pixels), persistent=False)
         self.model = SpectralClassifier(HEALPix(sampling.nside), in_channels, n_classes, channels, lmax,
@@ -810,6 +820,7 @@ class EmbeddedZonalClassifier(nn.Module):
         super().__init__()
         from ..spectral import ZonalClassifier
 
+        _require_healpix(sampling, "patch_zonal")
         full = HEALPix(sampling.nside)
         self.npix_full = full.npix
         self.register_buffer("pixels", torch.as_tensor(sampling.pixels), persistent=False)

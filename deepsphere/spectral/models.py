@@ -122,7 +122,6 @@ class ZonalClassifier(nn.Module):
     counterpart of a graph CNN with a global-average head.
 
     .. math::
-
         h_0 = x,\qquad h_{i+1} = \mathrm{ReLU}\big(S\,W_i\,A\,h_i\big),\qquad
         \mathrm{logits} = \Theta\,\mathrm{BN}\Big(\frac{\sum_{v \in P} a_v\,h_n(v)}
         {\sum_{v \in P} a_v}\Big) + \theta_0

@@ -38,7 +38,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from .benchmark_scale import _table, conv_graph, fit_exponent, spmm_bytes
+from .benchmark_scale import _table, conv_graph, fit_exponent, spmm_bytes, wall_times
 from .io import atomic_write_text
 
 SHREC = dict(nside=32, in_channels=6, n_classes=55, channels=(16, 32, 64, 128, 256), K=4)
@@ -195,12 +195,7 @@ def inference_rows(device: torch.device, batches: Sequence[int], repeats: int) -
         if device.type == "cuda":
             ts = cuda_times(infer, repeats, warmup=3)
         else:
-            infer()
-            ts = []
-            for _ in range(max(1, repeats)):
-                t0 = time.perf_counter()
-                infer()
-                ts.append(1e3 * (time.perf_counter() - t0))
+            ts = [1e3 * t for t in wall_times(infer, repeats)]
         med = float(np.median(ts))
         rows.append(dict(device=str(device), params=params, batch=B, median_ms=med,
                          ms_per_sample=med / B))

@@ -784,22 +784,16 @@ class PatchCNN2d(nn.Module):
         return self.head(self.body(img).mean(dim=(2, 3)))
 
 
-class EmbeddedSpectralClassifier(nn.Module):
-    """:class:`deepsphere.spectral.SpectralClassifier` on a partial-sky HEALPix signal,
-    zero-padded to the full sphere of the same nside (the SHT needs the whole sphere).
-    The other parameters are the spectral classifier's."""
+class _OnFullSphere(nn.Module):
+    """A full-sphere model ``self.model`` applied to a partial-sky HEALPix signal,
+    zero-padded to the full sphere of the same nside (spherical transforms need the whole
+    sphere)."""
 
-    def __init__(self, sampling: HEALPix, in_channels: int, n_classes: int,
-                 channels: Sequence[int] = (8, 16), lmax: int = 8, oversampling: float = 1.0,
-                 iterations: int = 0):
+    def __init__(self, sampling: HEALPix, name: str):
         super().__init__()
-        from ..spectral import SpectralClassifier
-
-        _require_healpix(sampling, "patch_spectral")
+        _require_healpix(sampling, name)
         self.npix_full = 12 * sampling.nside**2
         self.register_buffer("pixels", torch.as_tensor(sampling.pixels), persistent=False)
-        self.model = SpectralClassifier(HEALPix(sampling.nside), in_channels, n_classes, channels, lmax,
-                                        oversampling, iterations)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         full = x.new_zeros(x.shape[0], self.npix_full, x.shape[2])
@@ -807,7 +801,22 @@ class EmbeddedSpectralClassifier(nn.Module):
         return self.model(full)
 
 
-class EmbeddedZonalClassifier(nn.Module):
+class EmbeddedSpectralClassifier(_OnFullSphere):
+    """:class:`deepsphere.spectral.SpectralClassifier` on a partial-sky HEALPix signal,
+    zero-padded to the full sphere of the same nside. The other parameters are the spectral
+    classifier's."""
+
+    def __init__(self, sampling: HEALPix, in_channels: int, n_classes: int,
+                 channels: Sequence[int] = (8, 16), lmax: int = 8, oversampling: float = 1.0,
+                 iterations: int = 0):
+        super().__init__(sampling, "patch_spectral")
+        from ..spectral import SpectralClassifier
+
+        self.model = SpectralClassifier(HEALPix(sampling.nside), in_channels, n_classes, channels, lmax,
+                                        oversampling, iterations)
+
+
+class EmbeddedZonalClassifier(_OnFullSphere):
     """:class:`deepsphere.spectral.ZonalClassifier` on a partial-sky HEALPix signal:
     zero-padded to the full sphere of the same nside, filtered there by isotropic spectral
     convolutions, and averaged over the patch's own vertices. The other parameters are the
@@ -817,22 +826,13 @@ class EmbeddedZonalClassifier(nn.Module):
                  channels: Sequence[int] = (16, 16), lmax: Optional[int] = None,
                  n_anchors: Optional[int] = 16, iterations: int = 0, backend: str = "torch",
                  batchnorm: bool = True):
-        super().__init__()
+        super().__init__(sampling, "patch_zonal")
         from ..spectral import ZonalClassifier
 
-        _require_healpix(sampling, "patch_zonal")
-        full = HEALPix(sampling.nside)
-        self.npix_full = full.npix
-        self.register_buffer("pixels", torch.as_tensor(sampling.pixels), persistent=False)
-        self.model = ZonalClassifier(full, in_channels, n_classes, channels,
+        self.model = ZonalClassifier(HEALPix(sampling.nside), in_channels, n_classes, channels,
                                      2 * sampling.nside if lmax is None else lmax, n_anchors,
                                      iterations, backend, readout=sampling.pixels,
                                      batchnorm=batchnorm)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        full = x.new_zeros(x.shape[0], self.npix_full, x.shape[2])
-        full[:, self.pixels] = x
-        return self.model(full)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

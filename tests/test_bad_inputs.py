@@ -375,6 +375,12 @@ CASES = [
     Case("patch-model-not-healpix", "models", "a cosmology patch model on an equiangular grid",
          lambda f: _cosmology().EmbeddedZonalClassifier(Equiangular(8, "DH"), 1, 2), TypeError,
          r"'patch_zonal' works on HEALPix patches, got a Equiangular.*healpix_patch"),
+    Case("patch-model-wrong-vertices", "models", "a 10-vertex signal into a 16-vertex patch model",
+         lambda f: _cosmology().EmbeddedZonalClassifier(_cosmology().healpix_patch(8, 2), 1, 2, lmax=4)(
+             torch.zeros(2, 10, 1)), ValueError, r"\[batch, vertices=16, channels\], got shape \(2, 10, 1\)"),
+    Case("patch-model-unbatched", "models", "a [vertices, channels] signal into a patch model",
+         lambda f: _cosmology().EmbeddedSpectralClassifier(_cosmology().healpix_patch(8, 2), 1, 2, lmax=2)(
+             torch.zeros(16, 1)), ValueError, r"got shape \(16, 1\); add a batch axis.*unsqueeze\(0\)"),
     Case("zonal-readout-outside", "models", "a ZonalClassifier readout index past the last vertex",
          lambda f: __import__("deepsphere.spectral", fromlist=["x"]).ZonalClassifier(
              HEALPix(2), 1, 2, channels=[2], lmax=4, readout=[0, 48]), ValueError,

@@ -796,6 +796,11 @@ class _OnFullSphere(nn.Module):
         self.register_buffer("pixels", torch.as_tensor(sampling.pixels), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = self.pixels.numel()
+        if x.dim() != 3 or x.shape[1] != n:
+            raise ValueError(f"expected a patch signal [batch, vertices={n}, channels], got shape "
+                             f"{tuple(x.shape)}" + ("; add a batch axis with x.unsqueeze(0)"
+                                                     if x.dim() == 2 and x.shape[0] == n else ""))
         full = x.new_zeros(x.shape[0], self.npix_full, x.shape[2])
         full[:, self.pixels] = x
         return self.model(full)

@@ -175,3 +175,25 @@ def test_rotate_signal_healpix_exact_for_band_limited_signals():
     assert ((out - ref).norm() / ref.norm()).item() < 1e-10
     out = rotate_signal(x, s, euler_to_matrix(*ang), lmax=L, iterations=10)
     assert ((out - ref).norm() / ref.norm()).item() < 1e-10
+
+
+@pytest.mark.parametrize("beta", [0.0, 1e-13, 1e-10, 1e-6, 1.0, np.pi - 1e-10, np.pi])
+def test_matrix_to_euler_accurate_near_the_poles(beta):
+    # a near-identity (or near-flip) matrix with ordinary rounding, e.g. R2^T (R2 R): the angles
+    # must give back R to rounding (arccos and independent alpha/gamma lost up to 2e-4)
+    rng = np.random.default_rng(11)
+    for _ in range(20):
+        A = euler_to_matrix(*random_rotation(rng))
+        R = A @ (A.T @ euler_to_matrix(rng.uniform(0, 6), beta, rng.uniform(0, 6)))
+        assert np.abs(euler_to_matrix(*matrix_to_euler(R)) - R).max() < 1e-14
+    c = torch.randn(num_coefficients(6), dtype=torch.float64)
+    ang = (0.4, beta, -1.2)
+    R = A @ (A.T @ euler_to_matrix(*ang))
+    assert (rotate_coefficients(c, R) - rotate_coefficients(c, ang)).abs().max() < 1e-13
+
+
+def test_non_finite_rotations_are_refused():
+    with pytest.raises(ValueError, match="finite"):
+        rotate_coefficients(torch.ones(4, dtype=torch.float64), (np.nan, 0.0, 0.0))
+    with pytest.raises(ValueError, match="NaN"):
+        matrix_to_euler(np.full((3, 3), np.nan))

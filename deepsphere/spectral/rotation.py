@@ -31,6 +31,7 @@ stable up to large degrees (tested to :math:`\ell = 128` and beyond).
 """
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from typing import Optional, Sequence, Tuple, Union
 
@@ -60,20 +61,31 @@ def euler_to_matrix(alpha: float, beta: float, gamma: float) -> np.ndarray:
 
 def matrix_to_euler(R) -> Tuple[float, float, float]:
     r"""ZYZ Euler angles ``(alpha, beta, gamma)`` of a rotation matrix (inverse of
-    :func:`euler_to_matrix`; ``gamma = 0`` at the gimbal-locked :math:`\beta \in \{0, \pi\}`)."""
+    :func:`euler_to_matrix`; ``gamma = 0`` at the gimbal-locked :math:`\beta \in \{0, \pi\}`).
+
+    Accurate to rounding at every :math:`\beta`: :math:`\beta` comes from an ``arctan2`` (not
+    ``arccos``, which loses half the digits near the poles), and near :math:`\beta = 0`
+    (:math:`\pi`) only :math:`\alpha \pm \gamma` is well determined, so it is read from the
+    upper-left block, :math:`R_{10} \mp R_{01} = (1 \pm \cos\beta) \sin(\alpha \pm \gamma)`,
+    :math:`R_{00} \pm R_{11} = (1 \pm \cos\beta) \cos(\alpha \pm \gamma)`."""
     R = np.asarray(R, dtype=np.float64)
     if R.shape != (3, 3):
         raise ValueError(f"a rotation matrix has shape (3, 3), got {R.shape}")
+    if not np.isfinite(R).all():
+        raise ValueError("not a rotation matrix: it has NaN or infinite entries")
     if np.abs(R @ R.T - np.eye(3)).max() > 1e-6 or np.linalg.det(R) < 0:
         raise ValueError("not a rotation matrix: R @ R.T must be the identity and det(R) = +1")
-    beta = float(np.arccos(np.clip(R[2, 2], -1.0, 1.0)))
-    if np.hypot(R[0, 2], R[1, 2]) < 1e-12:
-        gamma = 0.0
-        alpha = float(np.arctan2(R[1, 0], R[0, 0])) if R[2, 2] > 0 else float(np.arctan2(-R[1, 0], -R[0, 0]))
+    s = float(np.hypot(R[0, 2], R[1, 2]))  # sin(beta)
+    beta = float(np.arctan2(s, R[2, 2]))
+    if R[2, 2] >= 0:
+        both = float(np.arctan2(R[1, 0] - R[0, 1], R[0, 0] + R[1, 1]))    # alpha + gamma
     else:
-        alpha = float(np.arctan2(R[1, 2], R[0, 2]))
-        gamma = float(np.arctan2(R[2, 1], -R[2, 0]))
-    return alpha, beta, gamma
+        both = float(np.arctan2(-(R[1, 0] + R[0, 1]), R[1, 1] - R[0, 0]))  # alpha - gamma
+    # the error of alpha from the last column is ~eps/sin(beta), but it moves the entries of R
+    # by ~eps only once gamma is taken from the well-determined sum or difference
+    alpha = both if s < 1e-15 else float(np.arctan2(R[1, 2], R[0, 2]))
+    gamma = both - alpha if R[2, 2] >= 0 else alpha - both
+    return alpha, beta, math.remainder(gamma, 2 * math.pi)
 
 
 def random_rotation(rng: Optional[np.random.Generator] = None) -> Tuple[float, float, float]:
@@ -90,6 +102,8 @@ def as_euler(rotation: Rotation) -> Tuple[float, float, float]:
     if r.shape == (3, 3):
         return matrix_to_euler(r)
     if r.shape == (3,):
+        if not np.isfinite(r).all():
+            raise ValueError(f"Euler angles must be finite, got {tuple(r.tolist())}")
         return float(r[0]), float(r[1]), float(r[2])
     raise ValueError(
         f"a rotation is ZYZ Euler angles (alpha, beta, gamma) or a (3, 3) matrix, got shape {r.shape}"

@@ -402,3 +402,37 @@ def test_autocast_runs_in_full_precision():
     torch.testing.assert_close(y_half_in, conv(x.bfloat16().float(), L))
     y.sum().backward()
     assert conv.weight.grad is not None and conv.weight.grad.dtype == torch.float32
+
+
+# ---- operators the backward pass cannot use ----------------------------------------------
+def test_asymmetric_operator_passed_directly_is_refused(sphere):
+    """The backward uses L~^T = L~: a random-walk operator I - D^-1 W (rescaled), given as
+    scipy or torch sparse, must be refused rather than give wrong gradients."""
+    W = sphere["W"]
+    d = np.asarray(W.sum(1)).ravel()
+    n = sphere["n"]
+    Lrw = sp.csr_matrix(sp.identity(n) - sp.diags(1 / d) @ W) - sp.identity(n)
+    conv = _conv(2, 3, 3)
+    x = torch.randn(1, n, 2, dtype=torch.float64)
+    for L in (Lrw, torch.from_numpy(Lrw.toarray()).to_sparse_csr()):
+        with pytest.raises(ValueError, match=r"not symmetric.*backward"):
+            conv(x, L)
+    # the symmetric operators of every graph builder pass, in float32 too
+    for g in (graph.knn(sampling.HEALPix(8), k=20), graph.healpix_neighbours(sampling.HEALPix(8))):
+        for kind in ("normalized", "combinatorial"):
+            Lt = g.chebyshev_operator(kind)
+            ChebConv(2, 2, 3)(torch.randn(1, Lt.shape[0], 2), Lt)
+
+
+def test_non_finite_operator_is_refused(sphere):
+    bad = sphere["Lt_sp"].copy()
+    bad.data[3] = np.nan
+    conv = _conv(2, 3, 3)
+    x = torch.randn(1, sphere["n"], 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        conv(x, bad)
+    bad.data[3] = np.inf
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        conv(x, torch.from_numpy(bad.toarray()).to_sparse_csr())
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        SparseOperator(bad, check_symmetric=False)

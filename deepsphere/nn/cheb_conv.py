@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from .operator import as_csr_operator
+from .operator import SparseOperator, as_csr_operator
 
 __all__ = ["ChebConv", "cheb_conv", "clear_workspace"]
 
@@ -283,6 +283,46 @@ def _check_input(x: Tensor, weight: Tensor) -> None:
         )
 
 
+# Relative size of |P^T (L - L^T) P| above which an operator counts as not symmetric: far
+# above float32 rounding of a symmetric L~ (~1e-7), below a random-walk L~ on HEALPix (~1e-3).
+_ASYMMETRY_TOL = 1e-5
+
+
+def _probe_symmetric(L: Tensor) -> None:
+    r"""Refuse a non-symmetric or non-finite operator, at the cost of one sparse product.
+
+    The backward pass uses :math:`\tilde L^\top = \tilde L`; with a non-symmetric operator
+    the forward pass would be right and every gradient silently wrong. With four fixed
+    vectors :math:`P`, :math:`S = P^\top L P` is symmetric when :math:`L` is, while for
+    :math:`A = L - L^\top` the entries of :math:`S - S^\top = P^\top A P` are of the order of
+    :math:`\|A\|_F`; the Frobenius norm :math:`\|L\|_F` sets the scale.
+    """
+    n = L.shape[0]
+    if n == 0:
+        return
+    with _threads_for(L, 4):
+        i = torch.arange(n, dtype=torch.float64, device=L.device).unsqueeze(1)
+        freq = torch.tensor([0.6180339887, 0.4142135624, 0.7320508076, 0.2360679775],
+                            dtype=torch.float64, device=L.device)
+        P = torch.cos(i * freq + torch.arange(4, dtype=torch.float64, device=L.device))
+        S = P.t() @ torch.mm(L, P.to(L.dtype)).double()
+        asym = float((S - S.t()).abs().max())
+        scale = float(torch.linalg.vector_norm(L.values().double()))
+    if not (math.isfinite(asym) and math.isfinite(scale)):
+        raise ValueError(
+            "the operator has NaN or infinite values; build it from a graph with finite "
+            "weights (SphereGraph.chebyshev_operator) and a positive finite lmax"
+        )
+    if asym > _ASYMMETRY_TOL * scale:
+        raise ValueError(
+            f"the operator is not symmetric (|P^T (L - L^T) P| = {asym:.3g} for a norm of "
+            f"{scale:.3g}): ChebConv's backward pass uses L~^T = L~, so its gradients would "
+            "be wrong. Use the rescaled Laplacian of a symmetric graph "
+            "(SphereGraph.chebyshev_operator, 'normalized' or 'combinatorial'), not a "
+            "random-walk or directed operator."
+        )
+
+
 def cheb_conv(x: Tensor, L, weight: Tensor, bias: Optional[Tensor] = None,
               store_terms: Optional[bool] = None) -> Tensor:
     r"""Functional form of :class:`ChebConv`: :math:`y = \sum_k T_k(\tilde L)\, x\, W_k + b`.
@@ -307,6 +347,8 @@ def cheb_conv(x: Tensor, L, weight: Tensor, bias: Optional[Tensor] = None,
         Lc = None
     else:
         Lc = as_csr_operator(L, n=x.shape[1], dtype=x.dtype, device=x.device)
+        if weight.shape[0] > 1 and not isinstance(L, SparseOperator):
+            _probe_symmetric(Lc)  # a SparseOperator was checked once, when it was built
     K, Fin, Fout = weight.shape
     if store_terms is None:  # store when the K terms take no more memory than the output
         store_terms = K * Fin <= Fout
@@ -355,6 +397,9 @@ class ChebConv(nn.Module):
     the same dtype and device as ``x`` (see
     :meth:`deepsphere.graph.SphereGraph.chebyshev_operator`); ``None`` is allowed when
     ``K = 1``. Returns ``[B, N, out_channels]``. ``L`` is a constant: no gradient flows to it.
+    A non-symmetric or non-finite ``L`` is refused: a :class:`~deepsphere.nn.SparseOperator`
+    is checked once when built, any other form on every call (one sparse product with four
+    vectors).
 
     Notes
     -----

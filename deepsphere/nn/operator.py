@@ -156,6 +156,11 @@ class SparseOperator(nn.Module):
         if check_symmetric:
             _check_symmetric(matrix)
         crow, col, values, n = _csr_parts(matrix)
+        if not bool(torch.isfinite(values).all()):
+            raise ValueError(
+                "the operator has NaN or infinite values; build it from a graph with finite "
+                "weights (SphereGraph.chebyshev_operator) and a positive finite lmax"
+            )
         if dtype is None:
             dtype = torch.get_default_dtype() if sp.issparse(matrix) else values.dtype
         idx = _index_dtype(n, values.numel())

@@ -214,3 +214,19 @@ def test_build_recipe_and_unknown_keys(tmp_path):
     assert len(files) == 1
     g2 = graph.build(s, {"kind": "knn", "k": 8}, cache_dir=tmp_path)
     assert "cached" in g2.recipe and abs(g1.adjacency - g2.adjacency).max() == 0
+
+
+def test_lmax_lower_bound_and_too_small_lmax_refused(g8):
+    """A fixed lmax below the spectrum sends eigenvalues of L~ past 1, where T_k grows like
+    cosh(k acosh(x)): refused when it is below a Rayleigh-quotient lower bound."""
+    for kind in ("normalized", "combinatorial"):
+        true = np.linalg.eigvalsh(g8.laplacian(kind).toarray())[-1]
+        low = g8.lmax_lower_bound(kind)
+        assert 0.5 * true < low <= true
+    # lmax=2 suits the normalized Laplacian, not the combinatorial one (true lmax ~2.5 here)
+    g8.chebyshev_matrix("normalized", lmax=2.0)
+    with pytest.raises(ValueError, match=r"lmax=2 is below the largest eigenvalue of the "
+                                         r"combinatorial Laplacian.*lmax unset"):
+        g8.chebyshev_matrix("combinatorial", lmax=2.0)
+    with pytest.raises(ValueError, match="positive and finite"):
+        g8.chebyshev_matrix(lmax=float("inf"))

@@ -160,13 +160,33 @@ class SphereGraph:
             self._lmax[key] = lam
         return self._lmax[key] * (1.0 + margin)
 
+    def lmax_lower_bound(self, kind: str = "normalized") -> float:
+        r"""A lower bound on :math:`\lambda_{max}` from Rayleigh quotients:
+        :math:`\max(\max_i L_{ii},\ \max_{ij \in E} (L_{ii} + L_{jj} - 2L_{ij})/2)`
+        (test vectors :math:`e_i` and :math:`e_i - e_j`); one pass over the edges."""
+        L = self.laplacian(kind).tocoo()
+        diag = L.diagonal()
+        off = L.row != L.col
+        pairs = (diag[L.row[off]] + diag[L.col[off]] - 2 * L.data[off]) / 2
+        return float(max(diag.max(initial=0.0), pairs.max(initial=0.0)))
+
     def chebyshev_matrix(self, kind: str = "normalized", lmax: Optional[float] = None,
                          scale: float = 1.0) -> sp.csr_matrix:
         r"""Rescaled Laplacian :math:`\tilde L = a (2L/\lambda_{max} - I)` as scipy CSR."""
         L = self.laplacian(kind)
         lam = self.lmax(kind) if lmax is None else float(lmax)
-        if not lam > 0:
-            raise ValueError(f"lmax must be positive, got {lam}")
+        if not (lam > 0 and np.isfinite(lam)):
+            raise ValueError(f"lmax must be positive and finite, got {lam}")
+        safe = self.lmax(kind, method="bound")
+        if lmax is not None and lam < safe:  # at or above the safe bound: nothing to check
+            low = self.lmax_lower_bound(kind)
+            if lam < low * (1 - 1e-9):
+                raise ValueError(
+                    f"lmax={lam:g} is below the largest eigenvalue of the {kind} Laplacian "
+                    f"(at least {low:.4g}): the spectrum of 2L/lmax - I would leave [-1, 1] and "
+                    "the Chebyshev terms grow without bound. Leave lmax unset (estimated), "
+                    f"or use lmax >= {safe:g} (a safe bound)."
+                )
         # a (2L/lam - I): scale the stored values, then shift the diagonal entries
         Lt = L.copy()
         Lt.data *= 2.0 * scale / lam

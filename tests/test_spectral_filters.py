@@ -146,3 +146,12 @@ def test_zonal_conv_rejects_wrong_layout():
     conv = ZonalConv(Equiangular(4, "DH"), 2, 3)
     with pytest.raises(ValueError, match=r"\[batch, vertices=64, channels=2\]"):
         conv(torch.randn(1, 2, 64))  # channels-first by mistake
+
+
+def test_integer_coefficients_are_refused():
+    # an int64 input used to cast the weights to int64 (truncated to 0, 1, 2): a wrong answer
+    f = ZonalFilter(1, 1, 3)
+    with pytest.raises(TypeError, match="real floating"):
+        f(torch.ones(1, 16, dtype=torch.int64))
+    with pytest.raises(TypeError, match="torch tensor"):
+        f(np.ones((1, 16)))

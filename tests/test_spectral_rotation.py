@@ -197,3 +197,11 @@ def test_non_finite_rotations_are_refused():
         rotate_coefficients(torch.ones(4, dtype=torch.float64), (np.nan, 0.0, 0.0))
     with pytest.raises(ValueError, match="NaN"):
         matrix_to_euler(np.full((3, 3), np.nan))
+
+
+def test_rotate_coefficients_refuses_integers_and_arrays():
+    # int64 coefficients were rotated with int64-truncated cos/sin tables: all zeros
+    with pytest.raises(TypeError, match="real floating"):
+        rotate_coefficients(torch.arange(16), (0.3, 0.5, 0.7))
+    with pytest.raises(TypeError, match="torch tensor"):
+        rotate_coefficients(np.ones(16), (0.3, 0.5, 0.7))

@@ -132,3 +132,28 @@ def test_gradients_flow():
     g = torch.randn(1, 1, so3_size(L), dtype=torch.float64, requires_grad=True)
     grid = SO3Grid(L)
     assert torch.autograd.gradcheck(lambda t: SO3Analysis(grid)(torch.relu(SO3Synthesis(grid)(t))), (g,))
+
+
+def test_wrong_sizes_and_integer_tensors_are_refused():
+    # each was a silent truncation (integer casts of the tables, a shorter lmax) or an IndexError
+    L = 2
+    F = torch.randn(so3_size(3), dtype=torch.float64)
+    with pytest.raises(ValueError, match="expected 35 SO"):
+        SO3ToS2(L)(F)                                   # was: silently the lmax-2 part
+    with pytest.raises(ValueError, match="expected 84 SO"):
+        SO3ToS2(3)(F[:so3_size(2)])                     # was: IndexError
+    with pytest.raises(ValueError, match="expected 35 SO"):
+        SO3Synthesis(SO3Grid(L))(F)                     # was: IndexError from index_copy
+    with pytest.raises(ValueError, match="expected 35 SO"):
+        rotate_so3_coefficients(F, (0.1, 0.2, 0.3), lmax=L)  # was: silently dropped degree 3
+    ints = torch.ones(1, so3_size(L), dtype=torch.int64)
+    for op in (SO3ToS2(L), SO3Conv(1, 1, L), SO3Synthesis(SO3Grid(L)),
+               lambda t: rotate_so3_coefficients(t, (0.1, 0.2, 0.3))):
+        with pytest.raises(TypeError, match="real floating"):
+            op(ints)                                    # was: tables cast to int64, zeros out
+    with pytest.raises(TypeError, match="real floating"):
+        S2Conv(1, 1, L)(torch.ones(1, num_coefficients(L), dtype=torch.int64))
+    with pytest.raises(TypeError, match="real floating"):
+        SO3Analysis(SO3Grid(L))(torch.ones(SO3Grid(L).shape, dtype=torch.int64))
+    with pytest.raises(ValueError, match="lmax must be >= 0"):
+        SO3Grid(-1)

@@ -187,6 +187,10 @@ def test_bad_inputs_raise_clear_errors():
         InverseSHT(HEALPix(2), 3)(torch.zeros(15, dtype=torch.float64))
     with pytest.raises(TypeError, match="floating"):
         InverseSHT(HEALPix(2), 3)(torch.zeros(16, dtype=torch.int64))
+    with pytest.raises(ValueError, match="0-d"):
+        SHT(HEALPix(2))(torch.tensor(1.0))               # was: IndexError
+    with pytest.raises(TypeError, match="torch tensor"):
+        sht(np.zeros(48), HEALPix(2))
 
 
 @pytest.mark.parametrize("s,L", [(HEALPix(8), 23), (Equiangular(8, "SOFT"), 7), (Equiangular(9, "GL"), 8)])

@@ -109,6 +109,20 @@ def _device_tables(lmax: int, dtype: torch.dtype, device: torch.device):
             torch.as_tensor(q, device=device))
 
 
+def check_float(x, what: str) -> None:
+    """Refuse what the spectral layers cannot compute on: a non-tensor, an integer or complex
+    tensor (its casts would truncate the Wigner-D, filter and quadrature tables to integers),
+    or a 0-d tensor (no coefficient or pixel axis)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{what} must be a torch tensor, got {type(x).__name__}; convert it with "
+                        "torch.as_tensor(x, dtype=torch.float64)")
+    if not torch.is_floating_point(x):
+        raise TypeError(f"{what} must be a real floating tensor (float32 or float64), got {x.dtype}; "
+                        "convert it with .double() or .float()")
+    if x.dim() == 0:
+        raise ValueError(f"{what} must have a last axis of coefficients or pixels, got a 0-d tensor")
+
+
 def _check_real(c: torch.Tensor, lmax: int) -> None:
     if c.shape[-1] != num_coefficients(lmax):
         raise ValueError(

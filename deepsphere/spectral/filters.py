@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..sampling import Sampling
-from .coefficients import degrees_orders, num_coefficients
+from .coefficients import check_float, degrees_orders, num_coefficients
 from .transforms import SHT, InverseSHT, default_lmax
 
 
@@ -97,6 +97,7 @@ class ZonalFilter(nn.Module):
         return self.weight @ self.interp.to(self.weight.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_float(x, "coefficients")
         n = num_coefficients(self.lmax)
         if x.dim() < 2 or x.shape[-1] != n or x.shape[-2] != self.in_channels:
             raise ValueError(

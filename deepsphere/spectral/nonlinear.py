@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from ..sampling import Equiangular
-from .coefficients import degrees_orders, num_coefficients
+from .coefficients import check_float, degrees_orders, num_coefficients
 from .so3 import SO3Analysis, SO3Grid, SO3Synthesis
 from .transforms import SHT, InverseSHT
 
@@ -90,6 +90,7 @@ class _PerDegree(nn.Module):
         self.register_buffer("degree", torch.from_numpy(l), persistent=False)
 
     def _check(self, x: torch.Tensor) -> None:
+        check_float(x, "coefficients")
         if x.shape[-1] != num_coefficients(self.lmax):
             raise ValueError(f"expected [..., {num_coefficients(self.lmax)}] coefficients, got {tuple(x.shape)}")
 

@@ -38,7 +38,7 @@ from typing import Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from .coefficients import lmax_from_size, num_coefficients
+from .coefficients import check_float, lmax_from_size, num_coefficients
 
 Rotation = Union[np.ndarray, torch.Tensor, Sequence[float], Tuple[float, float, float]]
 
@@ -264,6 +264,7 @@ def rotate_coefficients(coeffs: torch.Tensor, rotation: Rotation, lmax: Optional
     Differentiable with respect to ``coeffs``; exact to rounding (about ``1e-14`` relative in
     float64 at ``lmax = 128``).
     """
+    check_float(coeffs, "coefficients")
     L = lmax_from_size(coeffs.shape[-1]) if lmax is None else int(lmax)
     if coeffs.shape[-1] != num_coefficients(L):
         raise ValueError(f"expected (lmax+1)**2 = {num_coefficients(L)} coefficients, got {coeffs.shape[-1]}")

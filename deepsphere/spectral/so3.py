@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .coefficients import degrees_orders, num_coefficients
+from .coefficients import check_float, degrees_orders, num_coefficients
 from .legendre import legendre_table
 from .rotation import Rotation, as_euler, wigner_D_real, wigner_d_small
 
@@ -56,6 +56,13 @@ def so3_size(lmax: int) -> int:
 def so3_index(l: int, m: int, n: int) -> int:
     """Flat index of :math:`F^\\ell_{mn}`."""
     return so3_size(l - 1) + (m + l) * (2 * l + 1) + (n + l) if l > 0 else 0
+
+
+def _check_so3(F, lmax: int, what: str = "SO(3) coefficients") -> None:
+    check_float(F, what)
+    if F.shape[-1] != so3_size(lmax):
+        raise ValueError(f"expected {so3_size(lmax)} {what} (sum_l (2l+1)^2 with lmax={lmax}) on the "
+                         f"last axis, got shape {tuple(F.shape)}")
 
 
 def so3_lmax_from_size(n: int) -> int:
@@ -99,7 +106,9 @@ def padded_to_so3(X: torch.Tensor, lmax: int) -> torch.Tensor:
 # ---- rotations of SO(3) coefficients ------------------------------------------------------
 def rotate_so3_coefficients(F: torch.Tensor, rotation: Rotation, lmax: Optional[int] = None) -> torch.Tensor:
     """Coefficients of :math:`g(Q^{-1}R)`: :math:`F^\\ell \\mapsto D^\\ell(Q) F^\\ell`."""
+    check_float(F, "SO(3) coefficients")
     L = so3_lmax_from_size(F.shape[-1]) if lmax is None else int(lmax)
+    _check_so3(F, L)
     a, b, g = as_euler(rotation)
     out = []
     for l in range(L + 1):
@@ -135,6 +144,8 @@ class SO3Grid:
     def __init__(self, lmax: int, n_alpha: Optional[int] = None, n_beta: Optional[int] = None,
                  n_gamma: Optional[int] = None):
         L = int(lmax)
+        if L < 0:
+            raise ValueError(f"lmax must be >= 0, got {lmax}")
         self.lmax = L
         self.n_alpha = 2 * L + 2 if n_alpha is None else int(n_alpha)
         self.n_gamma = 2 * L + 2 if n_gamma is None else int(n_gamma)
@@ -223,6 +234,7 @@ class SO3Synthesis(_SO3Tables):
     """SO(3) coefficients ``[..., so3_size(L)]`` -> grid values ``[..., n_alpha, n_beta, n_gamma]``."""
 
     def forward(self, F: torch.Tensor) -> torch.Tensor:
+        _check_so3(F, self.lmax)
         dt = F.dtype
         U = self._u(dt)
         Fp = so3_to_padded(F, self.lmax).to(U.dtype)                            # [..., l, m, n]
@@ -240,6 +252,7 @@ class SO3Analysis(_SO3Tables):
     :class:`SO3Synthesis` on band-limited signals)."""
 
     def forward(self, g: torch.Tensor) -> torch.Tensor:
+        check_float(g, "SO(3) grid values")
         dt = g.dtype
         gr = self.grid
         if tuple(g.shape[-3:]) != gr.shape:
@@ -311,6 +324,7 @@ class S2Conv(nn.Module):
         return torch.einsum("oik,kc->oic", self.weight.to(dtype), self.Y.to(dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_float(x, "coefficients")
         if x.shape[-2:] != (self.in_channels, num_coefficients(self.lmax)):
             raise ValueError(f"expected [..., {self.in_channels}, {num_coefficients(self.lmax)}], got {tuple(x.shape)}")
         psi = self.kernel(x.dtype)
@@ -348,6 +362,7 @@ class SO3Conv(nn.Module):
         nn.init.normal_(self.weight, std=1.0 / math.sqrt(self.in_channels * self.weight.shape[-1]))
 
     def forward(self, g: torch.Tensor) -> torch.Tensor:
+        check_float(g, "SO(3) coefficients")
         if g.shape[-2:] != (self.in_channels, so3_size(self.lmax)):
             raise ValueError(f"expected [..., {self.in_channels}, {so3_size(self.lmax)}], got {tuple(g.shape)}")
         K = torch.einsum("oik,kc->oic", self.weight.to(g.dtype), self.DT.to(g.dtype))  # sum_k w D^T
@@ -383,6 +398,7 @@ class SO3ToS2(nn.Module):
         self.register_buffer("scale", torch.tensor(scale, dtype=torch.float64), persistent=False)
 
     def forward(self, g: torch.Tensor) -> torch.Tensor:
+        _check_so3(g, self.lmax)
         return g[..., self.idx] * self.scale.to(g.dtype)
 
     def extra_repr(self) -> str:

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from ..sampling import Equiangular, HEALPix, Sampling
-from .coefficients import matrix_to_real, real_to_matrix
+from .coefficients import check_float, matrix_to_real, real_to_matrix
 from .legendre import legendre_table
 from .rings import RingGeometry, ring_geometry
 
@@ -175,11 +175,6 @@ class _RingTransform(nn.Module):
         return f"sampling={self.sampling!r}, lmax={self.lmax}" + (", backend='ducc'" if self.backend == "ducc" else "")
 
 
-def _check_float(x: torch.Tensor, what: str) -> None:
-    if not torch.is_floating_point(x):
-        raise TypeError(f"{what} must be a real floating tensor (float32 or float64), got {x.dtype}")
-
-
 class InverseSHT(_RingTransform):
     r"""Synthesis: real coefficients ``[..., (L+1)**2]`` -> signal ``[..., npix]``.
 
@@ -198,7 +193,7 @@ class InverseSHT(_RingTransform):
         super().__init__(sampling, lmax, analysis=False, backend=backend)
 
     def forward(self, coeffs: torch.Tensor) -> torch.Tensor:
-        _check_float(coeffs, "coefficients")
+        check_float(coeffs, "coefficients")
         if self.backend == "ducc":
             from .coefficients import _check_real
             from .ducc_backend import synthesis
@@ -274,7 +269,7 @@ class SHT(_RingTransform):
 
     def quadrature(self, x: torch.Tensor) -> torch.Tensor:
         """One quadrature pass :math:`\\mathcal A f` (no refinement)."""
-        _check_float(x, "signal")
+        check_float(x, "signal")
         if x.shape[-1] != self.npix:
             raise ValueError(
                 f"signal has {x.shape[-1]} values on its last axis, the sampling {self.sampling!r} "

@@ -436,3 +436,18 @@ def test_non_finite_operator_is_refused(sphere):
         conv(x, torch.from_numpy(bad.toarray()).to_sparse_csr())
     with pytest.raises(ValueError, match="NaN or infinite"):
         SparseOperator(bad, check_symmetric=False)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_reduced_precision_without_sparse_kernel_says_what_to_do(sphere, dtype):
+    """CPU torch has no float16/bfloat16 sparse product: a clear error, not torch's."""
+    conv = ChebConv(3, 2, 3).to(dtype)
+    x = torch.randn(1, sphere["n"], 3, dtype=dtype)
+    with pytest.raises(TypeError, match=r"cannot run in torch\.(b?float16) on cpu.*autocast"):
+        conv(x, sphere["Lt_sp"])
+    assert ChebConv(3, 2, 1).to(dtype)(x, None).dtype == dtype  # K=1: dense products only
+
+
+def test_sparse_input_signal_refused(sphere):
+    with pytest.raises(TypeError, match=r"dense tensor.*to_dense"):
+        ChebConv(3, 2, 2)(torch.randn(1, sphere["n"], 3).to_sparse(), sphere["Lt_sp"])

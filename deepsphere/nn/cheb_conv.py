@@ -276,6 +276,8 @@ def _check_input(x: Tensor, weight: Tensor) -> None:
         )
     if not x.is_floating_point():
         raise TypeError(f"x must be a floating-point tensor, got {x.dtype}")
+    if x.layout != torch.strided:
+        raise TypeError(f"x must be a dense tensor, got layout {x.layout}; use x.to_dense()")
     if x.dtype != weight.dtype or x.device != weight.device:
         raise TypeError(
             f"x is {x.dtype} on {x.device} but the layer's weight is {weight.dtype} on "
@@ -347,12 +349,21 @@ def cheb_conv(x: Tensor, L, weight: Tensor, bias: Optional[Tensor] = None,
         Lc = None
     else:
         Lc = as_csr_operator(L, n=x.shape[1], dtype=x.dtype, device=x.device)
-        if weight.shape[0] > 1 and not isinstance(L, SparseOperator):
-            _probe_symmetric(Lc)  # a SparseOperator was checked once, when it was built
     K, Fin, Fout = weight.shape
     if store_terms is None:  # store when the K terms take no more memory than the output
         store_terms = K * Fin <= Fout
-    y = _ChebConvFunction.apply(x, weight, bias, Lc, bool(store_terms))
+    try:
+        if K > 1 and not isinstance(L, SparseOperator):
+            _probe_symmetric(Lc)  # a SparseOperator was checked once, when it was built
+        y = _ChebConvFunction.apply(x, weight, bias, Lc, bool(store_terms))
+    except NotImplementedError as e:  # e.g. no float16/bfloat16 sparse product on CPU
+        if "sparse" not in str(e):
+            raise
+        raise TypeError(
+            f"ChebConv cannot run in {x.dtype} on {x.device}: torch has no sparse product for "
+            f"it there ({e}). Keep the layer in float32 (model.float()); for mixed precision "
+            "use torch.autocast, under which the layer runs in its weights' precision."
+        ) from None
     return y.squeeze(0) if squeeze else y
 
 

@@ -242,3 +242,19 @@ def test_healpix_least_squares_gradcheck():
 def test_table_size_guard():
     with pytest.raises(ValueError, match="backend='ducc'"):
         InverseSHT(HEALPix(1024))
+
+
+def test_least_squares_warns_when_not_converged():
+    # with few steps CG is neither the least-squares solution nor linear in x, and the backward
+    # (a converged second solve) is not its gradient: it used to return such results silently
+    import warnings
+
+    g = torch.Generator().manual_seed(7)
+    s, L = HEALPix(2), 5
+    x = torch.randn(2, s.npix, dtype=torch.float64, generator=g)
+    with pytest.warns(RuntimeWarning, match="Raise iterations"):
+        SHT(s, L, 3, method="lsq")(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        SHT(s, L, 50, method="lsq")(x)
+        SHT(s, L, 50, method="lsq")(x.float())

@@ -300,7 +300,8 @@ def rotate_signal(x: torch.Tensor, sampling, rotation: Rotation, lmax: Optional[
         x = isht(c, sampling)                                  # c: [..., (lmax+1)**2]
         x_rotated = isht(rotate_coefficients(c, R), sampling)  # exact on any ring sampling
 
-    On HEALPix, ``lmax <= 2 nside`` with ``iterations=10`` (or ``method="lsq"``) makes the
+    On HEALPix, ``lmax <= 2 nside`` with ``iterations=10`` (or ``method="lsq"`` with
+    ``iterations=100``) makes the
     analysis exact to ~1e-12; at the default ``lmax = 3 nside - 1`` expect ~1e-1 for signals
     with power up to lmax (RESULTS.md, "Spectral transforms").
 

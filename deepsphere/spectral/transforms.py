@@ -28,6 +28,8 @@ float32/float64 and any device work; tables are kept in float64 and cast to the 
 """
 from __future__ import annotations
 
+import math
+import warnings
 from typing import Optional
 
 import numpy as np
@@ -242,7 +244,8 @@ class SHT(_RingTransform):
         HEALPix only. ``'jacobi'`` (default): ``iterations`` Jacobi refinements, exactly
         healpy's ``map2alm(iter=iterations)``. ``'lsq'``: the least-squares solution
         :math:`\arg\min_a \|S a - f\|` by conjugate gradients on the normal equations
-        (at most ``iterations`` steps, stopping at relative residual ``tol``); it recovers
+        (at most ``iterations`` steps, stopping at relative residual ``tol``; a ``RuntimeWarning``
+        says when it stops short, so pass e.g. ``iterations=100``, not the default 3); it recovers
         band-limited signals to ~1e-11 even at ``lmax = 3 nside - 1``, where Jacobi stalls.
         Its gradient is computed by a second solve (no unrolling, constant memory).
     tol : float
@@ -331,6 +334,14 @@ class SHT(_RingTransform):
             rr_new = (r * r).sum(-1, keepdim=True)
             p = r + (rr_new / rr.clamp_min(torch.finfo(b.dtype).tiny)) * p
             rr = rr_new
+        if not bool((rr <= tol2 * bb).all()):
+            worst = float((rr / bb).max().sqrt())
+            warnings.warn(
+                f"SHT(method='lsq') stopped after iterations={self.iterations} conjugate-gradient "
+                f"steps at relative residual {worst:.1e} > tol={math.sqrt(tol2):.1e}: the coefficients "
+                "are not the least-squares solution, and the gradient (computed for a converged "
+                "solve) does not match them. Raise iterations (e.g. SHT(sampling, lmax, 100, "
+                "method='lsq')) or lower lmax.", RuntimeWarning, stacklevel=3)
         return a
 
     def extra_repr(self) -> str:

@@ -230,3 +230,16 @@ def test_k1_models_build_no_graph():
               models.SphericalUNet(HEALPix(4), 1, 2, channels=[4, 4], K=1)):
         assert len(m.operators) == 0
         assert m(torch.randn(2, 192, 1)).shape[0] == 2
+
+
+@pytest.mark.parametrize("kwargs", [dict(in_channels=2.5), dict(channels=[4.5, 8]),
+                                    dict(channels=["4"]), dict(in_channels=0)])
+def test_fractional_widths_are_refused_not_truncated(kwargs):
+    """int(4.5) == 4 would build a different network than the one asked for."""
+    args = dict(in_channels=2, channels=[4, 8]) | kwargs
+    for cls, out in ((models.SphericalCNN, "n_classes"), (models.SphericalUNet, "n_classes"),
+                     (models.StationRegressor, "out_channels")):
+        with pytest.raises(ValueError, match=r"(in_channels|channels) must be a "):
+            cls(HEALPix(4), args["in_channels"], 3, channels=args["channels"], K=2)
+    m = models.SphericalCNN(HEALPix(4), 2.0, 3, channels=[4.0, 8], K=2)  # whole floats are fine
+    assert m.config["in_channels"] == 2 and m.config["channels"] == [4, 8]

@@ -99,22 +99,35 @@ def sampling_from_recipe(recipe: dict, sampling: Optional[Sampling] = None) -> S
     )
 
 
+def _is_count(n) -> bool:
+    """``n`` is a positive whole number (``4`` or ``4.0``; not ``4.5``, ``True`` or ``"4"``)."""
+    try:
+        return not isinstance(n, (bool, str)) and int(n) == n and int(n) >= 1
+    except (TypeError, ValueError):
+        return False
+
+
 def check_outputs(n, name: str) -> int:
     """A positive number of outputs (classes or regression targets)."""
-    try:
-        ok = not isinstance(n, bool) and int(n) == n and int(n) >= 1
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
+    if not _is_count(n):
         raise ValueError(f"{name} must be a positive int (the number of model outputs), got {n!r}")
+    return int(n)
+
+
+def check_in_channels(n) -> int:
+    """A positive number of input features per vertex (never truncated: 2.5 is refused)."""
+    if not _is_count(n):
+        raise ValueError(f"in_channels must be a positive int (input features per vertex), "
+                         f"got {n!r}")
     return int(n)
 
 
 def check_channels(channels) -> List[int]:
     try:
-        ch = [int(c) for c in channels]
+        ch = list(channels)
     except TypeError:
         raise TypeError(f"channels must be a list of ints, got {channels!r}") from None
-    if not ch or min(ch) < 1:
+    # int() would truncate 4.5 to 4 silently
+    if not ch or not all(_is_count(c) for c in ch):
         raise ValueError(f"channels must be a non-empty list of positive ints, got {channels!r}")
-    return ch
+    return [int(c) for c in ch]

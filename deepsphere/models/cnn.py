@@ -9,7 +9,8 @@ from torch import Tensor, nn
 from ..nn.blocks import ChebBlock
 from ..nn.pooling import HierarchyPool
 from ..sampling import Sampling
-from ._common import build_operators, check_channels, check_outputs, check_input, graph_recipe, operator
+from ._common import (build_operators, check_channels, check_in_channels, check_input, check_outputs,
+                      graph_recipe, operator)
 from .base import SphereModel
 
 _HEADS = ("global", "fc")
@@ -55,6 +56,7 @@ class SphericalCNN(SphereModel):
                  laplacian: str = "normalized", pooling: str = "average", head: str = "global",
                  batchnorm: bool = True):
         super().__init__()
+        in_channels = check_in_channels(in_channels)
         channels = check_channels(channels)
         n_classes = check_outputs(n_classes, "n_classes")
         if head not in _HEADS:

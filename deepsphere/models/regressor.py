@@ -7,7 +7,8 @@ from torch import Tensor, nn
 
 from ..nn.blocks import ChebBlock
 from ..sampling import Sampling
-from ._common import build_operators, check_channels, check_outputs, check_input, graph_recipe, operator
+from ._common import (build_operators, check_channels, check_in_channels, check_input, check_outputs,
+                      graph_recipe, operator)
 from .base import SphereModel
 
 
@@ -46,6 +47,7 @@ class StationRegressor(SphereModel):
                  channels: Sequence[int] = (32, 32), K: int = 5, graph: Optional[dict] = None,
                  laplacian: str = "normalized", batchnorm: bool = True):
         super().__init__()
+        in_channels = check_in_channels(in_channels)
         channels = check_channels(channels)
         out_channels = check_outputs(out_channels, "out_channels")
         if int(K) < 1:

@@ -155,3 +155,10 @@ def test_integer_coefficients_are_refused():
         f(torch.ones(1, 16, dtype=torch.int64))
     with pytest.raises(TypeError, match="torch tensor"):
         f(np.ones((1, 16)))
+
+
+def test_fractional_band_limit_is_refused():
+    with pytest.raises(ValueError, match="lmax must be an integer"):
+        ZonalFilter(1, 1, 2.5)
+    with pytest.raises(ValueError, match="lmax must be an integer"):
+        ZonalConv(Equiangular(4, "DH"), 1, 1, lmax=2.5)

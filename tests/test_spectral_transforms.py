@@ -191,6 +191,16 @@ def test_bad_inputs_raise_clear_errors():
         SHT(HEALPix(2))(torch.tensor(1.0))               # was: IndexError
     with pytest.raises(TypeError, match="torch tensor"):
         sht(np.zeros(48), HEALPix(2))
+    # a fractional or boolean band limit used to pass as int(lmax): another transform, silently
+    with pytest.raises(ValueError, match="lmax must be an integer, got 3.7"):
+        SHT(HEALPix(2), lmax=3.7)
+    with pytest.raises(TypeError, match="boolean"):
+        InverseSHT(HEALPix(2), True)
+    with pytest.raises(ValueError, match="iterations must be an integer"):
+        SHT(HEALPix(2), iterations=2.5)
+    with pytest.raises(ValueError, match="lmax must be >= 0"):
+        InverseSHT(HEALPix(2), -1)
+    assert SHT(HEALPix(2), lmax=np.int64(4), iterations=2.0).lmax == 4
 
 
 @pytest.mark.parametrize("s,L", [(HEALPix(8), 23), (Equiangular(8, "SOFT"), 7), (Equiangular(9, "GL"), 8)])

@@ -109,6 +109,22 @@ def _device_tables(lmax: int, dtype: torch.dtype, device: torch.device):
             torch.as_tensor(q, device=device))
 
 
+def check_int(value, what: str, minimum: int = 0) -> int:
+    """``value`` as an int, refusing booleans (``int(True) == 1``), fractions (``int(3.7) == 3``)
+    and values below ``minimum``: each would otherwise pass silently as another band limit."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{what} must be an integer, got the boolean {value!r}")
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{what} must be an integer, got {value!r}") from None
+    if n != value:
+        raise ValueError(f"{what} must be an integer, got {value!r}")
+    if n < minimum:
+        raise ValueError(f"{what} must be >= {minimum}, got {value!r}")
+    return n
+
+
 def check_float(x, what: str) -> None:
     """Refuse what the spectral layers cannot compute on: a non-tensor, an integer or complex
     tensor (its casts would truncate the Wigner-D, filter and quadrature tables to integers),

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..sampling import Sampling
-from .coefficients import check_float, degrees_orders, num_coefficients
+from .coefficients import check_float, check_int, degrees_orders, num_coefficients
 from .transforms import SHT, InverseSHT, default_lmax
 
 
@@ -68,9 +68,8 @@ class ZonalFilter(nn.Module):
         super().__init__()
         if in_channels < 1 or out_channels < 1:
             raise ValueError(f"channels must be positive, got in={in_channels}, out={out_channels}")
-        if lmax < 0:
-            raise ValueError(f"lmax must be >= 0, got {lmax}")
-        self.in_channels, self.out_channels, self.lmax = int(in_channels), int(out_channels), int(lmax)
+        lmax = check_int(lmax, "lmax")
+        self.in_channels, self.out_channels, self.lmax = int(in_channels), int(out_channels), lmax
         self.n_anchors = None if n_anchors is None else int(n_anchors)
         n_w = self.lmax + 1 if n_anchors is None else self.n_anchors
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, n_w))
@@ -160,7 +159,7 @@ class ZonalConv(nn.Module):
         if compute_dtype is not None and compute_dtype not in (torch.float32, torch.float64):
             raise ValueError(f"compute_dtype must be torch.float32, torch.float64 or None, got {compute_dtype!r}")
         self.compute_dtype = compute_dtype
-        L = default_lmax(sampling) if lmax is None else int(lmax)
+        L = default_lmax(sampling) if lmax is None else check_int(lmax, "lmax")
         self.analysis = SHT(sampling, L, iterations, backend=backend)
         self.synthesis = InverseSHT(sampling, L, backend=backend)
         self.filter = ZonalFilter(in_channels, out_channels, L, n_anchors, bias)

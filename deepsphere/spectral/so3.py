@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .coefficients import check_float, degrees_orders, num_coefficients
+from .coefficients import check_float, check_int, degrees_orders, num_coefficients
 from .legendre import legendre_table
 from .rotation import Rotation, as_euler, wigner_D_real, wigner_d_small
 
@@ -143,9 +143,7 @@ class SO3Grid:
 
     def __init__(self, lmax: int, n_alpha: Optional[int] = None, n_beta: Optional[int] = None,
                  n_gamma: Optional[int] = None):
-        L = int(lmax)
-        if L < 0:
-            raise ValueError(f"lmax must be >= 0, got {lmax}")
+        L = check_int(lmax, "lmax")
         self.lmax = L
         self.n_alpha = 2 * L + 2 if n_alpha is None else int(n_alpha)
         self.n_gamma = 2 * L + 2 if n_gamma is None else int(n_gamma)

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from ..sampling import Equiangular, HEALPix, Sampling
-from .coefficients import check_float, matrix_to_real, real_to_matrix
+from .coefficients import check_float, check_int, matrix_to_real, real_to_matrix
 from .legendre import legendre_table
 from .rings import RingGeometry, ring_geometry
 
@@ -97,9 +97,7 @@ class _RingTransform(nn.Module):
             raise ValueError(f"backend must be 'torch' or 'ducc', got {backend!r}")
         if not isinstance(sampling, (HEALPix, Equiangular)):
             ring_geometry(sampling)  # raises the explanatory TypeError
-        self.lmax = default_lmax(sampling) if lmax is None else int(lmax)
-        if self.lmax < 0:
-            raise ValueError(f"lmax must be >= 0, got {lmax}")
+        self.lmax = default_lmax(sampling) if lmax is None else check_int(lmax, "lmax")
         if backend == "torch":
             nrings = 4 * sampling.nside - 1 if isinstance(sampling, HEALPix) else sampling.nlat
             size = (self.lmax + 1) ** 2 * nrings * 8  # the square table is built before it is blocked
@@ -265,9 +263,8 @@ class SHT(_RingTransform):
                 f"analysis on {sampling!r} is exact only up to lmax={exact}; lmax={self.lmax} "
                 f"would alias. Use a grid of bandwidth >= {self.lmax + 1} or lmax <= {exact}."
             )
-        if iterations < 0:
-            raise ValueError(f"iterations must be >= 0, got {iterations}")
-        self.iterations = int(iterations) if exact is None else 0
+        iterations = check_int(iterations, "iterations")
+        self.iterations = iterations if exact is None else 0
         self.synthesis = InverseSHT(sampling, self.lmax, backend) if self.iterations else None
 
     def quadrature(self, x: torch.Tensor) -> torch.Tensor:

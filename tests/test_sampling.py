@@ -126,16 +126,24 @@ def test_quadrature_integrates_harmonic_products_exactly(kind):
     np.testing.assert_allclose(gram, np.eye(len(lm)), atol=1e-12)
 
 
-def test_equiangular_pooling_is_by_four():
-    s = Equiangular(8, "DH")
+@pytest.mark.parametrize("kind", ["DH", "SOFT"])
+def test_equiangular_pooling_is_by_four(kind):
+    """Checked by geometry, not by the index formula: every coarse point has 4 children,
+    which are grid neighbours, and it is (one of) the coarse point(s) nearest to their
+    centroid (ties only at the DH north pole, whose ring is a single point)."""
+    s = Equiangular(8, kind)
     c = s.coarsen()
-    assert s.npix == 4 * c.npix
-    grid = np.arange(s.npix).reshape(s.nlat, s.nlon)
-    parent = s.parent_index().reshape(s.nlat, s.nlon)
-    # each 2x2 block shares one parent, blocks in row-major order
-    expect = (np.arange(s.nlat)[:, None] // 2) * (s.nlon // 2) + np.arange(s.nlon)[None, :] // 2
-    np.testing.assert_array_equal(parent, expect)
-    assert grid.size == s.npix
+    assert s.npix == 4 * c.npix and c.bandwidth == 4 and c.kind == kind
+    parent = s.parent_index()
+    assert np.all(np.bincount(parent, minlength=c.npix) == 4)
+    for p in range(c.npix):
+        kids = s.vectors[parent == p]
+        # neighbours: within one ring step and one longitude step of each other
+        span = np.arccos(np.clip(kids @ kids.T, -1, 1)).max()
+        assert span <= np.hypot(np.pi / s.nlat, 2 * np.pi / s.nlon) + 1e-12
+        centroid = kids.mean(0)
+        d = np.linalg.norm(c.vectors - centroid, axis=1)
+        assert d[p] <= d.min() + 1e-12
     with pytest.raises(ValueError, match="cannot be pooled"):
         Equiangular(8, "GL").coarsen()
 

@@ -368,6 +368,47 @@ def test_cli_train_evaluate_predict(tmp_path, capsys, monkeypatch):
     assert "shape (3, 100)" in capsys.readouterr().err
 
 
+def test_cli_ctrl_c_says_how_to_resume_and_resume_is_exact(tmp_path, capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(HERE))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(KILL_CONFIG.replace("n_train: 256", "n_train: 32").replace("nside: 8", "nside: 4"))
+    args = ["train", str(cfg), "--set", "trainer.epochs=3"]
+    assert cli(args + ["--out", str(tmp_path / "full")]) == 0
+    real = Trainer.train_epoch
+
+    def ctrl_c_in_epoch_2(self, epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return real(self, epoch)
+
+    monkeypatch.setattr(Trainer, "train_epoch", ctrl_c_in_epoch_2)
+    capsys.readouterr()
+    assert cli(args + ["--out", str(tmp_path / "cut")]) == 130
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "interrupted during epoch 2: the checkpoint after epoch 1 is kept" in err
+    assert f"--resume --out {tmp_path / 'cut'} --set trainer.epochs=3" in err
+    monkeypatch.setattr(Trainer, "train_epoch", real)
+    assert cli(args + ["--out", str(tmp_path / "cut"), "--resume"]) == 0
+    assert read_metrics(tmp_path / "full") == read_metrics(tmp_path / "cut")
+    assert same_weights(weights(tmp_path / "full"), weights(tmp_path / "cut"))
+
+
+def test_metrics_and_monitor_checked_before_training(tmp_path, monkeypatch):
+    monkeypatch.setattr(Trainer, "train_epoch", lambda *a: pytest.fail("trained before the check"))
+    # a regression metric on a classification task (was a shape error after one epoch)
+    with pytest.raises(ConfigError, match=r"trainer\.metrics: 'mse' does not apply to a classification"):
+        Trainer(tiny_config(tmp_path / "a", metrics=["accuracy", "mse"]))
+    # a class index the model does not have (was found after one epoch)
+    with pytest.raises(ConfigError, match=r"'val_precision_5' is not a logged value.*val_precision_1"):
+        Trainer(tiny_config(tmp_path / "b", monitor="val_precision_5"))
+    with pytest.raises(ConfigError, match=r"'val_iou' is not a logged value.*val_iou_0"):
+        Trainer(tiny_config(tmp_path / "c", metrics=["iou"], monitor="val_iou"))
+    # a per-class or matrix metric first: the default monitor is the first scalar one
+    assert Trainer(tiny_config(tmp_path / "d", metrics=["iou", "accuracy"])).monitor == "val_accuracy"
+    assert Trainer(tiny_config(tmp_path / "e", metrics=["confusion_matrix"])).monitor == "val_loss"
+
+
 @pytest.mark.parametrize("script, command", [("train.py", "train"), ("evaluate.py", "evaluate")])
 def test_scripts_are_the_cli(script, command, monkeypatch, capsys):
     import runpy

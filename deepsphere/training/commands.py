@@ -6,6 +6,7 @@ Each of :data:`command_train`, :data:`command_evaluate`, :data:`command_predict`
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -32,7 +33,7 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _train(args) -> int:
-    from .config import load_config
+    from .config import ConfigError, load_config
     from .trainer import Trainer
 
     try:  # bad configs, data or model arguments: a message, not a traceback
@@ -41,6 +42,21 @@ def _train(args) -> int:
         return _fail(e)
     try:
         trainer.fit()
+    except ConfigError as e:  # found only once the first epoch is logged (e.g. a plug-in metric)
+        return _fail(e)
+    except KeyboardInterrupt:  # Ctrl-C: say what is kept and how to go on, not a traceback
+        again = ["deepsphere", "train", args.config, "--out", str(trainer.out)]
+        again += [a for o in args.overrides for a in ("--set", o)]
+        if trainer.epoch:
+            again.insert(3, "--resume")
+            kept = f"the checkpoint after epoch {trainer.epoch} is kept; continue with"
+        else:
+            kept = "no epoch had finished; start again with"
+        where = (f"epoch {trainer.epoch + 1}" if trainer.epoch < trainer.config.trainer.epochs
+                 else "the test evaluation")
+        print(f"\ninterrupted during {where}: {kept}: "
+              + " ".join(map(shlex.quote, again)), file=sys.stderr)
+        return 130
     finally:
         trainer.close()
     return 0

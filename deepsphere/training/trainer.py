@@ -147,15 +147,15 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and t.amp_dtype == "float16")
 
         self.metric_names = list(t.metrics or M.DEFAULTS[self.task])
-        self.monitor = t.monitor or ("val_loss" if self.task == "regression"
-                                     else f"val_{self.metric_names[0]}")
+        logged = self._logged_values()
+        first = next((f"val_{m}" for m in self.metric_names if f"val_{m}" in logged), "val_loss")
+        self.monitor = t.monitor or ("val_loss" if self.task == "regression" else first)
         base = self.monitor[4:] if self.monitor.startswith("val_") else self.monitor
-        if not (self.monitor == "val_loss" or re.fullmatch(
-                rf"val_({'|'.join(map(re.escape, self.metric_names))})(_\d+)?", self.monitor)):
+        if self.monitor not in logged:
             raise ConfigError(
-                f"trainer.monitor: {self.monitor!r} is not a logged value; choose val_loss or "
-                f"val_<metric> for a metric in trainer.metrics ({', '.join(self.metric_names)}), "
-                "with _<class> for per-class metrics such as val_recall_1"
+                f"trainer.monitor: {self.monitor!r} is not a logged value; choose one of "
+                f"{', '.join(logged)} (per-class metrics are logged as val_<metric>_<class>, "
+                "e.g. val_recall_1; trainer.metrics sets which metrics are logged)"
             )
         base = re.sub(r"_\d+$", "", base) if base not in M.GREATER_IS_BETTER else base
         self.greater = (M.GREATER_IS_BETTER.get(base, True) if t.mode == "auto" else t.mode == "max")
@@ -177,6 +177,32 @@ class Trainer:
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             ckpt.atomic_write_text(config.to_yaml(), self.out / CONFIG_FILE)
+
+    def _logged_values(self) -> List[str]:
+        """The validation columns a run will log, found by computing every metric on a
+        small stand-in output of the model's shape (every class present); a metric that
+        does not apply to the task is a :class:`ConfigError` now, not after an epoch."""
+        k = self.info["n_outputs"]
+        if self.task == "regression":
+            out = np.arange(2 * k, dtype=np.float64).reshape(2, k)
+            tgt = out[::-1].copy()
+        else:
+            out = np.eye(k)[None] if self.task == "segmentation" else np.eye(k)
+            tgt = np.arange(k).reshape(out.shape[:-1])
+        logged = ["val_loss"]
+        for name in self.metric_names:
+            try:
+                value = M.compute([name], out, tgt, self.task)
+            except (ValueError, TypeError, IndexError) as e:
+                raise ConfigError(
+                    f"trainer.metrics: {name!r} does not apply to a {self.task} task ({e}); "
+                    + ("regression metrics are mse, mae, r2" if self.task == "regression" else
+                       "classification and segmentation metrics are accuracy, "
+                       "mean_class_accuracy, precision, recall, average_precision, "
+                       "mean_average_precision, iou, mean_iou, confusion_matrix")
+                ) from None
+            logged += list(M.scalars(value, prefix="val_"))
+        return logged
 
     def _wrap_distributed(self) -> None:
         """Synchronise batch norms (CUDA) and wrap in DistributedDataParallel; done before

@@ -187,3 +187,16 @@ def test_irregular_from_csv(tmp_path):
         Irregular.from_csv(bad, units="deg")
     with pytest.raises(ValueError, match="no column 'longitude'"):
         Irregular.from_csv(p, units="deg", lon="longitude")
+
+
+@pytest.mark.parametrize("levels", [1.5, True, "2"])
+def test_levels_must_be_an_int(levels):
+    """int() would silently read 1.5 as 1 and True as 1."""
+    with pytest.raises(TypeError, match="levels must be an int"):
+        HEALPix(8, levels=levels)
+    assert HEALPix(8, levels=np.int64(2)).levels == 2
+
+
+def test_equiangular_bandwidth_boolean_refused():
+    with pytest.raises(ValueError, match="bandwidth must be a positive integer"):
+        Equiangular(True)

@@ -65,7 +65,8 @@ class Equiangular(Sampling):
     """
 
     def __init__(self, bandwidth: int, kind: str = "DH"):
-        if not isinstance(bandwidth, (int, np.integer)) or bandwidth < 1:
+        if (isinstance(bandwidth, (bool, np.bool_)) or not isinstance(bandwidth, (int, np.integer))
+                or bandwidth < 1):  # a boolean would pass as bandwidth 1
             raise ValueError(f"bandwidth must be a positive integer, got {bandwidth!r}")
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")

@@ -111,6 +111,9 @@ class HEALPix(Sampling):
 
     def __init__(self, nside: int, pixels: Optional[Sequence[int]] = None, levels: int = 0):
         self.nside = check_nside(nside)
+        if isinstance(levels, (bool, np.bool_)) or not isinstance(levels, (int, np.integer)):
+            # int(1.5) == 1 and int("2") == 2 would pass silently
+            raise TypeError(f"levels must be an int (number of poolings), got {levels!r}")
         self.levels = int(levels)
         if self.levels < 0 or (self.nside >> self.levels) < 1:
             raise ValueError(

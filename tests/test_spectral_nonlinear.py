@@ -93,3 +93,12 @@ def test_tensor_product_gaunt_and_equivariance():
     Y = InverseSHT(grid, 6)(eye)
     proj = (Y * torch.from_numpy(grid.areas)) @ (f[:, 0] * f[:, 1]).T
     assert (tp(xs)[:, 0] - proj.T).abs().max() < 1e-12
+
+
+def test_norm_nonlinearity_checks_channels():
+    # its per-channel bias broadcast a 1-channel input (or a batch axis) to `channels` silently
+    norm = NormNonlinearity(4, 2)
+    for shape in [(1, 9), (3, 1, 9), (9,)]:
+        with pytest.raises(ValueError, match="channels=4"):
+            norm(torch.randn(*shape))
+    assert norm(torch.randn(3, 4, 9)).shape == (3, 4, 9)

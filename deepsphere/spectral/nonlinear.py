@@ -116,6 +116,10 @@ class NormNonlinearity(_PerDegree):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check(x)
+        C = self.bias.shape[0]
+        if x.dim() < 2 or x.shape[-2] != C:  # the bias would broadcast 1 channel (or a batch) to C
+            raise ValueError(f"expected coefficients [..., channels={C}, {num_coefficients(self.lmax)}], "
+                             f"got shape {tuple(x.shape)}")
         n = self.block_norms(x)
         scale = self.activation(n + self.bias.to(x.dtype)) / n
         return x * scale[..., self.degree]

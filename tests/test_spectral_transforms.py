@@ -268,3 +268,10 @@ def test_least_squares_warns_when_not_converged():
         warnings.simplefilter("error")
         SHT(s, L, 50, method="lsq")(x)
         SHT(s, L, 50, method="lsq")(x.float())
+
+
+@pytest.mark.parametrize("s", [HEALPix(2), Equiangular(4, "GL")])
+def test_empty_batch(s):
+    # torch's CPU FFT raised an MKL configuration error on an empty batch
+    assert InverseSHT(s, 3)(torch.zeros(0, 16)).shape == (0, s.npix)
+    assert SHT(s, 3)(torch.zeros(0, 2, s.npix)).shape == (0, 2, 16)

@@ -200,6 +200,8 @@ class InverseSHT(_RingTransform):
 
             _check_real(coeffs, self.lmax)
             return synthesis(coeffs, self._ducc)
+        if coeffs.numel() == 0:  # an empty batch: torch's CPU FFT refuses empty inputs
+            return coeffs.new_zeros(*coeffs.shape[:-1], self.npix)
         dt = coeffs.dtype
         re, im = real_to_matrix(coeffs, self.lmax)
         ri = torch.stack([re, im])  # one batched matmul for both parts
@@ -279,6 +281,8 @@ class SHT(_RingTransform):
             from .ducc_backend import adjoint
 
             return adjoint(x * self.pixel_weights.to(x.dtype), self._ducc)
+        if x.numel() == 0:
+            return x.new_zeros(*x.shape[:-1], (self.lmax + 1) ** 2)
         dt = x.dtype
         xs = x[..., self.gather_pix]
         parts_re, parts_im = [], []

@@ -101,6 +101,8 @@ def test_isolated_vertices_reported():
 def test_k_too_large():
     with pytest.raises(ValueError, match="k=12"):
         graph.knn(HEALPix(1), k=12)
+    with pytest.raises(ValueError, match="at least 2 points; the sampling has 1"):
+        graph.knn(Irregular([0], [0], units="deg"), k=1)  # was "Use k <= 0"
 
 
 # ---- Laplacians ------------------------------------------------------------------------
@@ -230,3 +232,17 @@ def test_lmax_lower_bound_and_too_small_lmax_refused(g8):
         g8.chebyshev_matrix("combinatorial", lmax=2.0)
     with pytest.raises(ValueError, match="positive and finite"):
         g8.chebyshev_matrix(lmax=float("inf"))
+
+
+@pytest.mark.parametrize("kwargs", [dict(scale=2.0), dict(scale=0.0), dict(scale=-0.75)])
+def test_chebyshev_scale_outside_unit_interval_refused(g8, kwargs):
+    """scale > 1 puts the spectrum of L~ past 1 (Chebyshev terms blow up); 0 zeroes L~."""
+    with pytest.raises(ValueError, match=r"scale must be in \(0, 1\]"):
+        g8.chebyshev_matrix(**kwargs)
+    g8.chebyshev_matrix(scale=0.75)
+
+
+def test_lmax_negative_margin_refused(g8):
+    with pytest.raises(ValueError, match="margin must be a finite number >= 0"):
+        g8.lmax(margin=-0.5)
+    assert g8.lmax(margin=0) <= g8.lmax()

@@ -184,6 +184,8 @@ def knn(sampling: Sampling, k: int = 8, kernel_width="tuned", symmetrize: str = 
     n = sampling.npix
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
+    if n < 2:
+        raise ValueError(f"a k-NN graph needs at least 2 points; the sampling has {n}")
     if k >= n:
         raise ValueError(f"k={k} neighbours need more than {k} points; the sampling has {n}. "
                          f"Use k <= {n - 1}.")

@@ -142,6 +142,9 @@ class SphereGraph:
             from above.
         """
         _check_kind(kind)
+        if not (isinstance(margin, (int, float)) and 0 <= margin < float("inf")):
+            # a negative margin gives an lmax below the spectrum (the Chebyshev terms blow up)
+            raise ValueError(f"margin must be a finite number >= 0, got {margin!r}")
         if method == "bound":
             return 2.0 if kind == "normalized" else float(2 * self.degrees.max())
         if method != "lanczos":
@@ -172,7 +175,16 @@ class SphereGraph:
 
     def chebyshev_matrix(self, kind: str = "normalized", lmax: Optional[float] = None,
                          scale: float = 1.0) -> sp.csr_matrix:
-        r"""Rescaled Laplacian :math:`\tilde L = a (2L/\lambda_{max} - I)` as scipy CSR."""
+        r"""Rescaled Laplacian :math:`\tilde L = a (2L/\lambda_{max} - I)` as scipy CSR.
+
+        ``lmax`` (default: estimated, see :meth:`lmax`) must bound the spectrum from above; one
+        below :meth:`lmax_lower_bound` is refused. ``scale`` :math:`a \in (0, 1]`.
+        """
+        if not (isinstance(scale, (int, float, np.floating)) and 0 < scale <= 1):
+            raise ValueError(
+                f"scale must be in (0, 1] (the spectrum of L~ is [-scale, scale]; above 1 the "
+                f"Chebyshev terms grow without bound, 0 erases the graph), got {scale!r}"
+            )
         L = self.laplacian(kind)
         lam = self.lmax(kind) if lmax is None else float(lmax)
         if not (lam > 0 and np.isfinite(lam)):

@@ -157,3 +157,16 @@ def test_wrong_sizes_and_integer_tensors_are_refused():
         SO3Analysis(SO3Grid(L))(torch.ones(SO3Grid(L).shape, dtype=torch.int64))
     with pytest.raises(ValueError, match="lmax must be >= 0"):
         SO3Grid(-1)
+
+
+def test_kernel_grids_are_checked():
+    # an SO(3) grid given to S2Conv was read as (colatitude, longitude) = (alpha, beta): a wrong
+    # kernel, silently; the reverse was a TypeError from wigner_D_real, an empty grid a ZeroDivisionError
+    from deepsphere.spectral.so3 import s2_near_pole_grid, so3_near_identity_grid
+
+    with pytest.raises(ValueError, match=r"\(n, 2\)"):
+        S2Conv(1, 1, 2, kernel_grid=so3_near_identity_grid())
+    with pytest.raises(ValueError, match=r"\(n, 3\)"):
+        SO3Conv(1, 1, 2, kernel_grid=s2_near_pole_grid())
+    with pytest.raises(ValueError, match="n >= 1"):
+        S2Conv(1, 1, 2, kernel_grid=np.zeros((0, 2)))

@@ -292,6 +292,15 @@ def so3_near_identity_grid(max_beta: float = math.pi / 8, max_gamma: float = 2 *
 
 
 # ---- layers ----------------------------------------------------------------------------------
+def _kernel_grid(grid, columns: int, what: str, default: str) -> np.ndarray:
+    """A user kernel support as a finite float64 ``(n, columns)`` array with ``n >= 1``."""
+    g = np.asarray(grid, dtype=np.float64)
+    if g.ndim != 2 or g.shape[1] != columns or len(g) == 0 or not np.isfinite(g).all():
+        raise ValueError(f"{what} kernel_grid must be a finite (n, {columns}) array with n >= 1 "
+                         f"(e.g. {default}), got shape {g.shape}")
+    return g
+
+
 class S2Conv(nn.Module):
     r"""Spherical correlation :math:`S^2 \to SO(3)`: coefficients ``[..., in, (L+1)**2]`` ->
     SO(3) coefficients ``[..., out, so3_size(L)]``.
@@ -308,7 +317,8 @@ class S2Conv(nn.Module):
                  kernel_grid: Optional[np.ndarray] = None):
         super().__init__()
         self.in_channels, self.out_channels, self.lmax = int(in_channels), int(out_channels), int(lmax)
-        grid = s2_near_pole_grid() if kernel_grid is None else np.asarray(kernel_grid, dtype=np.float64)
+        grid = (s2_near_pole_grid() if kernel_grid is None else
+                _kernel_grid(kernel_grid, 2, "S2Conv's", "(colatitude, longitude) from s2_near_pole_grid()"))
         Y = real_sph_harm(self.lmax, grid[:, 0], grid[:, 1])  # [K, ncoef]
         self.register_buffer("Y", torch.from_numpy(Y), persistent=False)
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, len(grid)))
@@ -348,7 +358,8 @@ class SO3Conv(nn.Module):
                  kernel_grid: Optional[np.ndarray] = None):
         super().__init__()
         self.in_channels, self.out_channels, self.lmax = int(in_channels), int(out_channels), int(lmax)
-        grid = so3_near_identity_grid() if kernel_grid is None else np.asarray(kernel_grid, dtype=np.float64)
+        grid = (so3_near_identity_grid() if kernel_grid is None else
+                _kernel_grid(kernel_grid, 3, "SO3Conv's", "ZYZ Euler angles from so3_near_identity_grid()"))
         blocks = []
         for l in range(self.lmax + 1):
             blocks.append(np.stack([wigner_D_real(l, *r).T.ravel() for r in grid]))  # D^T, flat

@@ -177,6 +177,16 @@ def test_pyg_round_trip(g8):
     assert abs(back.adjacency - g8.adjacency).max() < 1e-15
 
 
+def test_from_pyg_bad_edge_index():
+    from torch_geometric.data import Data
+
+    for ei in ([[0, 5], [5, 0]], [[0, -1], [-1, 0]]):
+        with pytest.raises(ValueError, match=r"vertex indices in \[-?\d, \d\].*num_nodes=3"):
+            SphereGraph.from_pyg(Data(edge_index=torch.tensor(ei), num_nodes=3))
+    with pytest.raises(TypeError, match="integer vertex indices"):
+        SphereGraph.from_pyg(Data(edge_index=torch.tensor([[0.0, 1.0], [1.0, 0.0]]), num_nodes=2))
+
+
 def test_user_adjacency_checks():
     W = sp.random(20, 20, density=0.3, random_state=0, format="csr")
     W.setdiag(0)

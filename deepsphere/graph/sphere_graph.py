@@ -74,10 +74,19 @@ class SphereGraph:
     def from_pyg(cls, data, sampling=None) -> "SphereGraph":
         """A graph from a ``torch_geometric.data.Data`` with ``edge_index`` (both
         directions) and optional ``edge_weight`` (default 1)."""
+        import torch
+
         ei = data.edge_index
         if ei is None or ei.dim() != 2 or ei.shape[0] != 2:
             raise ValueError("data.edge_index must be a [2, E] integer tensor")
         n = int(data.num_nodes)
+        if ei.dtype.is_floating_point or ei.dtype.is_complex or ei.dtype == torch.bool:
+            raise TypeError(f"data.edge_index must hold integer vertex indices, got {ei.dtype}")
+        if ei.numel() and (int(ei.min()) < 0 or int(ei.max()) >= n):
+            raise ValueError(
+                f"data.edge_index has vertex indices in [{int(ei.min())}, {int(ei.max())}] but "
+                f"the graph has num_nodes={n} (valid indices 0..{n - 1})"
+            )
         ew = getattr(data, "edge_weight", None)
         w = np.ones(ei.shape[1]) if ew is None else ew.detach().cpu().double().numpy()
         ei = ei.detach().cpu().numpy()

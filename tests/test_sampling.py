@@ -114,6 +114,16 @@ def test_take_bad_values_and_sizes():
         s.take(np.zeros(768), order="NESTED")
 
 
+def test_take_half_precision_map_is_not_all_unseen():
+    # UNSEEN overflows float16 to -inf: every value was "close" to it and the map refused
+    s = HEALPix(4)
+    m = np.random.default_rng(0).standard_normal(192).astype(np.float16)
+    np.testing.assert_array_equal(s.take(m, order="NESTED"), m)
+    m[9] = np.nan
+    with pytest.raises(ValueError, match=r"1 UNSEEN/NaN/inf values .*positions \[9\]"):
+        s.take(m, order="NESTED")
+
+
 # ---- Equiangular ------------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["DH", "SOFT", "CC", "GL"])
 def test_quadrature_integrates_harmonic_products_exactly(kind):

@@ -282,7 +282,8 @@ class HEALPix(Sampling):
                 f"nside={self.nside}) or {self.npix} (this sampling's pixels). Wrong nside? A map "
                 f"with {m.shape[-1]} pixels has nside={np.sqrt(m.shape[-1] / 12):g}."
             )
-        bad = ~np.isfinite(m) | np.isclose(m, UNSEEN)
+        # UNSEEN (-1.6e30) overflows float16 to -inf, where isclose holds for every value
+        bad = ~np.isfinite(m) | np.isclose(m if m.dtype.itemsize >= 4 else m.astype(np.float32), UNSEEN)
         if bad.any():
             if unseen == "raise":
                 idx = np.flatnonzero(bad.reshape(-1, m.shape[-1]).any(0))

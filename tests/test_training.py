@@ -409,6 +409,38 @@ def test_metrics_and_monitor_checked_before_training(tmp_path, monkeypatch):
     assert Trainer(tiny_config(tmp_path / "e", metrics=["confusion_matrix"])).monitor == "val_loss"
 
 
+def test_cli_predict_bad_files_get_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(HERE))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(KILL_CONFIG.replace("n_train: 256", "n_train: 16").replace("nside: 8", "nside: 4"))
+    run = tmp_path / "run"
+    assert cli(["train", str(cfg), "--out", str(run), "--set", "trainer.epochs=1"]) == 0
+    maps = np.random.default_rng(0).normal(size=(2, 192))
+    np.save(tmp_path / "ok.npy", maps)
+    (tmp_path / "truncated.npy").write_bytes((tmp_path / "ok.npy").read_bytes()[:500])
+    (tmp_path / "empty-file.npy").write_bytes(b"")
+    (tmp_path / "text.npy").write_text("0.1 0.2 0.3")
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    np.save(tmp_path / "no-maps.npy", np.zeros((0, 192)))
+    np.save(tmp_path / "half.npy", maps.astype(np.float16))
+    expected = {"truncated": "truncated.npy: cannot read this .npy file",
+                "empty-file": "empty-file.npy: cannot read this .npy file",
+                "text": "text.npy: cannot read this .npy file (no .npy header",
+                "objects": "objects.npy: cannot read this .npy file (it holds Python objects",
+                "no-maps": "no maps to predict on: the array has shape (0, 192, 1)",
+                "missing": "missing.npy: no such file"}
+    capsys.readouterr()
+    for name, message in expected.items():
+        assert cli(["predict", str(run), str(tmp_path / f"{name}.npy")]) == 2, name
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and "allow_pickle=" not in err, err
+    # half precision is read as what it is (was refused: every pixel taken for UNSEEN)
+    assert cli(["predict", str(run), str(tmp_path / "half.npy")]) == 0
+    assert cli(["predict", str(run), str(tmp_path / "ok.npy")]) == 0
+    np.testing.assert_allclose(np.load(run / "predictions" / "half.npy"),
+                               np.load(run / "predictions" / "ok.npy"), atol=1e-2)
+
+
 @pytest.mark.parametrize("script, command", [("train.py", "train"), ("evaluate.py", "evaluate")])
 def test_scripts_are_the_cli(script, command, monkeypatch, capsys):
     import runpy

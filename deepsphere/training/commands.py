@@ -110,7 +110,7 @@ def _predict(args) -> int:
     try:
         model, sampling, info, device = load_model(args.run_dir, args.checkpoint, args.device)
         for path in args.inputs:
-            x = np.load(path, allow_pickle=False)
+            x = _load_npy(path)
             out = predict(model, sampling, info, x, order=args.order, device=device)
             dest = Path(args.output or Path(args.run_dir) / "predictions" / (Path(path).stem + ".npy"))
             if any(dest.resolve() == Path(p).resolve() for p in args.inputs):
@@ -127,6 +127,25 @@ def _predict(args) -> int:
     except (ValueError, FileNotFoundError) as e:
         return _fail(e)
     return 0
+
+
+def _load_npy(path: str) -> np.ndarray:
+    """A numeric ``.npy`` array; never unpickles (``allow_pickle=False``)."""
+    try:
+        x = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such file") from None
+    except (ValueError, EOFError, OSError) as e:
+        # numpy's messages suggest unpickling, which can run code: never here
+        if "Object arrays" in str(e):
+            e = "it holds Python objects, and predict reads numeric arrays only"
+        elif "pickle" in str(e):
+            e = "no .npy header: it is not a .npy array, and it is never unpickled"
+        raise ValueError(f"{path}: cannot read this .npy file ({e}); write the maps with "
+                         "np.save(path, maps) on a float array") from None
+    if not isinstance(x, np.ndarray):  # an .npz archive
+        raise ValueError(f"{path}: an .npz archive, not one .npy array; save the maps with np.save")
+    return x
 
 
 def _atomic_save_npy(array: np.ndarray, dest: Path) -> None:

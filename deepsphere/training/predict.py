@@ -59,6 +59,8 @@ def as_batch(x: np.ndarray, sampling, in_channels: int, order: str = "NESTED") -
             f"maps of shape {x.shape} do not match the run's sampling ({sampling!r}): expected "
             f"(n, {sampling.npix}, {in_channels})"
         )
+    if x.shape[0] == 0:
+        raise ValueError(f"no maps to predict on: the array has shape {x.shape}")
     if x.shape[2] != in_channels:
         raise ValueError(f"maps have {x.shape[2]} channels, the model takes {in_channels}")
     if isinstance(sampling, HEALPix):

@@ -275,3 +275,20 @@ def test_empty_batch(s):
     # torch's CPU FFT raised an MKL configuration error on an empty batch
     assert InverseSHT(s, 3)(torch.zeros(0, 16)).shape == (0, s.npix)
     assert SHT(s, 3)(torch.zeros(0, 2, s.npix)).shape == (0, 2, 16)
+
+
+def test_jacobi_beyond_3nside_diverges_and_warns():
+    # above healpy's default band limit A S has eigenvalues > 2: Jacobi steps amplify the error
+    # (healpy's map2alm does the same and warns only above 4 nside); this used to be silent
+    import warnings
+
+    g = torch.Generator().manual_seed(8)
+    s = HEALPix(2)
+    x = torch.randn(s.npix, dtype=torch.float64, generator=g)
+    with pytest.warns(RuntimeWarning, match="diverges"):
+        a10 = SHT(s, 8, 10)(x)
+    a0 = SHT(s, 8, 0)(x)
+    assert a10.norm() > 30 * a0.norm()                   # the divergence the warning is about
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        SHT(s, 5, 3), SHT(s, 8, 0), SHT(s, 8, 100, method="lsq"), SHT(Equiangular(4), 3, 3)

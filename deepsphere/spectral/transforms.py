@@ -237,7 +237,8 @@ class SHT(_RingTransform):
         ``b`` the analysis is exact for ``lmax <= b - 1``; larger values raise.
     iterations : int
         Jacobi refinements :math:`a \leftarrow a + \mathcal A(f - \mathcal S a)` (HEALPix only;
-        healpy's ``iter``, default 3). Ignored on exact grids.
+        healpy's ``iter``, default 3). Ignored on exact grids. They diverge for
+        ``lmax >= 3 nside`` (a ``RuntimeWarning`` says so), as healpy's do.
     backend : {'torch', 'ducc'}
         See :class:`InverseSHT`.
     method : {'jacobi', 'lsq'}
@@ -267,6 +268,14 @@ class SHT(_RingTransform):
             )
         iterations = check_int(iterations, "iterations")
         self.iterations = iterations if exact is None else 0
+        if (isinstance(sampling, HEALPix) and method == "jacobi" and self.iterations
+                and self.lmax >= 3 * sampling.nside):
+            # A S has eigenvalues above 2 there, so I - A S amplifies some coefficients each step
+            warnings.warn(
+                f"Jacobi refinement diverges on {sampling!r} at lmax={self.lmax} >= 3 nside: each of "
+                f"the {self.iterations} iterations amplifies some coefficients (at lmax = 4 nside, "
+                "10 iterations multiply the error by ~30). Use lmax <= 3 nside - 1, iterations=0, "
+                "or method='lsq'.", RuntimeWarning, stacklevel=2)
         self.synthesis = InverseSHT(sampling, self.lmax, backend) if self.iterations else None
 
     def quadrature(self, x: torch.Tensor) -> torch.Tensor:

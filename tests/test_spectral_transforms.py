@@ -191,6 +191,8 @@ def test_bad_inputs_raise_clear_errors():
         SHT(HEALPix(2))(torch.tensor(1.0))               # was: IndexError
     with pytest.raises(TypeError, match="torch tensor"):
         sht(np.zeros(48), HEALPix(2))
+    with pytest.raises(ValueError, match="0-d"):
+        isht(torch.tensor(1.0), HEALPix(2))
     # a fractional or boolean band limit used to pass as int(lmax): another transform, silently
     with pytest.raises(ValueError, match="lmax must be an integer, got 3.7"):
         SHT(HEALPix(2), lmax=3.7)

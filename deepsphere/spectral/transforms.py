@@ -402,6 +402,7 @@ def sht(x: torch.Tensor, sampling: Sampling, lmax: Optional[int] = None, iterati
 
 def isht(coeffs: torch.Tensor, sampling: Sampling, lmax: Optional[int] = None) -> torch.Tensor:
     """Functional synthesis ``[..., (L+1)**2] -> [..., npix]``; see :class:`InverseSHT`."""
+    check_float(coeffs, "coefficients")
     if lmax is None:
         from .coefficients import lmax_from_size
 

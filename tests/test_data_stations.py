@@ -57,6 +57,24 @@ def test_bad_station_lines_name_the_line(tmp_path, line, match):
         S.read_ghcnd_stations(p)
 
 
+@pytest.mark.parametrize("line, match", [
+    # one blank too many after the ID: was read as lat 40.778, lon -73.969, elevation 39.0
+    ("USW00094728   40.7789  -73.9692   39.6 NY NEW YORK", r"line 2 .*column 21, between LATITUDE "
+                                                          r"and LONGITUDE, holds '9'.*shifted"),
+    # a 10-character ID: was read with state 'Y' and name 'EW YORK'
+    ("USW0009472  40.7789  -73.9692   39.6 NY NEW YORK", r"line 2 .*column 38, between ELEVATION "
+                                                        r"and STATE, holds 'N'"),
+    ("USW00094728 40.7789 -73.9692 39.6 NY NEW YORK", r"line 2 .*column 21.*holds '-'"),
+    ("USW00094728\t40.7789\t-73.9692\t39.6\tNY\tNEW YORK", r"line 2 .*column 12, between ID and "
+                                                           r"LATITUDE, holds '\\t'"),
+])
+def test_shifted_station_lines_are_refused(tmp_path, line, match):
+    p = tmp_path / "s.txt"
+    p.write_text(STATIONS_TXT.splitlines()[0] + "\n" + line + "\n")
+    with pytest.raises(ValueError, match=match):
+        S.read_ghcnd_stations(p)
+
+
 def test_read_dly_units_missing_and_quality_flags(tmp_path):
     p = tmp_path / "USW00094728.dly"
     lines = [
@@ -87,6 +105,8 @@ def test_read_dly_units_missing_and_quality_flags(tmp_path):
     (lambda l: l[:15] + "13" + l[17:], r"line 2: MONTH 13 is not in 1-12"),
     (lambda l: l[:21 + 8 * 4] + "  1.5" + l[21 + 8 * 4 + 5:], r"line 2: VALUE of day 5 '  1.5' is not an integer"),
     (lambda l: "USW00000001" + l[11:], r"line 2: station 'USW00000001' differs from 'USW00094728'"),
+    # int() reads '1_2' as 12
+    (lambda l: l[:21 + 8 * 2] + "  1_2" + l[21 + 8 * 2 + 5:], r"line 2: VALUE of day 3 '  1_2' is not an integer"),
     (lambda l: l[:15] + "02" + l[17:21 + 8 * 29] + "   12" + l[21 + 8 * 29 + 5:],
      r"line 2: TMAX 2021-02 has a value \(12\) on day 30, but the month has 28 days"),
 ])

@@ -23,6 +23,7 @@ import calendar
 import datetime
 import functools
 import os
+import re
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -46,14 +47,23 @@ SCALE = {"TMAX": 0.1, "TMIN": 0.1, "TAVG": 0.1, "TOBS": 0.1, "PRCP": 0.1, "MDPR"
 # --------------------------------------------------------------------------------------
 # ghcnd-stations.txt
 # --------------------------------------------------------------------------------------
+# the blank columns (0-based) between the fields of ghcnd-stations.txt: a shifted line would
+# otherwise still parse, with digits cut off the coordinates
+_STATION_SEPARATORS = {11: ("ID", "LATITUDE"), 20: ("LATITUDE", "LONGITUDE"),
+                       30: ("LONGITUDE", "ELEVATION"), 37: ("ELEVATION", "STATE"),
+                       40: ("STATE", "NAME"), 71: ("NAME", "GSN FLAG"),
+                       75: ("GSN FLAG", "HCN/CRN FLAG"), 79: ("HCN/CRN FLAG", "WMO ID")}
+
+
 def read_ghcnd_stations(path: Union[str, Path]) -> Dict[str, np.ndarray]:
     """Read a ``ghcnd-stations.txt`` file.
 
     Returns a dict of equal-length arrays: ``id``, ``name``, ``state``, ``gsn``, ``hcn``,
     ``wmo`` (str), ``lat``, ``lon`` (degrees), ``elev`` (m, NaN where -999.9).
 
-    Raises ``ValueError`` naming the line for a short line, a coordinate that is not a
-    number or out of range, or a repeated ID.
+    Raises ``ValueError`` naming the line for a short line, a non-blank column between two
+    fields (a line shifted by re-spacing, which would otherwise parse with digits cut off),
+    a coordinate that is not a number or out of range, or a repeated ID.
     """
     path = Path(path)
     cols = {k: [] for k in ("id", "lat", "lon", "elev", "state", "name", "gsn", "hcn", "wmo")}
@@ -69,6 +79,15 @@ def read_ghcnd_stations(path: Union[str, Path]) -> Dict[str, np.ndarray]:
                     f"least 37 (ID, LATITUDE, LONGITUDE, ELEVATION in columns 1-37): {line!r}"
                 )
             sid = line[0:11].strip()
+            for pos, (left, right) in _STATION_SEPARATORS.items():
+                if pos < len(line) and line[pos] != " ":
+                    raise ValueError(
+                        f"{path}, line {lineno} (station {sid!r}): column {pos + 1}, between {left} "
+                        f"and {right}, holds {line[pos]!r} where the format has a blank: the fixed-"
+                        "width fields are shifted (ID 1-11, LATITUDE 13-20, LONGITUDE 22-30, "
+                        "ELEVATION 32-37, STATE 39-40, NAME 42-71, GSN 73-75, HCN/CRN 77-79, WMO "
+                        "81-85). Use the file as NOAA distributes it, not re-spaced or re-saved."
+                    )
             vals = {}
             for key, label, sl, lo, hi in (("lat", "LATITUDE", slice(12, 20), -90, 90),
                                            ("lon", "LONGITUDE", slice(21, 30), -180, 360),
@@ -112,11 +131,14 @@ def read_ghcnd_stations(path: Union[str, Path]) -> Dict[str, np.ndarray]:
 # --------------------------------------------------------------------------------------
 # .dly files
 # --------------------------------------------------------------------------------------
+_INTEGER = re.compile(r"\s*[+-]?[0-9]+\s*")
+
+
 def _int_field(text: str, path, lineno: int, what: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError(f"{path}, line {lineno}: {what} {text!r} is not an integer") from None
+    # int() alone also takes '1_2' (as 12) and non-ASCII digits
+    if not _INTEGER.fullmatch(text):
+        raise ValueError(f"{path}, line {lineno}: {what} {text!r} is not an integer")
+    return int(text)
 
 
 def read_dly(path: Union[str, Path], elements: Optional[Sequence[str]] = None,

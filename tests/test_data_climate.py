@@ -181,6 +181,26 @@ def test_regridder_rejects_bad_grids():
         R(np.zeros((7, 16)))
 
 
+def test_regridder_refuses_to_extrapolate_beyond_the_grid():
+    # were filled silently by clamping the outermost latitude row (144 and 48 of 192 pixels)
+    s = HEALPix(4)
+    lat, lon = C.latlon_grid(32, 64)
+    with pytest.raises(ValueError, match=r"covers latitudes -1.5708 to 1.5708 degrees, but 144 of .*"
+                                         r"radians"):
+        C.LatLonRegridder(np.radians(lat), lon, s)
+    tropics = np.abs(lat) < 40
+    with pytest.raises(ValueError, match=r"48 of the sampling's points lie beyond it .*regional"):
+        C.LatLonRegridder(lat[tropics], lon, s)
+    # the same regional grid on a partial sky inside it, and a global grid that stops short
+    # of the poles (a Gaussian grid), are fine
+    inside = HEALPix.from_mask(np.abs(HEALPix(4).lat) < 30, "NESTED")
+    C.LatLonRegridder(lat[tropics], lon, inside)
+    gauss = np.degrees(np.arcsin(np.polynomial.legendre.leggauss(64)[0]))
+    assert 90 - gauss.max() > 1  # the last centre is far enough for nside 64 pixels to lie beyond it
+    R = C.LatLonRegridder(gauss, np.arange(128) * 360 / 128, HEALPix(64))
+    assert R.empty.size > 0
+
+
 # ---- synthetic physics ---------------------------------------------------------------
 @pytest.fixture(scope="module")
 def snapshots():

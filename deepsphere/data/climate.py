@@ -294,7 +294,8 @@ class LatLonRegridder:
 
     so a lat-lon grid's crowding of cells near the poles does not bias the result. Points
     that receive no cell (a target finer than the grid) take the bilinear interpolation
-    of the grid at the point. Labels are regridded by class area fraction
+    of the grid at the point; points farther than 1.5 grid spacings beyond the grid's
+    outermost latitudes are refused (a regional grid, or latitudes in radians). Labels are regridded by class area fraction
     (:meth:`labels`). NaN cells (missing values) are left out of the means.
 
     Parameters
@@ -355,7 +356,26 @@ class LatLonRegridder:
         )
         self.cell_area = area
         self.empty = np.flatnonzero(np.asarray(self._assign.sum(axis=1)).ravel() == 0)
+        self._check_covered(sampling.lat[self.empty])
         self._interp = self._bilinear(sampling.lat[self.empty], sampling.lon[self.empty]) if self.empty.size else None
+
+    def _check_covered(self, plat: np.ndarray) -> None:
+        """Points that get no grid cell are interpolated, and clamped beyond the outermost
+        latitudes: right for a global grid between its last centre and the pole, a silent
+        extrapolation for points farther than 1.5 grid spacings beyond it (a regional
+        grid, or latitudes in radians)."""
+        ls = np.sort(self.lat)
+        lo = ls[0] - 1.5 * (ls[1] - ls[0])
+        hi = ls[-1] + 1.5 * (ls[-1] - ls[-2])
+        outside = (plat < lo) | (plat > hi)
+        if outside.any():
+            far = plat[outside][np.argmax(np.abs(plat[outside]))]
+            raise ValueError(
+                f"the lat-lon grid covers latitudes {ls[0]:g} to {ls[-1]:g} degrees, but "
+                f"{int(outside.sum())} of the sampling's points lie beyond it (up to latitude "
+                f"{far:.1f}) and would be extrapolated. Latitudes must be in degrees (not "
+                "radians); for a regional grid, restrict the sampling to its area (a partial sky)."
+            )
 
     def _bilinear(self, plat: np.ndarray, plon: np.ndarray):
         return bilinear_matrix(self.lat, self.lon, plat, plon)

@@ -344,6 +344,20 @@ def test_dataset_from_files(tmp_path):
         C.ClimateSegmentation(s, files=[tmp_path / "data-0.nc", tmp_path / "data-1.nc"])
 
 
+def test_missing_values_in_any_file_are_refused(tmp_path):
+    # a test file with a region of fill values was zero-filled silently (only train was checked)
+    lat, lon = C.latlon_grid(24, 48)
+    rng = np.random.default_rng(0)
+    for k in range(3):
+        f, lab = C.synthetic_snapshot(lat, lon, rng)
+        if k == 2:
+            f[C.VARIABLES.index("PSL"), :9] = np.nan  # south of 27 S
+        C.write_climatenet(tmp_path / f"data-{k}.nc", lat, lon, f, lab)
+    with pytest.raises(ValueError, match=r"data-2.nc: \['PSL'\] are missing"):
+        C.ClimateSegmentation(HEALPix(2), files=str(tmp_path), variables=["TMQ", "PSL"])
+    C.ClimateSegmentation(HEALPix(2), files=str(tmp_path), variables=["TMQ"])
+
+
 def test_config_names_the_dataset():
     from deepsphere.training import registry
 

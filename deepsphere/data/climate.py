@@ -783,7 +783,14 @@ class ClimateSegmentation(LabelledDataset):
                 if regridder is None or regridder.shape != f.shape[1:] \
                         or not (np.array_equal(regridder.lat, lat) and np.array_equal(regridder.lon, lon)):
                     regridder = LatLonRegridder(lat, lon, sampling)
-                xs.append(regridder(f).T)
+                x = regridder(f).T
+                if not np.all(np.isfinite(x)):  # would become 0 silently in val/test
+                    bad = [self.variables[c] for c in np.flatnonzero(~np.isfinite(x).all(0))]
+                    raise ValueError(
+                        f"{p}: {bad} are missing (fill values) over whole points of the "
+                        "sampling after regridding; fill or drop those fields, or this file"
+                    )
+                xs.append(x)
                 ys.append(regridder.labels(lab, 3, event_fraction))
             self.files = {s: [paths[i] for i in g] for s, g in zip(SPLITS, groups)}
             for s, g in zip(SPLITS, groups):

@@ -137,6 +137,29 @@ def test_read_maps_fits_and_npy_in_both_orderings(tmp_path, rng):
         C.read_healpix_maps(tmp_path / "bad.npy", ordering="NESTED")
 
 
+def test_ring_map_declared_nested_is_refused(tmp_path, rng):
+    # was read silently: patches were cut from a RING map taken for NESTED
+    from astropy.io import fits
+
+    nside = 64
+    smooth = hp.smoothing(rng.standard_normal(12 * nside**2), fwhm=0.3)  # RING, as healpy makes it
+    np.save(tmp_path / "ring.npy", smooth)
+    with pytest.raises(ValueError, match=r"ring.npy: declared NESTED .* looks like RING: it is \d+x "
+                                         r"rougher.*ordering='RING'"):
+        C.read_healpix_maps(tmp_path / "ring.npy", ordering="NESTED")
+    _write_fits(tmp_path / "r.fits", hp.reorder(smooth, r2n=True), nest=False)
+    with fits.open(tmp_path / "r.fits") as h:
+        h[1].header["ORDERING"] = "NESTED"  # a header that lies
+        h.writeto(tmp_path / "liar.fits")
+    with pytest.raises(ValueError, match=r"liar.fits: declared NESTED .* looks like RING"):
+        C.read_healpix_maps(tmp_path / "liar.fits")
+    # the same maps said to be RING, and a NESTED white-noise map, are read
+    np.testing.assert_allclose(C.read_healpix_maps(tmp_path / "ring.npy", ordering="RING")[0],
+                               hp.reorder(smooth, r2n=True))
+    np.save(tmp_path / "noise.npy", rng.standard_normal(12 * nside**2))
+    C.read_healpix_maps(tmp_path / "noise.npy", ordering="NESTED")
+
+
 def test_partial_map_keeps_only_observed_patches(tmp_path, rng):
     nside, order = 8, 1
     m = rng.standard_normal(12 * nside**2)

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import numpy as np
@@ -55,6 +56,16 @@ def heat_filter_demo(nside: int, k: int, seed: int, a: float = 4.0, K: int = 20)
 
 
 def run(args: argparse.Namespace) -> int:
+    try:  # a bad --nside or --k: the library's message, not a traceback
+        if args.epochs < 1:
+            raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
+        return _run(args)
+    except (ValueError, TypeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
     import torch
 
     from . import models, sampling

@@ -13,3 +13,13 @@ def test_cli_help_lists_commands(capsys):
     out = capsys.readouterr().out
     for cmd in ("train", "evaluate", "equivariance", "benchmark", "demo"):
         assert cmd in out
+
+
+def test_bad_arguments_get_one_line(capsys):
+    # were tracebacks (nside, k) or a test accuracy without training (epochs 0)
+    for args, message in ((["--nside", "3"], "nside=3 is not a valid HEALPix resolution"),
+                          (["--k", "0"], "k must be a positive integer"),
+                          (["--epochs", "0"], "--epochs must be >= 1")):
+        assert main(["demo", *args]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and "Traceback" not in err

@@ -428,10 +428,12 @@ def test_cli_predict_bad_files_get_one_line(tmp_path, capsys, monkeypatch):
                 "text": "text.npy: cannot read this .npy file (no .npy header",
                 "objects": "objects.npy: cannot read this .npy file (it holds Python objects",
                 "no-maps": "no maps to predict on: the array has shape (0, 192, 1)",
+        "ok": "device 'tpu' is not valid; choose from auto, cpu, cuda, cuda:N",  # was torch's RuntimeError
                 "missing": "missing.npy: no such file"}
     capsys.readouterr()
     for name, message in expected.items():
-        assert cli(["predict", str(run), str(tmp_path / f"{name}.npy")]) == 2, name
+        device = ["--device", "tpu"] if name == "ok" else []
+        assert cli(["predict", str(run), str(tmp_path / f"{name}.npy"), *device]) == 2, name
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err and "allow_pickle=" not in err, err
     # half precision is read as what it is (was refused: every pixel taken for UNSEEN)

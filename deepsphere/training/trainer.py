@@ -50,6 +50,8 @@ _RESUMABLE_CHANGES = {"epochs", "progress", "plots", "out", "num_workers", "earl
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    if not (name in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", name)):
+        raise ConfigError(f"device {name!r} is not valid; choose from auto, cpu, cuda, cuda:N")
     if name == "auto":
         return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():

@@ -268,3 +268,18 @@ def _training_configs():
 def test_every_shipped_training_config_validates(path):
     # names every builder and argument: a renamed class or keyword breaks here, not in a user's run
     validate(load_config(path))
+
+
+def test_duplicate_keys_are_refused(tmp_path):
+    # YAML keeps the last of two equal keys: the first trainer section was dropped silently
+    p = tmp_path / "dup.yaml"
+    p.write_text("trainer: {epochs: 3, out: runs/a}\nmodel: {name: cnn}\ntrainer: {batch_size: 4}\n")
+    with pytest.raises(ConfigError, match=r"dup.yaml, line 3: key 'trainer' appears twice .*first on line 1"):
+        load_config(p)
+    p.write_text("trainer:\n  epochs: 3\n  seed: 1\n  epochs: 50\n")
+    with pytest.raises(ConfigError, match=r"line 4: key 'epochs' appears twice .*first on line 2"):
+        load_config(p)
+    # equal keys in different mappings (name) are fine
+    p.write_text("optim: {name: adam}\nscheduler: {name: step}\n"
+                 "trainer: {epochs: 2, batch_size: 4}\ndata: {name: synthetic_fields}\n")
+    assert load_config(p).trainer.epochs == 2

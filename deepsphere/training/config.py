@@ -331,11 +331,37 @@ def load_config(path: Union[str, Path], overrides: Sequence[str] = ()) -> Config
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
+    text = path.read_text()
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({e})") from None
+    _refuse_duplicate_keys(text, path)
     return Config.from_dict(raw, overrides)
+
+
+def _refuse_duplicate_keys(text: str, path: Path) -> None:
+    """YAML keeps the last of two equal keys and drops the first without a word: a second
+    ``trainer:`` section would discard the first one whole. The composed node tree (no
+    object is constructed) still has both."""
+    stack = [yaml.compose(text)]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, yaml.MappingNode):
+            seen = {}
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                    line = key.start_mark.line + 1
+                    if key.value in seen:
+                        raise ConfigError(
+                            f"{path}, line {line}: key {key.value!r} appears twice in the same "
+                            f"mapping (first on line {seen[key.value]}); YAML would keep only the "
+                            "last one. Merge the two into one."
+                        )
+                    seen[key.value] = line
+                stack.append(value)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
 
 
 # --------------------------------------------------------------------------------------

@@ -399,6 +399,10 @@ def test_metrics_and_monitor_checked_before_training(tmp_path, monkeypatch):
     # a regression metric on a classification task (was a shape error after one epoch)
     with pytest.raises(ConfigError, match=r"trainer\.metrics: 'mse' does not apply to a classification"):
         Trainer(tiny_config(tmp_path / "a", metrics=["accuracy", "mse"]))
+    # a regression loss on classes (was a shape error in the first step)
+    with pytest.raises(ConfigError, match=r"trainer\.loss: 'mse' is a loss for regression, but data "
+                                          r"'synthetic_fields' is a classification task; use 'cross_entropy'"):
+        Trainer(tiny_config(tmp_path / "f", loss="mse"))
     # a class index the model does not have (was found after one epoch)
     with pytest.raises(ConfigError, match=r"'val_precision_5' is not a logged value.*val_precision_1"):
         Trainer(tiny_config(tmp_path / "b", monitor="val_precision_5"))

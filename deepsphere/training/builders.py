@@ -100,9 +100,21 @@ def build_model(config: Config, sampling, dataset) -> torch.nn.Module:
     return _construct("model", config.model.name, builder, **kwargs, **config.model.params)
 
 
+# the tasks each built-in loss applies to (plug-in losses are not checked)
+_LOSS_TASKS = {"cross_entropy": ("classification", "segmentation"), "mse": ("regression",),
+               "l1": ("regression",)}
+
+
 def build_loss(config: Config, dataset) -> torch.nn.Module:
     t = config.trainer
     name = t.loss or DEFAULT_LOSS[dataset.task]
+    if name in _LOSS_TASKS and dataset.task not in _LOSS_TASKS[name]:  # else: a shape error mid-epoch
+        raise ConfigError(
+            f"trainer.loss: {name!r} is a loss for {' or '.join(_LOSS_TASKS[name])}, but data "
+            f"{config.data.name!r} is a {dataset.task} task; use "
+            + " or ".join(repr(k) for k, v in _LOSS_TASKS.items() if dataset.task in v)
+            + " (or leave trainer.loss out)"
+        )
     weight = None
     if isinstance(t.class_weights, list):
         weight = np.asarray(t.class_weights, dtype=np.float64)

@@ -283,3 +283,14 @@ def test_duplicate_keys_are_refused(tmp_path):
     p.write_text("optim: {name: adam}\nscheduler: {name: step}\n"
                  "trainer: {epochs: 2, batch_size: 4}\ndata: {name: synthetic_fields}\n")
     assert load_config(p).trainer.epochs == 2
+
+
+def test_training_guide_lists_every_registered_name():
+    from pathlib import Path
+
+    from deepsphere.training import registry
+
+    guide = (Path(__file__).resolve().parents[1] / "docs" / "training.md").read_text()
+    missing = [f"{reg}:{n}" for reg in ("SAMPLINGS", "DATASETS", "MODELS", "LOSSES", "METRICS")
+               for n in getattr(registry, reg).names() if f"`{n}`" not in guide]
+    assert not missing, f"docs/training.md does not name {missing}"

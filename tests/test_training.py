@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from deepsphere.cli import main as cli
-from deepsphere.training import Config, ConfigError, Trainer, train
+from deepsphere.training import Config, ConfigError, Trainer, load_config, train
 from deepsphere.training import metrics as M
 from deepsphere.training.checkpoint import atomic_save, load
 from deepsphere.training.losses import CrossEntropy, balanced_weights
@@ -445,6 +445,49 @@ def test_cli_predict_bad_files_get_one_line(tmp_path, capsys, monkeypatch):
     assert cli(["predict", str(run), str(tmp_path / "ok.npy")]) == 0
     np.testing.assert_allclose(np.load(run / "predictions" / "half.npy"),
                                np.load(run / "predictions" / "ok.npy"), atol=1e-2)
+
+
+def test_predict_applies_the_training_normalisation(tmp_path, capsys, monkeypatch):
+    """Raw maps given to predict get the normalisation the training data had (here: maps
+    divided by their training rms; stations standardised and centred), so predict on a raw
+    map equals the model on the normalised item. Raw maps went in unnormalised before."""
+    from deepsphere.training.predict import load_model
+
+    monkeypatch.syspath_prepend(str(HERE))
+    rng = np.random.default_rng(0)
+    for c, amp in (("a", 0.01), ("b", 0.03)):  # convergence-like amplitudes, far from 1
+        for i in range(3):
+            np.save(tmp_path / f"{c}{i}.npy", amp * rng.standard_normal(192))
+    cfg = tmp_path / "maps.yaml"
+    cfg.write_text(
+        f"data: {{name: cosmology_files, ordering: NESTED, val_fraction: 0.34, test_fraction: 0.34, "
+        f"classes: {{a: ['{tmp_path}/a*.npy'], b: ['{tmp_path}/b*.npy']}}}}\n"
+        "sampling: {name: healpix, nside: 4}\n"
+        "model: {name: 'test_training:PixelMLP', hidden: 4}\n"
+        "trainer: {epochs: 1, batch_size: 2, progress: false, plots: false}\n")
+    stations = tmp_path / "stations.yaml"
+    stations.write_text(
+        "data: {name: synthetic_stations, n_days: 60, history: 3}\n"
+        "sampling: {name: random_stations, n: 30}\n"
+        "model: {name: station, channels: [4], K: 2}\n"
+        "trainer: {epochs: 1, batch_size: 8, progress: false, plots: false}\n")
+    for config, name in ((cfg, "maps"), (stations, "stations")):
+        run = tmp_path / name
+        trainer = train(load_config(config), run)
+        model, _, info, _ = load_model(run)
+        split = trainer.dataset.split("test")
+        x = torch.stack([split[i][0] for i in range(len(split))])
+        tf = trainer.dataset.input_transform()
+        raw = x.numpy() * np.float32(tf["scale"]) + np.float32(tf["shift"])
+        np.save(tmp_path / f"{name}-raw.npy", raw)
+        assert cli(["predict", str(run), str(tmp_path / f"{name}-raw.npy")]) == 0
+        got = np.load(run / "predictions" / f"{name}-raw.npy")
+        with torch.no_grad():
+            out = model(x)
+        if name == "maps":
+            np.testing.assert_allclose(got, torch.softmax(out, -1).numpy(), rtol=1e-4, atol=1e-6)
+        else:  # back in the data's units: the centring undone
+            np.testing.assert_allclose(got, out.numpy() + trainer.dataset.mean, rtol=1e-4, atol=1e-3)
 
 
 @pytest.mark.parametrize("script, command", [("train.py", "train"), ("evaluate.py", "evaluate")])

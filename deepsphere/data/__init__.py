@@ -11,7 +11,11 @@ A dataset, as the trainer (:mod:`deepsphere.training`) uses it, is built as
   whose items are ``(x, y)`` with ``x`` float32 ``[npix, in_channels]`` in the sampling's
   order;
 - optionally ``set_epoch(epoch)`` on a split (noise redrawn each epoch),
-  ``class_counts()`` (for ``class_weights: balanced``) and ``class_names``.
+  ``class_counts()`` (for ``class_weights: balanced``), ``class_names``, and
+  ``input_transform()``: ``{"shift": [C floats], "scale": [C floats]}`` when the items are
+  normalised, ``x = (raw - shift) / scale`` per channel (plus ``"target_shift"`` for
+  regression targets stored as ``raw - target_shift``); ``deepsphere predict`` applies it
+  to raw inputs and undoes the target shift.
 """
 from .synthetic import SyntheticFields, SyntheticSegmentation, random_alm, power_law
 from .climate import ClimateSegmentation, LatLonRegridder, read_climatenet, write_climatenet

@@ -829,3 +829,7 @@ class ClimateSegmentation(LabelledDataset):
             for s, (x, y) in data.items()
         }
 
+    def input_transform(self) -> dict:
+        """Items are standardised per channel (see :mod:`deepsphere.data`)."""
+        return {"shift": self.channel_mean.tolist(), "scale": self.channel_std.tolist()}
+

@@ -386,6 +386,10 @@ class CosmologyPatches(LabelledDataset):
             self._splits[split] = _MapSplit(maps[perm], labels[perm], noise, seed, split,
                                             redraw=redraw_noise and split == "train")
 
+    def input_transform(self) -> dict:
+        """Items are maps divided by ``scale`` (see :mod:`deepsphere.data`)."""
+        return {"shift": [0.0], "scale": [float(self.scale)]}
+
 
 
 # --------------------------------------------------------------------------------------
@@ -666,6 +670,10 @@ class ConvergenceMapFiles(LabelledDataset):
             labels = np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64)
             self._splits[split] = _MapSplit(maps / self.scale, labels, noise, seed, split,
                                             redraw=redraw_noise and split == "train")
+
+    def input_transform(self) -> dict:
+        """Items are maps divided by ``scale`` (see :mod:`deepsphere.data`)."""
+        return {"shift": [0.0], "scale": [float(self.scale)]}
 
 
 

@@ -475,6 +475,13 @@ class _StationTask(SplitDataset):
                 raise ValueError(f"the {name} period (time steps {a}..{b - 1}) has no usable target")
             self._splits[name] = _WindowSplit(z, np.nan_to_num(values - self.mean), t, history, features)
 
+    def input_transform(self) -> dict:
+        """The history channels are standardised, the known features (season, hour) are
+        not; targets are centred on ``mean`` (see :mod:`deepsphere.data`)."""
+        extra = self.in_channels - self.history
+        return {"shift": [self.mean] * self.history + [0.0] * extra,
+                "scale": [self.std] * self.history + [1.0] * extra, "target_shift": self.mean}
+
 
 
 class GHCNDaily(_StationTask):

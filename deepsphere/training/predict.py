@@ -74,8 +74,13 @@ def as_batch(x: np.ndarray, sampling, in_channels: int, order: str = "NESTED") -
 def predict(model, sampling, info: dict, x: np.ndarray, order: str = "NESTED", device="cpu",
             batch_size: int = 32) -> np.ndarray:
     """Class probabilities ``(n, n_classes)`` (classification), per-pixel labels
-    ``(n, npix)`` (segmentation) or values (regression)."""
+    ``(n, npix)`` (segmentation) or values (regression). ``x`` holds raw maps: the run's
+    input normalisation (``info["input_transform"]``, if its dataset had one) is applied
+    here, and regression values come back in the units of the data (target shift undone)."""
     batch = as_batch(x, sampling, info["in_channels"], order)
+    tf = info.get("input_transform")  # the training data's normalisation, applied to raw maps
+    if tf is not None:
+        batch = ((batch - np.float32(tf["shift"])) / np.float32(tf["scale"])).astype(np.float32)
     outs = []
     for i in range(0, len(batch), batch_size):
         outs.append(model(torch.from_numpy(batch[i:i + batch_size]).to(device)).float().cpu())
@@ -84,4 +89,4 @@ def predict(model, sampling, info: dict, x: np.ndarray, order: str = "NESTED", d
         return out.softmax(-1).numpy()
     if info["task"] == "segmentation":
         return out.argmax(-1).numpy()
-    return out.numpy()
+    return out.numpy() + (0.0 if tf is None else np.float32(tf.get("target_shift", 0.0)))

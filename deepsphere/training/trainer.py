@@ -75,9 +75,14 @@ def data_info(dataset) -> dict:
     """What a model needs to know about the data, stored in checkpoints so ``predict``
     rebuilds the model without regenerating the data."""
     names = getattr(dataset, "class_names", None)
-    return {"task": dataset.task, "in_channels": int(dataset.in_channels),
+    info = {"task": dataset.task, "in_channels": int(dataset.in_channels),
             "n_outputs": n_outputs(dataset),
             "class_names": None if names is None else [str(n) for n in names]}
+    if hasattr(dataset, "input_transform"):  # how raw inputs were normalised (predict redoes it)
+        tf = dataset.input_transform()
+        info["input_transform"] = {k: ([float(x) for x in v] if np.ndim(v) else float(v))
+                                   for k, v in tf.items()}
+    return info
 
 
 def info_namespace(info: dict) -> SimpleNamespace:

@@ -447,6 +447,16 @@ def test_cli_predict_bad_files_get_one_line(tmp_path, capsys, monkeypatch):
                                np.load(run / "predictions" / "ok.npy"), atol=1e-2)
 
 
+def test_predict_order_ring_needs_healpix():
+    from deepsphere.sampling import Equiangular
+    from deepsphere.training.predict import as_batch
+
+    s = Equiangular(4, "DH")
+    assert as_batch(np.zeros((2, s.npix)), s, 1).shape == (2, s.npix, 1)
+    with pytest.raises(ValueError, match="'RING' is a HEALPix pixel ordering, but this run's sampling is Equiangular"):
+        as_batch(np.zeros((2, s.npix)), s, 1, order="RING")
+
+
 def test_predict_applies_the_training_normalisation(tmp_path, capsys, monkeypatch):
     """Raw maps given to predict get the normalisation the training data had (here: maps
     divided by their training rms; stations standardised and centred), so predict on a raw

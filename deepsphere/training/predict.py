@@ -36,6 +36,9 @@ def as_batch(x: np.ndarray, sampling, in_channels: int, order: str = "NESTED") -
     from ..sampling import HEALPix
 
     x = np.asarray(x)
+    if order != "NESTED" and not isinstance(sampling, HEALPix):  # would be ignored silently
+        raise ValueError(f"order={order!r} is a HEALPix pixel ordering, but this run's sampling is "
+                         f"{type(sampling).__name__}: give its points in the sampling's own order")
     if not np.issubdtype(x.dtype, np.floating):
         raise ValueError(f"maps must be floating point, got dtype {x.dtype}")
     sizes = {sampling.npix}

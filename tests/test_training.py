@@ -368,6 +368,24 @@ def test_cli_train_evaluate_predict(tmp_path, capsys, monkeypatch):
     assert "shape (3, 100)" in capsys.readouterr().err
 
 
+def test_cli_train_never_overwrites_the_config_it_reads(tmp_path, capsys, monkeypatch):
+    # 'deepsphere train config.yaml --out .' replaced the user's config (comments and all)
+    # with the resolved one, overrides baked in
+    monkeypatch.syspath_prepend(str(HERE))
+    cfg = tmp_path / "config.yaml"
+    text = "# my notes\n" + KILL_CONFIG.replace("n_train: 256", "n_train: 16").replace("nside: 8", "nside: 4")
+    cfg.write_text(text)
+    assert cli(["train", str(cfg), "--out", str(tmp_path), "--set", "trainer.epochs=1"]) == 2
+    assert "which is the config file being read" in capsys.readouterr().err
+    assert cfg.read_text() == text and not (tmp_path / "checkpoints").exists()
+    # a run's own resolved config: a new run from it elsewhere, and resuming from it in place
+    run = tmp_path / "run"
+    assert cli(["train", str(cfg), "--out", str(run), "--set", "trainer.epochs=1"]) == 0
+    assert cli(["train", str(run / "config.yaml"), "--out", str(run), "--resume",
+                "--set", "trainer.epochs=2"]) == 0
+    assert len(read_metrics(run)) == 2
+
+
 def test_cli_ctrl_c_says_how_to_resume_and_resume_is_exact(tmp_path, capsys, monkeypatch):
     monkeypatch.syspath_prepend(str(HERE))
     cfg = tmp_path / "c.yaml"

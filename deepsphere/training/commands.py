@@ -37,7 +37,9 @@ def _train(args) -> int:
     from .trainer import Trainer
 
     try:  # bad configs, data or model arguments: a message, not a traceback
-        trainer = Trainer(load_config(args.config, args.overrides), args.out, resume=args.resume)
+        config = load_config(args.config, args.overrides)
+        _refuse_overwriting_the_config(config, args)
+        trainer = Trainer(config, args.out, resume=args.resume)
     except (ValueError, TypeError, FileExistsError, FileNotFoundError) as e:
         return _fail(e)
     try:
@@ -60,6 +62,29 @@ def _train(args) -> int:
     finally:
         trainer.close()
     return 0
+
+
+def _refuse_overwriting_the_config(config, args) -> None:
+    """A run writes its resolved config to RUN/config.yaml: refuse when that is the file
+    being read and the text would change (a hand-written config with comments, or
+    ``--set`` overrides), instead of replacing the user's file. Resuming rewrites the run's
+    own resolved config (e.g. with more ``trainer.epochs``), which is what it is for."""
+    import copy
+
+    if args.resume:
+        return
+
+    out = Path(args.out if args.out is not None else config.trainer.out)
+    dest = out / "config.yaml"
+    if not (dest.is_file() and dest.resolve() == Path(args.config).resolve()):
+        return
+    resolved = copy.deepcopy(config)
+    resolved.trainer.out = str(out)
+    if resolved.to_yaml() != dest.read_text():
+        raise FileExistsError(
+            f"the run would write its resolved config to {str(dest)!r}, which is the config file "
+            "being read (and would change it); choose another --out, or keep the config elsewhere"
+        )
 
 
 # ---- evaluate ---------------------------------------------------------------------------

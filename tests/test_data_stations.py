@@ -215,6 +215,14 @@ def test_ghcn_dataset_windows_and_targets(tmp_path):
         S.GHCNDaily(Irregular([0, 1], [0, 1], units="deg"), str(dly), "2020-01-01", "2020-04-29")
 
 
+def test_daily_matrix_period_is_checked(tmp_path):
+    # start after end was an IndexError deep in the windowing
+    with pytest.raises(ValueError, match=r"start 2010-03-31 is after end 2010-01-01"):
+        S.daily_matrix(tmp_path, ["X"], "TMAX", "2010-03-31", "2010-01-01")
+    with pytest.raises(ValueError, match=r"end '2010-13-01' is not a date"):
+        S.daily_matrix(tmp_path, ["X"], "TMAX", "2010-01-01", "2010-13-01")
+
+
 def test_season_channels(tmp_path):
     stations, dly, ids = write_archive(tmp_path)
     s = S.ghcn_sampling(str(stations), str(dly), "TMAX", "2020-01-01", "2020-04-29")

@@ -276,12 +276,23 @@ def _daily_matrix_cached(dly_dir: str, ids: Tuple[str, ...], element: str, start
     return out
 
 
+def _day(value: Date, what: str) -> np.datetime64:
+    try:
+        return np.datetime64(str(value), "D")
+    except ValueError as e:
+        raise ValueError(f"{what} {str(value)!r} is not a date ({e}); use ISO dates, e.g. '2010-01-31'") from None
+
+
 def daily_matrix(dly_dir: Union[str, Path], station_ids: Sequence[str], element: str,
                  start: Date, end: Date, quality_control: bool = True) -> np.ndarray:
     """Values of ``element`` for every day from ``start`` to ``end`` (inclusive, ISO dates)
     at each station, ``(n_days, n_stations)`` float64, NaN where missing. Reads
     ``dly_dir/<ID>.dly``; repeated calls with the same files are served from a cache."""
     ids = tuple(str(s) for s in station_ids)
+    first, last = _day(start, "start"), _day(end, "end")
+    if first > last:
+        raise ValueError(f"start {first} is after end {last}: the period is empty")
+    start, end = str(first), str(last)
     key = tuple(os.stat(Path(dly_dir) / f"{s}.dly").st_mtime_ns if (Path(dly_dir) / f"{s}.dly").is_file()
                 else None for s in ids)
     return np.array(_daily_matrix_cached(str(dly_dir), ids, element, str(start), str(end),
@@ -514,7 +525,7 @@ class GHCNDaily(_StationTask):
         self.element = element
         values = daily_matrix(dly_dir, names, element, start, end, quality_control)
         values = fill_gaps(values, max_gap)
-        days = np.arange(np.datetime64(start, "D"), np.datetime64(end, "D") + 1)
+        days = np.arange(_day(start, "start"), _day(end, "end") + 1)
         self._setup(values, history, split_fractions, day_of_year_features(days) if season else None)
 
 

@@ -335,6 +335,12 @@ def test_read_sao_quality_control(tmp_path):
     assert v[2, 1] == pytest.approx(base[2] + 2)  # mean of the two reports
     assert np.isnan(v[5, 1])  # spike
     assert np.isnan(v[1, 2]) and v[2, 2] == pytest.approx(5.0)  # 80 degrees C: out of range
+    cut = tmp_path / "cut.cdf"  # a truncated file: was numpy's "buffer size must be a multiple"
+    cut.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
+    with pytest.raises(ValueError, match=r"cut.cdf: cannot read this NetCDF3 file, it looks truncated"):
+        S.read_sao(cut)
+    with pytest.raises(KeyError, match=r"no variable 'NOPE'"):
+        S.read_sao(p, variable="NOPE")
     assert S.sao_sampling(str(p), min_hours=7).names == ["AAA", "BBB", "DDD"]  # CCC has 6 hours
     s = S.sao_sampling(str(p), min_hours=6)
     assert s.names == ["AAA", "BBB", "CCC", "DDD"]

@@ -663,16 +663,20 @@ def read_sao(path: Union[str, Path], variable: str = "T", max_coordinate_spread:
     path = Path(path)
     if _sniff(path) != "netcdf3":
         raise ValueError(f"{path}: expected a NetCDF3 file (starting with b'CDF')")
-    with netcdf_file(str(path), "r", mmap=False) as f:
-        for name in ("id", "lat", "lon", variable):
-            if name not in f.variables:
-                raise KeyError(f"{path}: no variable {name!r}; the file has {', '.join(sorted(f.variables))}")
-        ids = f.variables["id"][:]
-        lat = f.variables["lat"][:].astype(np.float64)
-        lon = f.variables["lon"][:].astype(np.float64)
-        var = f.variables[variable]
-        vals = var[:].astype(np.float64)
-        fill = float(getattr(var, "_FillValue", -9999.0))
+    try:
+        with netcdf_file(str(path), "r", mmap=False) as f:
+            for name in ("id", "lat", "lon", variable):
+                if name not in f.variables:
+                    raise KeyError(f"{path}: no variable {name!r}; the file has {', '.join(sorted(f.variables))}")
+            ids = f.variables["id"][:]
+            lat = f.variables["lat"][:].astype(np.float64)
+            lon = f.variables["lon"][:].astype(np.float64)
+            var = f.variables[variable]
+            vals = var[:].astype(np.float64)
+            fill = float(getattr(var, "_FillValue", -9999.0))
+    except (ValueError, TypeError, IndexError, EOFError, OSError) as e:  # scipy's, without the path
+        raise ValueError(f"{path}: cannot read this NetCDF3 file, it looks truncated or corrupt "
+                         f"({e}); copy or download it again") from None
     if ids.ndim != 3 or lat.shape != ids.shape[:2] or vals.shape != lat.shape:
         raise ValueError(f"{path}: expected id (report, hour, chars) and (report, hour) fields")
     n_hours = vals.shape[1]

@@ -8,9 +8,11 @@ Four measurements (``python -m deepsphere.benchmark_scale {bandwidth,spmm,scalin
     arrays far larger than the caches, counted as STREAM does: ``3 n itemsize`` bytes per
     call (no write-allocate traffic). Best of the repeats, GB/s = 1e9 bytes/s.
 ``spmm``
-    One ``out.addmm_(L, X)`` with ``L`` the layer's own operator (torch CSR, int32 indices,
-    float32) and ``X`` ``[n, C]`` with ``C = B F`` columns (the batch folded into the
-    columns, as :class:`~deepsphere.nn.ChebConv` does). The least traffic it can do is
+    One sparse product ``out <- beta out + alpha L X`` with ``L`` the layer's own operator
+    (torch CSR, int32 indices, float32) and ``X`` ``[n, C]`` with ``C = B F`` columns (the
+    batch folded into the columns, as :class:`~deepsphere.nn.ChebConv` does), by torch's
+    ``out.addmm_`` and by the layer's compiled kernel (:mod:`deepsphere.nn.spmm`), in the
+    same process. The least traffic it can do is
     reading the matrix once and ``X`` once and writing the output once,
 
     .. math:: \text{bytes} = \text{nnz}\,(s_v + s_i) + (n+1)\, s_i + 2\, n\, C\, s_f ,
@@ -141,10 +143,18 @@ def spmm_bytes(nnz: int, n: int, columns: int, value_bytes: int = 4, index_bytes
 
 
 def spmm_rows(Lt, columns: Sequence[int], threads: Sequence[int], repeats: int,
-              triad: Dict[int, float]) -> List[dict]:
-    """Time ``out.addmm_(L, X, beta=0)`` and ``out.addmm_(L, X, alpha=2)`` (beta=1)."""
+              triad: Dict[int, float], products: Sequence[str] = ("torch", "kernel")
+              ) -> List[dict]:
+    """Time ``out <- L X`` (beta=0) and ``out <- out + 2 L X`` (beta=1) with each product:
+    ``torch`` is ``out.addmm_(L, X)`` (MKL on x86), ``kernel`` the layer's
+    :func:`~deepsphere.nn.spmm.sparse_addmm_` (the compiled CPU kernel; skipped where it
+    does not build). Both run on the same operator and blocks, interleaved."""
     from .nn import SparseOperator
+    from .nn.spmm import native_available, sparse_addmm_
 
+    if "kernel" in products and not native_available():
+        print("(the compiled kernel is unavailable here: timing torch's product only)")
+        products = [p for p in products if p != "kernel"]
     op = SparseOperator(Lt, check_symmetric=False)
     L = op.csr()
     n, nnz = op.n, op.nnz
@@ -155,27 +165,36 @@ def spmm_rows(Lt, columns: Sequence[int], threads: Sequence[int], repeats: int,
         out = torch.zeros(n, C)
         for th in threads:
             for beta in (0, 1):
-                if beta == 0:
-                    fn = lambda: out.addmm_(L, X, beta=0)  # noqa: E731
-                else:
-                    fn = lambda: out.addmm_(L, X, alpha=2.0)  # noqa: E731
-                with _threads(th):
-                    ts = wall_times(fn, repeats)
-                nbytes = spmm_bytes(nnz, n, C, 4, ib, read_output=beta == 1)
-                gbps = nbytes / min(ts) / 1e9
-                rows.append(dict(n=n, nnz=nnz, index_bytes=ib, columns=C, threads=th, beta=beta,
-                                 best_ms=1e3 * min(ts), median_ms=1e3 * float(np.median(ts)),
-                                 MB=nbytes / 1e6, GBps=gbps,
-                                 fraction=gbps / triad[th] if th in triad else float("nan")))
+                alpha = 1.0 if beta == 0 else 2.0
+                best = {}
+                for product in products:
+                    if product == "torch":
+                        fn = lambda: out.addmm_(L, X, beta=beta, alpha=alpha)  # noqa: E731
+                    else:
+                        fn = lambda: sparse_addmm_(out, L, X, beta=beta, alpha=alpha)  # noqa: E731
+                    with _threads(th):
+                        ts = wall_times(fn, repeats)
+                    best[product] = min(ts)
+                    nbytes = spmm_bytes(nnz, n, C, 4, ib, read_output=beta == 1)
+                    gbps = nbytes / min(ts) / 1e9
+                    rows.append(dict(
+                        n=n, nnz=nnz, index_bytes=ib, columns=C, threads=th, beta=beta,
+                        product=product, best_ms=1e3 * min(ts),
+                        median_ms=1e3 * float(np.median(ts)), MB=nbytes / 1e6, GBps=gbps,
+                        fraction=gbps / triad[th] if th in triad else float("nan"),
+                        speedup_vs_torch=best["torch"] / min(ts) if "torch" in best else None))
         del X, out
     return rows
 
 
 def format_spmm(rows: List[dict]) -> str:
     return _table(
-        ["B·F", "threads", "beta", "bytes MB", "best ms", "median ms", "GB/s", "of triad"],
-        [(r["columns"], r["threads"], r["beta"], f"{r['MB']:.0f}", f"{r['best_ms']:.1f}",
-          f"{r['median_ms']:.1f}", f"{r['GBps']:.1f}", f"{100 * r['fraction']:.0f} %")
+        ["B·F", "threads", "beta", "product", "bytes MB", "best ms", "median ms", "GB/s",
+         "of triad", "vs torch"],
+        [(r["columns"], r["threads"], r["beta"], r.get("product", "torch"), f"{r['MB']:.0f}",
+          f"{r['best_ms']:.1f}", f"{r['median_ms']:.1f}", f"{r['GBps']:.1f}",
+          f"{100 * r['fraction']:.0f} %",
+          "–" if r.get("speedup_vs_torch") is None else f"{r['speedup_vs_torch']:.2f}×")
          for r in rows])
 
 

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from .operator import SparseOperator, as_csr_operator
+from .spmm import sparse_addmm_
 
 __all__ = ["ChebConv", "cheb_conv", "clear_workspace"]
 
@@ -100,14 +101,14 @@ def _chebyshev_terms(L: Tensor, X0: Tensor, K: int, bufs) -> Iterator[Tuple[floa
     if K == 1:
         return
     # beta=0: the buffer's old contents are ignored (no zero fill)
-    prev, cur = X0, bufs[0].addmm_(L, X0, beta=0)
+    prev, cur = X0, sparse_addmm_(bufs[0], L, X0, beta=0)
     s_prev, s_cur = 1.0, 1.0
     yield s_cur, cur
     for k in range(2, K):
         s_new = -s_prev
         base = bufs[1].copy_(X0) if k == 2 else prev   # never write the caller's X0
         # s_{k-2} T_{k-2} + 2 s_k s_{k-1} L (s_{k-1} T_{k-1}) = s_k T_k
-        nxt = base.addmm_(L, cur, alpha=2.0 * s_new * s_cur)
+        nxt = sparse_addmm_(base, L, cur, alpha=2.0 * s_new * s_cur)
         prev, cur, s_prev, s_cur = cur, nxt, s_cur, s_new
         yield s_cur, cur
 
@@ -129,7 +130,7 @@ def _clenshaw(L: Tensor, A: Tensor, W: Tensor, N: int, bufs) -> Tensor:
             new = torch.mm(A, W[k], out=bufs[1].view(-1, Fb)).view(N, C)
         else:  # in place over b_{k+2}: A W_k - b_{k+2}, fused in one dense product
             new = prev.view(-1, Fb).addmm_(A, W[k], beta=-1).view(N, C)
-        new.addmm_(L, cur, alpha=1.0 if k == 0 else 2.0)
+        sparse_addmm_(new, L, cur, alpha=1.0 if k == 0 else 2.0)
         prev, cur = cur, new
     return cur
 
@@ -183,9 +184,9 @@ class _ChebConvFunction(torch.autograd.Function):
         elif store:
             if xf.data_ptr() != terms[0].data_ptr():
                 terms[0].copy_(xf)
-            terms[1].addmm_(L, terms[0], beta=0)
+            sparse_addmm_(terms[1], L, terms[0], beta=0)
             for k in range(2, K):
-                torch.neg(terms[k - 2], out=terms[k]).addmm_(L, terms[k - 1], alpha=2.0)
+                sparse_addmm_(torch.neg(terms[k - 2], out=terms[k]), L, terms[k - 1], alpha=2.0)
             Tr = terms.view(K, N * B, Fin)
             yf = torch.mm(Tr[0], weight[0])
             for k in range(1, K):

@@ -1,0 +1,97 @@
+/* Sparse (CSR) times dense row-major product for the Chebyshev recursion:
+
+       out[i, :] = beta * out[i, :] + alpha * sum_j val[j] * X[col[j], :]
+
+   for the rows r0 <= i < r1 (the caller splits the rows between threads). X and out are
+   [n, C] row-major and must not overlap; beta == 0 ignores the old contents of out (it may
+   hold NaN), as BLAS does.
+
+   Why a kernel of our own: on a graph's rows (about 9 nonzeros) and wide blocks
+   (C = batch x channels >= 64) the time goes into gathering each neighbour's row. The
+   accumulator of a slab of 64 columns (float32; 32 for float64) stays in registers across
+   the row's nonzeros and is stored once; the first `pf_bytes` of the neighbour rows of the
+   row `pf` ahead are prefetched; a large output with beta == 0 is written with streaming
+   stores (`nt`). GCC/Clang vector extensions keep the code portable: one vector is 64 bytes,
+   split by the compiler into what the target has (-march=native: AVX-512, AVX2, NEON).
+   Each row is summed in CSR order by one thread, so results do not depend on the number
+   of threads. */
+#include <stdint.h>
+#if defined(__AVX512F__) || defined(__AVX__)
+#include <immintrin.h>
+#endif
+
+#define SLAB 4 /* vectors per slab: 4 x 64 bytes of accumulators */
+
+/* Store 64 bytes at a 64-byte aligned address without reading the line first (a plain store
+   reads it: write-allocate). Only for outputs far larger than the caches, which the next
+   product reads back from memory anyway. */
+static inline void stream64(void *dst, const void *src)
+{
+#if defined(__AVX512F__)
+  _mm512_stream_ps((float *)dst, _mm512_loadu_ps((const float *)src));
+#elif defined(__AVX__)
+  _mm256_stream_ps((float *)dst, _mm256_loadu_ps((const float *)src));
+  _mm256_stream_ps((float *)dst + 8, _mm256_loadu_ps((const float *)src + 8));
+#else
+  __builtin_memcpy(dst, src, 64);
+#endif
+}
+
+static inline void fence(void)
+{
+#if defined(__AVX512F__) || defined(__AVX__)
+  _mm_sfence();
+#endif
+}
+
+#define DEFINE_SPMM(NAME, T, LANES)                                                          \
+  typedef T NAME##_vec __attribute__((vector_size(64)));                                     \
+  typedef T NAME##_uvec __attribute__((vector_size(64), aligned(sizeof(T))));                \
+  void NAME(int64_t r0, int64_t r1, int64_t C, const int32_t *rowptr, const int32_t *col,   \
+            const T *val, const T *X, T *out, T alpha, T beta, int64_t n, int64_t pf, int64_t pf_bytes, int nt)\
+  {                                                                                          \
+    const int64_t Cv = C - C % LANES;                                                        \
+    const int64_t row_bytes = C * (int64_t)sizeof(T);                                        \
+    const int64_t pf_end = pf_bytes > 0 && pf_bytes < row_bytes ? pf_bytes : row_bytes;      \
+    for (int64_t i = r0; i < r1; i++) {                                                      \
+      const int32_t a = rowptr[i], b = rowptr[i + 1];                                        \
+      if (pf > 0 && i + pf < n) {                                                            \
+        for (int32_t j = rowptr[i + pf]; j < rowptr[i + pf + 1]; j++) {                      \
+          const char *p = (const char *)(X + (int64_t)col[j] * C);                           \
+          for (int64_t c = 0; c < pf_end; c += 64)                                           \
+            __builtin_prefetch(p + c, 0, 3);                                                 \
+        }                                                                                    \
+      }                                                                                      \
+      T *o = out + i * C;                                                                    \
+      for (int64_t c0 = 0; c0 < Cv; c0 += LANES * SLAB) {                                    \
+        const int w = (Cv - c0) < LANES * SLAB ? (int)((Cv - c0) / LANES) : SLAB;            \
+        NAME##_vec acc[SLAB];                                                                \
+        for (int t = 0; t < SLAB; t++) acc[t] = (NAME##_vec){0};                             \
+        for (int32_t j = a; j < b; j++) {                                                    \
+          const T v = alpha * val[j];                                                        \
+          const T *x = X + (int64_t)col[j] * C + c0;                                         \
+          for (int t = 0; t < w; t++) acc[t] += v * *(const NAME##_uvec *)(x + LANES * t);   \
+        }                                                                                    \
+        if (beta == 0 && nt)                                                                 \
+          for (int t = 0; t < w; t++) stream64(o + c0 + LANES * t, &acc[t]);                 \
+        else if (beta == 0)                                                                  \
+          for (int t = 0; t < w; t++) *(NAME##_uvec *)(o + c0 + LANES * t) = acc[t];         \
+        else                                                                                 \
+          for (int t = 0; t < w; t++)                                                        \
+            *(NAME##_uvec *)(o + c0 + LANES * t) =                                           \
+                beta * *(NAME##_uvec *)(o + c0 + LANES * t) + acc[t];                        \
+      }                                                                                      \
+      for (int64_t c = Cv; c < C; c++) { /* the columns past the last full vector */         \
+        T s = 0;                                                                             \
+        for (int32_t j = a; j < b; j++) s += alpha * val[j] * X[(int64_t)col[j] * C + c];    \
+        o[c] = (beta == 0 ? 0 : beta * o[c]) + s;                                            \
+      }                                                                                      \
+    }                                                                                        \
+    if (nt) fence();                                                                         \
+  }
+
+DEFINE_SPMM(spmm_f32, float, 16)
+DEFINE_SPMM(spmm_f64, double, 8)
+
+/* Version of this file's interface, checked by the loader. */
+int spmm_abi_version(void) { return 2; }

@@ -48,14 +48,16 @@ _SOURCE = Path(__file__).with_name("spmm_kernel.c")
 _ABI_VERSION = 2
 _FLAGS = ("-O3", "-march=native", "-shared", "-fPIC")
 # Below this many multiply-adds a product runs on the calling thread alone: handing work to
-# other threads costs more than it saves.
+# other threads costs more than it saves (sub-millisecond products on 2 cores: even).
 _PARALLEL_WORK = 2**22
 # Prefetch the first bytes of the neighbour rows of the row this far ahead: the hardware
 # prefetchers follow a row once it has started, but not the jump to the next neighbour.
 # Measured at nside 256 (2 threads): 1.25x at B·F = 64, neutral at 256-1024; prefetching
-# whole rows instead was 1.2-1.3x slower at B·F = 1024.
+# whole rows instead was 1.2-1.3x slower at B·F = 1024, and rows of one cache line
+# (B·F = 16) were 1.5-2x slower with prefetching than without.
 _PREFETCH = 2
 _PREFETCH_BYTES = 128
+_PREFETCH_MIN_ROW_BYTES = 256
 # A beta = 0 output at least this large is written with streaming stores (no read of the
 # old lines): it cannot stay in the caches for the next product anyway.
 _STREAM_BYTES = 64 * 2**20
@@ -212,11 +214,12 @@ def sparse_addmm_(out: Tensor, L: Tensor, X: Tensor, *, alpha: float = 1.0,
     ptrs = (crow.data_ptr(), col.data_ptr(), val.data_ptr(), X.data_ptr(), out.data_ptr())
 
     size = out.element_size()
+    prefetch = _PREFETCH if C * size >= _PREFETCH_MIN_ROW_BYTES else 0
     stream = int(beta == 0 and n * C * size >= _STREAM_BYTES and out.data_ptr() % 64 == 0
                  and (C * size) % 64 == 0)  # the streaming stores need 64-byte aligned rows
 
     def rows(r0: int, r1: int) -> None:
-        fn(r0, r1, C, *ptrs, alpha, beta, n, _PREFETCH, _PREFETCH_BYTES, stream)
+        fn(r0, r1, C, *ptrs, alpha, beta, n, prefetch, _PREFETCH_BYTES, stream)
 
     threads = torch.get_num_threads()
     nnz = val.numel()
@@ -227,5 +230,9 @@ def sparse_addmm_(out: Tensor, L: Tensor, X: Tensor, *, alpha: float = 1.0,
     targets = np.linspace(0, nnz, threads + 1)[1:-1]
     cuts = np.searchsorted(crow.numpy(), targets).tolist()
     bounds = [0, *cuts, n]
-    list(_pool(threads).map(lambda k: rows(bounds[k], bounds[k + 1]), range(threads)))
+    pool = _pool(threads - 1)  # the calling thread takes the first share itself
+    pending = [pool.submit(rows, bounds[k], bounds[k + 1]) for k in range(1, threads)]
+    rows(bounds[0], bounds[1])
+    for p in pending:
+        p.result()
     return out

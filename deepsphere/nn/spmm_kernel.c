@@ -44,11 +44,23 @@ static inline void fence(void)
 #endif
 }
 
+/* out = acc (beta == 0, streamed when nt) or out = beta * out + acc */
+#define STORE(NAME, dst, acc)                                                                \
+  do {                                                                                       \
+    if (beta == 0 && nt)                                                                     \
+      stream64((dst), &(acc));                                                               \
+    else if (beta == 0)                                                                      \
+      *(NAME##_uvec *)(dst) = (acc);                                                         \
+    else                                                                                     \
+      *(NAME##_uvec *)(dst) = beta * *(NAME##_uvec *)(dst) + (acc);                          \
+  } while (0)
+
 #define DEFINE_SPMM(NAME, T, LANES)                                                          \
   typedef T NAME##_vec __attribute__((vector_size(64)));                                     \
   typedef T NAME##_uvec __attribute__((vector_size(64), aligned(sizeof(T))));                \
   void NAME(int64_t r0, int64_t r1, int64_t C, const int32_t *rowptr, const int32_t *col,   \
-            const T *val, const T *X, T *out, T alpha, T beta, int64_t n, int64_t pf, int64_t pf_bytes, int nt)\
+            const T *val, const T *X, T *out, T alpha, T beta, int64_t n, int64_t pf,        \
+            int64_t pf_bytes, int nt)                                                        \
   {                                                                                          \
     const int64_t Cv = C - C % LANES;                                                        \
     const int64_t row_bytes = C * (int64_t)sizeof(T);                                        \
@@ -63,23 +75,22 @@ static inline void fence(void)
         }                                                                                    \
       }                                                                                      \
       T *o = out + i * C;                                                                    \
-      for (int64_t c0 = 0; c0 < Cv; c0 += LANES * SLAB) {                                    \
-        const int w = (Cv - c0) < LANES * SLAB ? (int)((Cv - c0) / LANES) : SLAB;            \
+      int64_t c0 = 0;                                                                        \
+      for (; c0 + LANES * SLAB <= Cv; c0 += LANES * SLAB) { /* full slabs: registers */      \
         NAME##_vec acc[SLAB];                                                                \
         for (int t = 0; t < SLAB; t++) acc[t] = (NAME##_vec){0};                             \
         for (int32_t j = a; j < b; j++) {                                                    \
           const T v = alpha * val[j];                                                        \
           const T *x = X + (int64_t)col[j] * C + c0;                                         \
-          for (int t = 0; t < w; t++) acc[t] += v * *(const NAME##_uvec *)(x + LANES * t);   \
+          for (int t = 0; t < SLAB; t++) acc[t] += v * *(const NAME##_uvec *)(x + LANES * t);\
         }                                                                                    \
-        if (beta == 0 && nt)                                                                 \
-          for (int t = 0; t < w; t++) stream64(o + c0 + LANES * t, &acc[t]);                 \
-        else if (beta == 0)                                                                  \
-          for (int t = 0; t < w; t++) *(NAME##_uvec *)(o + c0 + LANES * t) = acc[t];         \
-        else                                                                                 \
-          for (int t = 0; t < w; t++)                                                        \
-            *(NAME##_uvec *)(o + c0 + LANES * t) =                                           \
-                beta * *(NAME##_uvec *)(o + c0 + LANES * t) + acc[t];                        \
+        for (int t = 0; t < SLAB; t++) STORE(NAME, o + c0 + LANES * t, acc[t]);             \
+      }                                                                                      \
+      for (; c0 < Cv; c0 += LANES) { /* the vectors left over, one at a time */              \
+        NAME##_vec acc = (NAME##_vec){0};                                                    \
+        for (int32_t j = a; j < b; j++)                                                      \
+          acc += (alpha * val[j]) * *(const NAME##_uvec *)(X + (int64_t)col[j] * C + c0);    \
+        STORE(NAME, o + c0, acc);                                                            \
       }                                                                                      \
       for (int64_t c = Cv; c < C; c++) { /* the columns past the last full vector */         \
         T s = 0;                                                                             \

@@ -1,7 +1,9 @@
 r"""The Chebyshev layer at scale: memory bandwidth, the sparse product against its
-bandwidth bound, time against the number of vertices, and a U-Net's peak memory.
+bandwidth bound, the layer with either sparse product, time against the number of vertices,
+and a U-Net's peak memory.
 
-Four measurements (``python -m deepsphere.benchmark_scale {bandwidth,spmm,scaling,unet}``):
+Five measurements (``python -m deepsphere.benchmark_scale
+{bandwidth,spmm,layer,scaling,unet}``):
 
 ``bandwidth``
     A STREAM-like triad ``a = b + s c`` (one fused ``torch.add(b, c, alpha=s, out=a)``) on
@@ -21,6 +23,9 @@ Four measurements (``python -m deepsphere.benchmark_scale {bandwidth,spmm,scalin
     (``beta = 1``) also read the output, one more :math:`n C s_f`. Achieved GB/s is that
     count over the best time, and ``fraction`` divides it by the triad's GB/s at the same
     number of threads.
+``layer``
+    :class:`~deepsphere.nn.ChebConv` forward and forward+backward with torch's sparse product
+    and with the compiled kernel, alternating call by call in one process.
 ``scaling``
     :class:`~deepsphere.nn.ChebConv` forward and forward+backward time against the number of
     vertices, with the exponent :math:`q` of a least-squares fit ``time ~ n^q``.
@@ -36,12 +41,14 @@ Timings are wall clock and depend on the machine's load; nothing here asserts on
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
+import os
 import subprocess
 import sys
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -196,6 +203,71 @@ def format_spmm(rows: List[dict]) -> str:
           f"{100 * r['fraction']:.0f} %",
           "–" if r.get("speedup_vs_torch") is None else f"{r['speedup_vs_torch']:.2f}×")
          for r in rows])
+
+
+@contextlib.contextmanager
+def _product(name: str):
+    """Run the layer's sparse products with torch's (``torch``) or the kernel (``kernel``)."""
+    old = os.environ.get("DEEPSPHERE_SPMM")
+    os.environ["DEEPSPHERE_SPMM"] = "torch" if name == "torch" else "auto"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("DEEPSPHERE_SPMM", None)
+        else:
+            os.environ["DEEPSPHERE_SPMM"] = old
+
+
+def layer_rows(cases: Sequence[Tuple[int, int]], K: int, channels: int, repeats: int,
+               k: int = 8, cache: Optional[str] = None) -> List[dict]:
+    """``ChebConv`` forward and forward+backward with each sparse product, interleaved call by
+    call in one process (so that a change of load hits both), medians after one warm-up."""
+    from .nn import ChebConv, SparseOperator
+    from .nn.spmm import native_available
+
+    if not native_available():
+        print("(the compiled kernel is unavailable here: nothing to compare)")
+        return []
+    rows = []
+    for nside, B in cases:
+        L = SparseOperator(conv_graph(nside, k, cache), check_symmetric=False)
+        torch.manual_seed(0)
+        conv = ChebConv(channels, channels, K)
+        x = torch.randn(B, L.n, channels, requires_grad=True)
+        g = torch.randn(B, L.n, channels)
+        times = {p: ([], []) for p in ("torch", "kernel")}
+        for rep in range(repeats + 1):
+            for p in ("torch", "kernel"):
+                with _product(p):
+                    t0 = time.perf_counter()
+                    with torch.no_grad():
+                        conv(x, L)
+                    t1 = time.perf_counter()
+                    conv(x, L).backward(g)
+                    t2 = time.perf_counter()
+                if rep:  # the first round warms caches and scratch memory
+                    times[p][0].append(t1 - t0)
+                    times[p][1].append(t2 - t1)
+        med = {p: [1e3 * float(np.median(v)) for v in times[p]] for p in times}
+        rows.append(dict(nside=nside, n=L.n, batch=B, K=K, channels=channels,
+                         torch_fwd_ms=med["torch"][0], kernel_fwd_ms=med["kernel"][0],
+                         torch_fwdbwd_ms=med["torch"][1], kernel_fwdbwd_ms=med["kernel"][1]))
+        print(format_layer(rows[-1:], header=len(rows) == 1), flush=True)
+        del L, conv, x, g
+        gc.collect()
+    return rows
+
+
+def format_layer(rows: List[dict], header: bool = True) -> str:
+    text = _table(
+        ["nside", "B", "fwd torch ms", "fwd kernel ms", "speed-up", "f+b torch ms",
+         "f+b kernel ms", "speed-up"],
+        [(r["nside"], r["batch"], f"{r['torch_fwd_ms']:.1f}", f"{r['kernel_fwd_ms']:.1f}",
+          f"{r['torch_fwd_ms'] / r['kernel_fwd_ms']:.2f}×", f"{r['torch_fwdbwd_ms']:.1f}",
+          f"{r['kernel_fwdbwd_ms']:.1f}", f"{r['torch_fwdbwd_ms'] / r['kernel_fwdbwd_ms']:.2f}×")
+         for r in rows])
+    return text if header else "\n".join(text.splitlines()[2:])
 
 
 # ---- 3. time against the number of vertices ---------------------------------------------
@@ -383,8 +455,8 @@ def format_unet(rows: List[dict], header: bool = True) -> str:
 
 # ---- command line -----------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("what", choices=["bandwidth", "spmm", "scaling", "unet", "all",
-                                         "unet-one"],
+    parser.add_argument("what", choices=["bandwidth", "spmm", "layer", "scaling", "unet",
+                                         "all", "unet-one"],
                         help="which measurement (all: the four in turn)")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2],
                         help="thread counts for bandwidth/spmm; the first one for the others")
@@ -404,6 +476,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--channels", type=int, default=16)
     parser.add_argument("--k", type=int, default=8, help="k-NN neighbours")
     parser.add_argument("--fit-min-nside", type=int, default=64)
+    parser.add_argument("--layer-cases", nargs="+", default=["64:8", "128:8", "256:8", "512:2"],
+                        help="layer: nside:batch pairs")
     parser.add_argument("--cache", help="graph cache directory (graph.build cache_dir)")
     parser.add_argument("--unet-nside", type=int, default=256)
     parser.add_argument("--unet-batch", type=int, default=2)
@@ -418,12 +492,13 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(unet_step(args.unet_nside, args.unet_batch, args.variant[0],
                                    args.unet_channels, args.K, args.k)))
         return 0
-    if args.what in ("scaling", "unet"):
+    if args.what in ("layer", "scaling", "unet"):
         torch.set_num_threads(args.threads[0])
     print(f"# machine: {machine()}")
     print(f"# command: {' '.join(sys.argv)}\n", flush=True)
     out: Dict[str, list] = {}
-    todo = ["bandwidth", "spmm", "scaling", "unet"] if args.what == "all" else [args.what]
+    todo = (["bandwidth", "spmm", "layer", "scaling", "unet"] if args.what == "all"
+            else [args.what])
     triad: Dict[int, float] = {}
     if "bandwidth" in todo or "spmm" in todo:
         print("## triad a = b + s*c (torch, best of repeats)\n")
@@ -440,6 +515,13 @@ def run(args: argparse.Namespace) -> int:
         print(format_spmm(rows) + "\n", flush=True)
         out["spmm"] = rows
         del Lt
+    if "layer" in todo:
+        torch.set_num_threads(args.threads[0])
+        print(f"## ChebConv with torch's sparse product and with the kernel (K={args.K}, "
+              f"{args.channels}->{args.channels}, {args.threads[0]} thread(s), medians of "
+              f"{args.repeats}, interleaved)\n", flush=True)
+        cases = [tuple(int(v) for v in c.split(":")) for c in args.layer_cases]
+        out["layer"] = layer_rows(cases, args.K, args.channels, args.repeats, args.k, args.cache)
     if "scaling" in todo:
         torch.set_num_threads(args.threads[0])
         print(f"## ChebConv time vs vertices (K={args.K}, {args.channels}->{args.channels}, "

@@ -8,8 +8,9 @@
 Parts (each is also a command of its own, with more options):
 
 - ``pyg``: ChebConv against torch_geometric's, and graph builds (``deepsphere benchmark``);
-- ``scale``: triad bandwidth, the sparse product against its bound, time against the number
-  of vertices, a U-Net's peak memory (``deepsphere benchmark-scale``);
+- ``scale``: triad bandwidth, the sparse product against its bound (torch's and the compiled
+  kernel), the layer with either product, time against the number of vertices, a U-Net's
+  peak memory (``deepsphere benchmark-scale``);
 - ``gpu``: the same on a CUDA device, and a SHREC-size classifier's inference time
   (``deepsphere benchmark-gpu``; skipped without CUDA);
 - ``spectral``: spherical harmonic transforms against healpy, and S²/SO(3) convolutions
@@ -31,7 +32,8 @@ PARTS = ("pyg", "scale", "gpu", "spectral")
 QUICK: Dict[str, List[str]] = {
     "pyg": ["--quick"],
     "scale": ["all", "--threads", "1", "--triad-elements", "100000", "--spmm-nside", "8",
-              "--columns", "16", "--nside", "4", "8", "--batch", "2", "--repeats", "1",
+              "--columns", "16", "--layer-cases", "8:2", "--nside", "4", "8", "--batch", "2",
+              "--repeats", "1",
               "--unet-nside", "8", "--unet-channels", "4", "8", "--K", "3", "--variant",
               "default"],
     "gpu": ["all", "--nside", "8", "16", "--columns", "16", "--batch", "2",

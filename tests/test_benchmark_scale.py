@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from deepsphere import benchmark_scale as bs
+from deepsphere.nn import spmm
 
 
 def test_spmm_bytes_counts_matrix_and_dense_blocks():
@@ -52,7 +53,8 @@ def test_naive_variant_matches_the_layer():
 def test_command_smoke(tmp_path, capsys):
     out = tmp_path / "scale.json"
     assert bs.main(["all", "--threads", "1", "--triad-elements", "10000", "--spmm-nside", "4",
-                    "--columns", "4", "--nside", "2", "4", "--batch", "2", "--repeats", "1",
+                    "--columns", "4", "--layer-cases", "4:2", "--nside", "2", "4", "--batch", "2",
+                    "--repeats", "1",
                     "--unet-nside", "4", "--unet-channels", "4", "8", "--K", "3",
                     "--variant", "naive", "--json", str(out)]) == 0
     text = capsys.readouterr().out
@@ -61,6 +63,9 @@ def test_command_smoke(tmp_path, capsys):
     assert [r["variant"] for r in rows["unet"]] == ["naive"]
     assert all(r["peak_growth_MB"] >= 0 for r in rows["unet"])
     assert {r["beta"] for r in rows["spmm"]} == {0, 1}
+    if spmm.native_available():  # both products timed, on the same blocks
+        assert {r["product"] for r in rows["spmm"]} == {"torch", "kernel"}
+        assert [(r["nside"], r["batch"]) for r in rows["layer"]] == [(4, 2)]
     assert [r["nside"] for r in rows["scaling"]] == [2, 4]
 
 

@@ -51,8 +51,10 @@ def test_kernel_matches_dense_product(monkeypatch, dtype, columns, alpha, beta):
 
 
 @needs_kernel
-def test_result_does_not_depend_on_thread_count(monkeypatch):
+@pytest.mark.parametrize("openmp", [True, False])
+def test_result_does_not_depend_on_thread_count(monkeypatch, openmp):
     monkeypatch.setenv("DEEPSPHERE_SPMM", "native")
+    monkeypatch.setattr(spmm, "_USE_OPENMP", openmp)  # torch's OpenMP pool, or Python threads
     A = sp.random(3000, 3000, density=0.003, random_state=1, format="csr")
     L = as_csr_operator(A + A.T, dtype=torch.float32)
     X = torch.randn(3000, 512)  # nnz * 512 > 2**22: the rows are split between threads
@@ -134,8 +136,11 @@ def _child_product(queue):
 
 
 @needs_kernel
-def test_forked_child_gets_its_own_threads():
-    # the parent's pool threads do not survive fork(): a child makes its own pool
+def test_forked_child_gets_its_own_threads(monkeypatch):
+    # without OpenMP the shares run on Python threads, which do not survive fork(): a child
+    # makes its own pool (with OpenMP, fork-safety is torch's: its DataLoader workers run
+    # one thread)
+    monkeypatch.setattr(spmm, "_USE_OPENMP", False)
     A = sp.random(2000, 2000, density=0.005, random_state=2, format="csr")
     n_threads = torch.get_num_threads()
     torch.set_num_threads(2)

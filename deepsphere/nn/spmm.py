@@ -8,8 +8,10 @@ at nside 256 with ``B·F = 256`` columns the kernel is 1.3–2× faster than tor
 ``BENCHMARKS.md`` ("Chebyshev layer at scale") has the measurements.
 
 The kernel's rows are split between ``torch.get_num_threads()`` threads (balanced by
-nonzeros); each row is summed in the matrix's order by one thread, so the result does not
-depend on the number of threads.
+nonzeros) of torch's own OpenMP pool: the kernel is linked against the ``libgomp.so.1`` torch
+has loaded, so the two never compete for the cores. Where the compiler lacks OpenMP, Python
+threads run the shares instead. Each row is summed in the matrix's order by one thread, so the
+result does not depend on the number of threads.
 
 Environment
 -----------
@@ -45,8 +47,13 @@ from torch import Tensor
 __all__ = ["sparse_addmm_", "native_available", "kernel_path", "backend"]
 
 _SOURCE = Path(__file__).with_name("spmm_kernel.c")
-_ABI_VERSION = 2
+_ABI_VERSION = 3
 _FLAGS = ("-O3", "-march=native", "-shared", "-fPIC")
+# Tried first: with OpenMP the kernel runs on torch's own thread pool (the library links the
+# libgomp.so.1 torch has loaded). Without it (e.g. a compiler lacking OpenMP) the rows are
+# split between Python threads, whose waits compete with torch's spinning OpenMP workers.
+_OPENMP_FLAGS = ("-fopenmp",)
+_USE_OPENMP = True  # False: Python threads even where the build has OpenMP (for tests)
 # Below this many multiply-adds a product runs on the calling thread alone: handing work to
 # other threads costs more than it saves (sub-millisecond products on 2 cores: even).
 _PARALLEL_WORK = 2**22
@@ -107,7 +114,7 @@ def kernel_path() -> Tuple[Optional[Path], str]:
         return None, cc
     key = hashlib.sha256()
     for part in (_SOURCE.read_bytes(), exe.encode(), "".join(version).encode(),
-                 " ".join(_FLAGS).encode(), _cpu_signature().encode()):
+                 " ".join(_FLAGS + _OPENMP_FLAGS).encode(), _cpu_signature().encode()):
         key.update(part)
         key.update(b"\0")
     return _cache_dir() / "kernels" / f"spmm-{key.hexdigest()[:20]}.so", exe
@@ -119,9 +126,12 @@ def _build(path: Path, cc: str) -> None:
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=path.parent)
     os.close(fd)
     try:
-        proc = subprocess.run([cc, *_FLAGS, "-o", tmp, str(_SOURCE)], capture_output=True,
-                              text=True, timeout=300)
-        if proc.returncode != 0:
+        for extra in (_OPENMP_FLAGS, ()):
+            proc = subprocess.run([cc, *_FLAGS, *extra, "-o", tmp, str(_SOURCE)],
+                                  capture_output=True, text=True, timeout=300)
+            if proc.returncode == 0:
+                break
+        else:
             raise RuntimeError(f"{cc} failed: {proc.stderr.strip()[-2000:]}")
         os.replace(tmp, path)
     finally:
@@ -143,11 +153,13 @@ def _load() -> Optional[ctypes.CDLL]:
             lib = ctypes.CDLL(str(path))
             if lib.spmm_abi_version() != _ABI_VERSION:
                 raise RuntimeError(f"{path} has another interface version; delete it")
+            P, I64 = ctypes.c_void_p, ctypes.c_int64
             for name, ct in (("spmm_f32", ctypes.c_float), ("spmm_f64", ctypes.c_double)):
-                fn = getattr(lib, name)
-                fn.restype = None
-                fn.argtypes = ([ctypes.c_int64] * 3 + [ctypes.c_void_p] * 5
-                               + [ct, ct, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_int])
+                rows, whole = getattr(lib, name), getattr(lib, name + "_all")
+                rows.restype = whole.restype = None
+                rows.argtypes = [I64] * 3 + [P] * 5 + [ct, ct, I64, I64, I64, ctypes.c_int]
+                whole.argtypes = ([ctypes.c_int, I64, I64] + [P] * 5
+                                  + [ct, ct, I64, I64, ctypes.c_int])
         except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
             lib, error = None, str(exc)
         _state["lib"], _state["error"] = lib, error
@@ -218,14 +230,18 @@ def sparse_addmm_(out: Tensor, L: Tensor, X: Tensor, *, alpha: float = 1.0,
     stream = int(beta == 0 and n * C * size >= _STREAM_BYTES and out.data_ptr() % 64 == 0
                  and (C * size) % 64 == 0)  # the streaming stores need 64-byte aligned rows
 
-    def rows(r0: int, r1: int) -> None:
-        fn(r0, r1, C, *ptrs, alpha, beta, n, prefetch, _PREFETCH_BYTES, stream)
-
     threads = torch.get_num_threads()
     nnz = val.numel()
     if threads == 1 or n < 2 * threads or nnz * C < _PARALLEL_WORK:
-        rows(0, n)
+        threads = 1
+    if threads == 1 or (_USE_OPENMP and lib.spmm_openmp()):
+        whole = lib.spmm_f32_all if out.dtype == torch.float32 else lib.spmm_f64_all
+        whole(threads, n, C, *ptrs, alpha, beta, prefetch, _PREFETCH_BYTES, stream)
         return out
+
+    def rows(r0: int, r1: int) -> None:
+        fn(r0, r1, C, *ptrs, alpha, beta, n, prefetch, _PREFETCH_BYTES, stream)
+
     # row boundaries with about equal nonzeros per thread; ctypes releases the GIL
     targets = np.linspace(0, nnz, threads + 1)[1:-1]
     cuts = np.searchsorted(crow.numpy(), targets).tolist()

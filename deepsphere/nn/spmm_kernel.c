@@ -2,7 +2,7 @@
 
        out[i, :] = beta * out[i, :] + alpha * sum_j val[j] * X[col[j], :]
 
-   for the rows r0 <= i < r1 (the caller splits the rows between threads). X and out are
+   for the rows r0 <= i < r1 (NAME_all splits all rows between threads). X and out are
    [n, C] row-major and must not overlap; beta == 0 ignores the old contents of out (it may
    hold NaN), as BLAS does.
 
@@ -16,6 +16,9 @@
    Each row is summed in CSR order by one thread, so results do not depend on the number
    of threads. */
 #include <stdint.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #if defined(__AVX512F__) || defined(__AVX__)
 #include <immintrin.h>
 #endif
@@ -101,8 +104,58 @@ static inline void fence(void)
     if (nt) fence();                                                                         \
   }
 
+/* First row of share t of T, with about nnz / T nonzeros per share. */
+static int64_t share_start(const int32_t *rowptr, int64_t n, int t, int T)
+{
+  if (t >= T) return n;
+  const int64_t target = (int64_t)rowptr[n] * t / T;
+  int64_t lo = 0, hi = n; /* the first row r with rowptr[r] >= target */
+  while (lo < hi) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    if (rowptr[mid] < target) lo = mid + 1; else hi = mid;
+  }
+  return lo;
+}
+
+/* All rows, on `nthreads` threads of the OpenMP runtime the process already has (torch's:
+   the library is linked against the same libgomp.so.1, so both share one thread pool and
+   neither spins against the other); on the calling thread alone without OpenMP. */
+#define DEFINE_SPMM_ALL(NAME, T)                                                             \
+  void NAME##_all(int nthreads, int64_t n, int64_t C, const int32_t *rowptr,                 \
+                  const int32_t *col, const T *val, const T *X, T *out, T alpha, T beta,     \
+                  int64_t pf, int64_t pf_bytes, int nt)                                      \
+  {                                                                                          \
+    if (nthreads > 1 && HAVE_OPENMP) {                                                       \
+      PARALLEL                                                                               \
+      {                                                                                      \
+        const int t = THREAD_NUM, nt_ = NUM_THREADS;                                         \
+        NAME(share_start(rowptr, n, t, nt_), share_start(rowptr, n, t + 1, nt_), C, rowptr,  \
+             col, val, X, out, alpha, beta, n, pf, pf_bytes, nt);                            \
+      }                                                                                      \
+      return;                                                                                \
+    }                                                                                        \
+    NAME(0, n, C, rowptr, col, val, X, out, alpha, beta, n, pf, pf_bytes, nt);               \
+  }
+
+#ifdef _OPENMP
+#define HAVE_OPENMP 1
+#define PARALLEL _Pragma("omp parallel num_threads(nthreads)")
+#define THREAD_NUM omp_get_thread_num()
+#define NUM_THREADS omp_get_num_threads()
+#else
+#define HAVE_OPENMP 0
+#define PARALLEL
+#define THREAD_NUM 0
+#define NUM_THREADS 1
+#endif
+
 DEFINE_SPMM(spmm_f32, float, 16)
 DEFINE_SPMM(spmm_f64, double, 8)
+DEFINE_SPMM_ALL(spmm_f32, float)
+DEFINE_SPMM_ALL(spmm_f64, double)
+
+/* Whether this build splits rows between OpenMP threads itself. */
+int spmm_openmp(void) { return HAVE_OPENMP; }
 
 /* Version of this file's interface, checked by the loader. */
-int spmm_abi_version(void) { return 2; }
+int spmm_abi_version(void) { return 3; }

@@ -76,6 +76,7 @@ def files(tmp_path_factory):
         f"trainer: !!python/object/apply:pathlib.Path.touch [{str(f.marker)!r}]\n")
     (d / "scalar.yaml").write_text("3\n")
     (d / "empty.yaml").write_text("")
+    (d / "dup-trainer.yaml").write_text("trainer: {epochs: 3}\nmodel: {name: cnn}\ntrainer: {batch_size: 4}\n")
     # GHCN files
     from deepsphere.data.stations import write_dly
 
@@ -85,8 +86,12 @@ def files(tmp_path_factory):
     (d / "truncated.dly").write_text(lines[0] + "\n" + lines[1][:37] + "\n")
     (d / "text.dly").write_text("hello\nworld\n")
     (d / "empty.dly").write_text("")
+    day3 = 21 + 8 * 2  # VALUE of day 3 on a .dly line
+    (d / "underscore.dly").write_text(lines[0][:day3] + "  1_2" + lines[0][day3 + 5:] + "\n")
     row = "USW00000001  40.0000  -75.0000   10.0 PA SOMEWHERE"
     (d / "dup-stations.txt").write_text(row + "\n" + row + "\n")
+    (d / "stations.txt").write_text(row + "\n")
+    (d / "shifted-stations.txt").write_text(row[:11] + " " + row[11:] + "\n")  # one blank too many
     (d / "no-stations.txt").write_text("")
     # NetCDF
     from deepsphere.data.climate import VARIABLES, write_climatenet
@@ -97,6 +102,27 @@ def files(tmp_path_factory):
     nc = (d / "good.nc").read_bytes()
     (d / "truncated.nc").write_bytes(nc[: len(nc) // 2])
     (d / "text.nc").write_bytes(b"hello world")
+    # ClimateNet files split train / val / test in name order; PSL is missing south of 27 S in
+    # the last (test) file
+    (d / "climate").mkdir()
+    lat24, lon48 = np.linspace(-90, 90, 24), np.linspace(0, 360, 48, endpoint=False)
+    for k in range(3):
+        fields = np.zeros((len(VARIABLES), 24, 48))
+        if k == 2:
+            fields[VARIABLES.index("PSL"), :9] = np.nan
+        write_climatenet(d / "climate" / f"data-{k}.nc", lat24, lon48, fields, np.zeros((24, 48), int))
+    # an SAO-style NetCDF3 file of hourly station reports, and a truncated copy
+    from scipy.io import netcdf_file
+
+    with netcdf_file(str(d / "sao.cdf"), "w") as nc:
+        nc.createDimension("report", 2)
+        nc.createDimension("hour", 24)
+        nc.createDimension("id_len", 12)
+        nc.createVariable("id", "c", ("report", "hour", "id_len"))[:] = np.full((2, 24, 12), b"A", "S1")
+        for name, value in (("lat", 40.0), ("lon", -100.0), ("T", 10.0)):
+            nc.createVariable(name, "f", ("report", "hour"))[:] = np.full((2, 24), value, np.float32)
+    sao = (d / "sao.cdf").read_bytes()
+    (d / "truncated.cdf").write_bytes(sao[: len(sao) // 2])
     # HEALPix maps
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -128,6 +154,7 @@ def files(tmp_path_factory):
         del hdul[1].header["ORDERING"]
         hdul.writeto(d / "partial-no-ordering.fits")
     np.save(d / "map.npy", np.zeros(768))
+    np.save(d / "ring.npy", _smooth_ring_map())
     np.save(d / "700pix.npy", np.zeros(700))
     np.save(d / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     (d / "truncated.npy").write_bytes((d / "map.npy").read_bytes()[:100])
@@ -172,6 +199,53 @@ def _validate(d):
     validate(Config.from_dict(d))
 
 
+def _trainer(f, name, **trainer):
+    """A Trainer of a tiny classification task (synthetic_fields); the checks run before
+    anything is written to its run folder."""
+    from deepsphere.training.trainer import Trainer
+
+    t = dict({"epochs": 1, "batch_size": 2, "device": "cpu", "progress": False, "plots": False,
+              "out": str(f.dir / f"run-{name}")}, **trainer)
+    return Trainer(Config.from_dict({
+        "data": {"name": "synthetic_fields", "n_train": 4, "n_val": 2, "n_test": 2},
+        "sampling": {"name": "healpix", "nside": 2},
+        "model": {"name": "cnn", "channels": [2], "K": 2},
+        "trainer": t,
+    }))
+
+
+def _random_walk_operator():
+    """The random-walk Laplacian I - D^-1 W rescaled with lmax = 2: the spectrum of the
+    normalized one, but not symmetric."""
+    W = graph.knn(S8, k=8).adjacency
+    eye = sp.identity(W.shape[0])
+    return sp.csr_matrix(eye - sp.diags(1 / np.asarray(W.sum(1)).ravel()) @ W) - eye
+
+
+def _nan_operator():
+    L = graph.knn(S8, k=8).chebyshev_matrix()
+    L.data[3] = np.nan
+    return L
+
+
+def _stations():
+    from deepsphere.data import stations
+
+    return stations
+
+
+def _climate():
+    from deepsphere.data import climate
+
+    return climate
+
+
+def _spectral():
+    from deepsphere import spectral
+
+    return spectral
+
+
 CASES = [
     # ---- HEALPix sampling ---------------------------------------------------------------
     Case("nside-not-power-of-two", "sampling", "HEALPix(nside=3)",
@@ -184,6 +258,8 @@ CASES = [
          lambda f: HEALPix(None), TypeError, r"integer power of two, got None"),
     Case("levels-too-many", "sampling", "HEALPix(8, levels=5): more poolings than nside allows",
          lambda f: HEALPix(8, levels=5), ValueError, r"impossible from nside=8: at most 3"),
+    Case("levels-fractional", "sampling", "HEALPix(8, levels=1.5) (was read as levels=1)",
+         lambda f: HEALPix(8, levels=1.5), TypeError, r"levels must be an int \(number of poolings\), got 1.5"),
     Case("pixels-float", "sampling", "partial sky from float pixel indices",
          lambda f: HEALPix(8, [0.0, 1.0]), TypeError, r"integer NESTED indices.*from_mask"),
     Case("pixels-duplicate", "sampling", "partial sky with a repeated pixel",
@@ -245,6 +321,8 @@ CASES = [
     # ---- equiangular ---------------------------------------------------------------------
     Case("bandwidth-zero", "sampling", "Equiangular(0)",
          lambda f: Equiangular(0), ValueError, r"bandwidth must be a positive integer"),
+    Case("bandwidth-boolean", "sampling", "Equiangular(True) (was bandwidth 1)",
+         lambda f: Equiangular(True), ValueError, r"bandwidth must be a positive integer, got True"),
     Case("equiangular-kind", "sampling", "Equiangular(4, 'dh') (kinds are upper case)",
          lambda f: Equiangular(4, "dh"), ValueError, r"kind must be one of \('DH', 'SOFT'"),
     Case("equiangular-odd-pool", "sampling", "pooling an odd-bandwidth grid",
@@ -290,6 +368,9 @@ CASES = [
     # ---- graphs ----------------------------------------------------------------------------
     Case("knn-k-too-large", "graph", "k >= number of points",
          lambda f: graph.knn(HEALPix(1), k=12), ValueError, r"the sampling has 12\. Use k <= 11"),
+    Case("knn-one-point", "graph", "a k-NN graph on a single point (was 'Use k <= 0')",
+         lambda f: graph.knn(Irregular([0], [0], units="deg"), k=1), ValueError,
+         r"a k-NN graph needs at least 2 points; the sampling has 1"),
     Case("knn-k-zero", "graph", "k=0",
          lambda f: graph.knn(S8, k=0), ValueError, r"k must be a positive integer"),
     Case("kernel-width-unknown", "graph", "kernel_width='wide'",
@@ -333,10 +414,25 @@ CASES = [
     Case("adjacency-size", "graph", "adjacency of 2 vertices for a 768-pixel sampling",
          lambda f: graph.SphereGraph.from_adjacency(sp.csr_matrix(np.array([[0, 1.0], [1, 0]])), S8),
          ValueError, r"2 vertices but the sampling has 768"),
+    Case("pyg-edge-index-out-of-range", "graph", "a PyG edge_index naming vertex 5 with num_nodes=3",
+         lambda f: graph.SphereGraph.from_pyg(__import__("torch_geometric.data", fromlist=["Data"]).Data(
+             edge_index=torch.tensor([[0, 5], [5, 0]]), num_nodes=3)), ValueError,
+         r"vertex indices in \[0, 5\] but the graph has num_nodes=3 \(valid indices 0..2\)"),
     Case("laplacian-kind", "graph", "laplacian('sym')",
          lambda f: graph.knn(S8).laplacian("sym"), ValueError, r"'normalized', 'combinatorial'"),
     Case("lmax-nonpositive", "graph", "a Chebyshev rescaling with lmax <= 0",
          lambda f: graph.knn(S8).chebyshev_matrix(lmax=-1), ValueError, r"lmax must be positive"),
+    Case("lmax-below-spectrum", "graph",
+         "chebyshev_matrix('combinatorial', lmax=2): a fixed lmax below the largest eigenvalue",
+         lambda f: graph.knn(S8).chebyshev_matrix("combinatorial", lmax=2), ValueError,
+         r"lmax=2 is below the largest eigenvalue of the combinatorial Laplacian.*"
+         r"Leave lmax unset \(estimated\), or use lmax >= "),
+    Case("chebyshev-scale-above-one", "graph", "chebyshev_matrix(scale=2): spectrum of L~ past 1",
+         lambda f: graph.knn(S8).chebyshev_matrix(scale=2), ValueError,
+         r"scale must be in \(0, 1\].*got 2"),
+    Case("lmax-negative-margin", "graph", "lmax(margin=-0.5): an estimate below the spectrum",
+         lambda f: graph.knn(S8).lmax(margin=-0.5), ValueError,
+         r"margin must be a finite number >= 0, got -0.5"),
     # ---- layers ----------------------------------------------------------------------------
     Case("conv-wrong-vertices", "nn", "700 vertices into a nside-8 operator",
          lambda f: nn.ChebConv(2, 3, K=3)(torch.zeros(1, 700, 2), _operator()), ValueError,
@@ -350,6 +446,21 @@ CASES = [
     Case("conv-dtype-mismatch", "nn", "float64 signal into a float32 layer",
          lambda f: nn.ChebConv(2, 3, K=3)(torch.zeros(1, 768, 2, dtype=torch.float64), _operator()),
          TypeError, r"float64.*float32.*\.to\(\)"),
+    Case("conv-sparse-input", "nn", "a sparse signal x",
+         lambda f: nn.ChebConv(2, 3, K=3)(torch.zeros(1, 768, 2).to_sparse(), _operator()), TypeError,
+         r"x must be a dense tensor, got layout torch.sparse_coo; use x.to_dense\(\)"),
+    Case("conv-operator-not-symmetric", "nn",
+         "a random-walk operator I - D^-1 W (rescaled) as scipy sparse (gradients were wrong)",
+         lambda f: nn.ChebConv(2, 3, K=3)(torch.zeros(1, 768, 2), _random_walk_operator()), ValueError,
+         r"not symmetric.*backward pass uses L~\^T = L~.*SphereGraph.chebyshev_operator"),
+    Case("conv-operator-nan", "nn", "an operator holding NaN (scipy sparse)",
+         lambda f: nn.ChebConv(2, 3, K=3)(torch.zeros(1, 768, 2), _nan_operator()), ValueError,
+         r"NaN or infinite values; build it from a graph with finite weights"),
+    Case("conv-float16-cpu", "nn", "ChebConv in float16 on CPU with a float16 SparseOperator",
+         lambda f: nn.ChebConv(3, 2, K=3).half()(
+             torch.zeros(1, 768, 3).half(),
+             nn.SparseOperator(graph.knn(S8).chebyshev_matrix()).half()), TypeError,
+         r"cannot run in torch.float16 on cpu.*model.float\(\).*torch.autocast"),
     Case("conv-K-zero", "nn", "ChebConv(K=0)",
          lambda f: nn.ChebConv(2, 3, K=0), ValueError, r"K must be an int >= 1"),
     Case("pool-not-hierarchical", "nn", "HierarchyPool on stations",
@@ -364,6 +475,12 @@ CASES = [
     Case("model-no-channels", "models", "channels=[]",
          lambda f: models.SphericalCNN(S8, 1, 2, channels=[]), ValueError,
          r"non-empty list of positive ints"),
+    Case("model-channels-fractional", "models", "channels=[4.5] (was truncated to 4)",
+         lambda f: models.SphericalCNN(HEALPix(4), 2, 3, channels=[4.5]), ValueError,
+         r"channels must be a non-empty list of positive ints, got \[4.5\]"),
+    Case("model-in-channels-fractional", "models", "in_channels=2.5 (was truncated to 2)",
+         lambda f: models.SphericalCNN(HEALPix(4), 2.5, 3), ValueError,
+         r"in_channels must be a positive int \(input features per vertex\), got 2.5"),
     Case("model-no-classes", "models", "n_classes=0 (built a model with no outputs)",
          lambda f: models.SphericalCNN(S8, 1, 0, channels=[4]), ValueError,
          r"n_classes must be a positive int"),
@@ -392,6 +509,34 @@ CASES = [
     Case("regressor-too-few-stations", "models", "a k=8 graph on 2 stations",
          lambda f: models.StationRegressor(Irregular([0, 90], [0, 0], units="deg"), 1, 1, K=2),
          ValueError, r"Use k <= 1"),
+    # ---- spectral transforms and layers ----------------------------------------------------
+    Case("spectral-integer-coefficients", "spectral",
+         "int64 coefficients to rotate_coefficients (its tables were cast to int64: zeros out)",
+         lambda f: _spectral().rotate_coefficients(torch.arange(16), (0.3, 0.5, 0.7)), TypeError,
+         r"coefficients must be a real floating tensor \(float32 or float64\), got torch.int64; "
+         r"convert it with .double\(\) or .float\(\)"),
+    Case("so3-coefficients-wrong-size", "spectral",
+         "84 SO(3) coefficients (lmax 3) into SO3ToS2(lmax=2) (was silently the lmax-2 part)",
+         lambda f: _spectral().SO3ToS2(2)(torch.randn(84)), ValueError,
+         r"expected 35 SO\(3\) coefficients \(sum_l \(2l\+1\)\^2 with lmax=2\) on the last axis, "
+         r"got shape \(84,\)"),
+    Case("sht-lmax-fractional", "spectral", "SHT(HEALPix(2), lmax=3.7) (ran as lmax 3)",
+         lambda f: _spectral().SHT(HEALPix(2), lmax=3.7), ValueError, r"lmax must be an integer, got 3.7"),
+    Case("isht-lmax-boolean", "spectral", "InverseSHT(HEALPix(2), True) (ran as lmax 1)",
+         lambda f: _spectral().InverseSHT(HEALPix(2), True), TypeError,
+         r"lmax must be an integer, got the boolean True"),
+    Case("s2conv-kernel-grid-so3", "spectral",
+         "an SO(3) grid (n, 3) as S2Conv's kernel_grid (was read as (colatitude, longitude))",
+         lambda f: _spectral().S2Conv(1, 1, 2, kernel_grid=__import__(
+             "deepsphere.spectral.so3", fromlist=["x"]).so3_near_identity_grid()), ValueError,
+         r"S2Conv's kernel_grid must be a finite \(n, 2\) array with n >= 1.*s2_near_pole_grid"),
+    Case("norm-nonlinearity-channels", "spectral",
+         "1 channel into NormNonlinearity(channels=4) (its bias broadcast it to 4)",
+         lambda f: _spectral().NormNonlinearity(4, 2)(torch.randn(1, 9)), ValueError,
+         r"expected coefficients \[\.\.\., channels=4, 9\], got shape \(1, 9\)"),
+    Case("rotation-nan", "spectral", "Euler angles (nan, 0, 0)",
+         lambda f: _spectral().rotate_coefficients(torch.ones(4, dtype=torch.float64), (np.nan, 0.0, 0.0)),
+         ValueError, r"Euler angles must be finite, got \(nan, 0.0, 0.0\)"),
     # ---- configs ---------------------------------------------------------------------------
     Case("config-unknown-section", "config", "section 'trainr'",
          lambda f: Config.from_dict({"trainr": {}}), ConfigError,
@@ -475,6 +620,26 @@ CASES = [
          r"python_tag.yaml: not valid YAML.*constructor"),
     Case("config-missing-file", "config", "a config path that does not exist",
          lambda f: load_config(f.dir / "nope.yaml"), ConfigError, r"nope.yaml' does not exist"),
+    Case("config-duplicate-section", "config",
+         "a YAML file with two trainer sections (YAML kept the last, dropped the first)",
+         lambda f: load_config(f.dir / "dup-trainer.yaml"), ConfigError,
+         r"dup-trainer.yaml, line 3: key 'trainer' appears twice in the same mapping \(first on "
+         r"line 1\).*Merge the two into one"),
+    Case("config-metric-wrong-task", "config",
+         "trainer.metrics: [mse] on a classification task (was an error after one epoch)",
+         lambda f: _trainer(f, "metric", metrics=["mse"]), ConfigError,
+         r"trainer.metrics: 'mse' does not apply to a classification task.*"
+         r"classification and segmentation metrics are accuracy"),
+    Case("config-monitor-not-logged", "config",
+         "trainer.metrics: [iou] with monitor: val_iou (iou is logged per class)",
+         lambda f: _trainer(f, "monitor", metrics=["iou"], monitor="val_iou"), ConfigError,
+         r"trainer.monitor: 'val_iou' is not a logged value; choose one of .*val_iou_0.*"
+         r"per-class metrics are logged as val_<metric>_<class>"),
+    Case("config-loss-wrong-task", "config",
+         "trainer.loss: mse on a classification task (was a shape error in the first step)",
+         lambda f: _trainer(f, "loss", loss="mse"), ConfigError,
+         r"trainer.loss: 'mse' is a loss for regression, but data 'synthetic_fields' is a "
+         r"classification task; use 'cross_entropy'"),
     # ---- checkpoints -----------------------------------------------------------------------
     Case("checkpoint-truncated", "checkpoint", "a checkpoint cut in half",
          lambda f: checkpoint.load(f.dir / "truncated.pt"), ValueError,
@@ -501,6 +666,21 @@ CASES = [
     Case("ghcnd-stations-duplicate", "files", "ghcnd-stations.txt listing an ID twice",
          lambda f: __import__("deepsphere.data.stations", fromlist=["x"]).read_ghcnd_stations(
              f.dir / "dup-stations.txt"), ValueError, r"line 2: station USW00000001 already listed on line 1"),
+    Case("ghcnd-stations-shifted", "files",
+         "a ghcnd-stations.txt line with one blank too many after the ID (was read with digits cut off)",
+         lambda f: _stations().read_ghcnd_stations(f.dir / "shifted-stations.txt"), ValueError,
+         r"line 1 \(station 'USW00000001'\): column 21, between LATITUDE and LONGITUDE, holds '0'.*"
+         r"shifted.*Use the file as NOAA distributes it"),
+    Case("dly-value-underscore", "files", "a .dly VALUE '  1_2' (int() read it as 12)",
+         lambda f: _stations().read_dly(f.dir / "underscore.dly"), ValueError,
+         r"underscore.dly, line 1: VALUE of day 3 '  1_2' is not an integer"),
+    Case("ghcn-period-reversed", "files", "a GHCN period whose start is after its end",
+         lambda f: _stations().daily_matrix(f.dir, ["USW00000001"], "TMAX", "2010-03-31", "2010-01-01"),
+         ValueError, r"start 2010-03-31 is after end 2010-01-01: the period is empty"),
+    Case("sao-truncated", "files", "an SAO NetCDF3 file cut in half (was numpy's bare error)",
+         lambda f: _stations().read_sao(f.dir / "truncated.cdf"), ValueError,
+         r"truncated.cdf: cannot read this NetCDF3 file, it looks truncated or corrupt.*copy or "
+         r"download it again"),
     Case("ghcnd-stations-empty", "files", "an empty ghcnd-stations.txt",
          lambda f: __import__("deepsphere.data.stations", fromlist=["x"]).read_ghcnd_stations(
              f.dir / "no-stations.txt"), ValueError, r"no stations"),
@@ -519,9 +699,24 @@ CASES = [
     Case("npy-map-pickled", "files", "a .npy file of pickled objects (never unpickled)",
          lambda f: __import__("deepsphere.data.cosmology", fromlist=["x"]).read_healpix_maps(
              f.dir / "objects.npy", ordering="RING"), ValueError, r"allow_pickle=False"),
+    Case("npy-ring-declared-nested", "files", "a smooth RING .npy map read with ordering='NESTED'",
+         lambda f: _cosmology().read_healpix_maps(f.dir / "ring.npy", ordering="NESTED"), ValueError,
+         r"ring.npy: declared NESTED .* but looks like RING: it is \d+x rougher.*"
+         r"For a .npy file pass ordering='RING'"),
     Case("map-unknown-format", "files", "a map file with an unknown extension",
          lambda f: __import__("deepsphere.data.cosmology", fromlist=["x"]).read_healpix_maps(
              f.dir / "map.txt"), ValueError, r"unknown map format; expected .fits"),
+    Case("latlon-grid-radians", "files", "LatLonRegridder with latitudes in radians (was extrapolated)",
+         lambda f: _climate().LatLonRegridder(np.radians(np.linspace(-90, 90, 32)),
+                                              np.arange(64) * 360 / 64, HEALPix(4)), ValueError,
+         r"covers latitudes -1.5708 to 1.5708 degrees, but 144 of the sampling's points lie beyond "
+         r"it.*Latitudes must be in degrees \(not radians\)"),
+    Case("climatenet-test-file-missing-values", "files",
+         "a ClimateNet test-split file with PSL fill values over whole pixels (was zero-filled)",
+         lambda f: _climate().ClimateSegmentation(HEALPix(2), files=str(f.dir / "climate"),
+                                                  variables=["TMQ", "PSL"]), ValueError,
+         r"data-2.nc: \['PSL'\] are missing \(fill values\) over whole points of the sampling.*"
+         r"fill or drop those fields, or this file"),
     Case("netcdf-truncated", "files", "a NetCDF file cut in half",
          lambda f: __import__("deepsphere.data.climate", fromlist=["x"]).read_climatenet(
              f.dir / "truncated.nc"), ValueError, r"truncated.nc.*(truncated|corrupt)"),
@@ -645,6 +840,12 @@ def test_good_files_still_read(files):
     assert read_climatenet(files.dir / "good.nc")[2].shape[1:] == (9, 16)
     assert read_healpix_maps(files.dir / "good.fits").shape == (1, 768)
     assert read_healpix_maps(files.dir / "map.npy", ordering="NESTED").shape == (1, 768)
+    assert read_healpix_maps(files.dir / "ring.npy", ordering="RING").shape == (1, 3072)
+    assert _stations().read_sao(files.dir / "sao.cdf")["values"].shape == (24, 1)
+    assert _stations().read_ghcnd_stations(files.dir / "stations.txt")["id"].size == 1
+    climate = _climate().ClimateSegmentation(HEALPix(2), files=str(files.dir / "climate"),
+                                             variables=["TMQ"])
+    assert [len(v) for v in climate.files.values()] == [1, 1, 1]
 
 
 def catalogue_markdown() -> str:

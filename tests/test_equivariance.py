@@ -381,3 +381,14 @@ def test_measure_matches_a_dense_hand_computation():
             assert got.min() > 0.5
         else:
             assert got.max() < 1e-13
+
+
+def test_sweep_spectral_lmax_in_units_of_nside():
+    from deepsphere.equivariance.sweep import _fixed_operator
+
+    s = sampling.HEALPix(4)
+    for spec, lmax in (({"lmax": "3nside"}, 12), ({"lmax": "2nside"}, 8), ({"lmax": 5}, 5)):
+        op, _, _ = _fixed_operator(s, dict(kind="spectral", **spec))
+        assert op.filter.lmax == lmax
+    with pytest.raises(ValueError, match=r"'twonside' is not understood.*'2nside'"):
+        _fixed_operator(s, {"kind": "spectral", "lmax": "twonside"})

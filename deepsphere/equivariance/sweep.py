@@ -96,11 +96,12 @@ def degrees_for(cfg: dict, s: Sampling) -> list:
 def _cheb_ms(g, laplacian: str, K: int, channels: int, repeats: int) -> float:
     import torch
 
-    from ..nn import ChebConv
+    from ..nn import ChebConv, SparseOperator
 
     torch.manual_seed(0)
     conv = ChebConv(channels, channels, K)
-    L = g.chebyshev_operator(laplacian) if g is not None else None
+    # a SparseOperator is converted and checked once, as in a model: the timing is the layer's
+    L = SparseOperator(g.chebyshev_operator(laplacian)) if g is not None else None
     x = torch.randn(1, g.n_vertices, channels)
     times = []
     with torch.no_grad():
@@ -154,8 +155,13 @@ def _fixed_operator(s: Sampling, spec: dict):
         if compute is not None and compute not in dtypes:
             raise ValueError(f"spectral compute_dtype must be one of {sorted(dtypes)}, got {compute!r}")
         L = spec.get("lmax", band_limit(s))
-        if L == "2nside":  # HEALPix analysis converges to rounding only up to 2 nside
-            L = 2 * s.nside if isinstance(s, HEALPix) else band_limit(s)
+        if isinstance(L, str):  # "2nside" etc.: HEALPix analysis converges to rounding up to 2 nside
+            factor = L[:-len("nside")] if L.endswith("nside") else ""
+            if not factor.isdigit():
+                raise ValueError(
+                    f"spectral lmax {L!r} is not understood: give an integer, or 'Nnside' such "
+                    "as '2nside' (N times the HEALPix nside; other samplings use their band limit)")
+            L = int(factor) * s.nside if isinstance(s, HEALPix) else band_limit(s)
         mod = ZonalConv(s, 1, 1, lmax=int(L), bias=False, iterations=int(spec.get("iterations", 3)),
                         compute_dtype=None if compute is None else dtypes[compute]).to(dtype)
         width = f"zonal {spec.get('dtype', 'float32')}" + (f" (computed in {compute})" if compute else "")

@@ -133,6 +133,9 @@ def test_interpolation_and_errors():
     np.testing.assert_allclose(M[:, 2], [0.5, 0.5, 0.0])
     with pytest.raises(ValueError, match="n_anchors"):
         interpolation_matrix(8, 1)
+    # 16 anchors over degrees 0..5: 10 of them would sit between degrees, never used
+    with pytest.raises(ValueError, match=r"n_anchors=16 is more than the lmax \+ 1 = 6"):
+        ZonalFilter(1, 1, 5, n_anchors=16)
     f = ZonalFilter(2, 3, 4)
     with pytest.raises(ValueError, match="in_channels=2"):
         f(torch.randn(5, 3, 25))

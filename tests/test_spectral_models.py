@@ -152,3 +152,13 @@ def test_zonal_conv_ducc_backend_matches_torch():
     ga, = torch.autograd.grad(ya.square().sum(), x)
     gb, = torch.autograd.grad(yb.square().sum(), x)
     assert torch.allclose(ga, gb, atol=1e-9, rtol=0)
+
+
+def test_zonal_classifier_caps_anchors_at_the_degrees():
+    from deepsphere.sampling import HEALPix
+
+    m = ZonalClassifier(HEALPix(2), 1, 2, channels=(2,), lmax=5)  # default 16 anchors
+    assert m.convs[0].filter.n_anchors == 6
+    m(torch.randn(3, 48, 1)).sum().backward()
+    grads = m.convs[0].filter.weight.grad
+    assert bool((grads.abs() > 0).all())  # every anchor is used

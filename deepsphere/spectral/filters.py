@@ -57,7 +57,8 @@ class ZonalFilter(nn.Module):
         Band limit :math:`L`.
     n_anchors : int, optional
         Spectral parametrisation: learn the weights at this many degrees and interpolate
-        linearly (smooth, localised filters). ``None``: one free weight per degree.
+        linearly (smooth, localised filters), at most ``lmax + 1``. ``None``: one free
+        weight per degree.
     bias : bool
         Add a learnable constant per output channel to the signal (on :math:`c_{00}` as
         :math:`\sqrt{4\pi}\,b`, the only rotation-invariant place for it).
@@ -71,6 +72,12 @@ class ZonalFilter(nn.Module):
         lmax = check_int(lmax, "lmax")
         self.in_channels, self.out_channels, self.lmax = int(in_channels), int(out_channels), lmax
         self.n_anchors = None if n_anchors is None else int(n_anchors)
+        if self.n_anchors is not None and self.n_anchors > lmax + 1:
+            # anchors fall between integer degrees: those not next to one get no gradient
+            raise ValueError(
+                f"n_anchors={self.n_anchors} is more than the lmax + 1 = {lmax + 1} degrees; the "
+                "extra anchors would never be used. Use n_anchors <= lmax + 1, or None for one "
+                "weight per degree")
         n_w = self.lmax + 1 if n_anchors is None else self.n_anchors
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, n_w))
         self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None

@@ -29,7 +29,7 @@ from ..sampling import Sampling
 from .filters import ZonalConv, ZonalFilter
 from .nonlinear import SO3GridNonlinearity
 from .so3 import S2Conv, SO3Conv, SO3ToS2, so3_size
-from .transforms import SHT, InverseSHT
+from .transforms import SHT, InverseSHT, default_lmax
 
 
 class _Trunk(nn.Module):
@@ -145,7 +145,7 @@ class ZonalClassifier(nn.Module):
         Band limit (default :func:`~deepsphere.spectral.transforms.default_lmax`).
     n_anchors : int, optional
         Filter weights given at this many degrees and interpolated linearly (smooth filters,
-        few parameters); ``None``: one weight per degree.
+        few parameters), capped at ``lmax + 1``; ``None``: one weight per degree.
     iterations : int
         Jacobi refinements of the HEALPix analysis (0 is a quadrature).
     backend : {'torch', 'ducc'}
@@ -166,6 +166,8 @@ class ZonalClassifier(nn.Module):
         if len(channels) < 1:
             raise ValueError("channels must list at least one layer width")
         widths = [int(in_channels)] + [int(c) for c in channels]
+        if n_anchors is not None:  # a low band limit has fewer degrees than anchors
+            n_anchors = min(int(n_anchors), (default_lmax(sampling) if lmax is None else lmax) + 1)
         self.convs = nn.ModuleList(
             ZonalConv(sampling, a, b, lmax=lmax, n_anchors=n_anchors, iterations=iterations,
                       backend=backend)

@@ -143,6 +143,11 @@ def mae(pred: np.ndarray, target: np.ndarray) -> float:
 
 
 def r2(pred: np.ndarray, target: np.ndarray) -> float:
+    r"""Coefficient of determination :math:`R^2 = 1 - \sum (p - t)^2 / \sum (t - \bar t)^2`.
+
+    NaN for a constant target, where :math:`R^2` is undefined (sklearn's ``r2_score``
+    returns 1.0 or 0.0 there by convention).
+    """
     p, t = _pair(pred, target)
     ss_tot = np.sum((t - t.mean()) ** 2)
     if ss_tot == 0:

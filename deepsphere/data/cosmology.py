@@ -445,11 +445,11 @@ def read_healpix_maps(path: Union[str, Path], ordering: Optional[str] = None) ->
     m = np.where(np.isfinite(m), m, hp.UNSEEN)
     if order == "RING":
         m = m[:, hp.nest2ring(nside, np.arange(npix))]
-    elif nside >= 4:  # a smooth RING map said to be NESTED (ordering= or a wrong header)
-        from ..sampling.healpix import roughness_ratio
+    else:  # a smooth RING map said to be NESTED (ordering= or a wrong header)
+        from ..sampling.healpix import ring_roughness_if_suspect
 
-        r = roughness_ratio(m[0], nside)
-        if r > 20:
+        r = ring_roughness_if_suspect(m[0], nside)
+        if r is not None:
             raise ValueError(
                 f"{path}: declared NESTED (by ordering= or the FITS header ORDERING) but looks "
                 f"like RING: it is {r:.0f}x rougher between NESTED neighbours than between RING "

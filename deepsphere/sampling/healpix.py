@@ -341,13 +341,22 @@ def roughness_ratio(m: np.ndarray, nside: int, n_probe: int = 4096, seed: int = 
     return float(out[0] / out[1]) if out[1] > 0 else 1.0
 
 
+def ring_roughness_if_suspect(m: np.ndarray, nside: int,
+                              threshold: float = 20.0) -> Optional[float]:
+    """The :func:`roughness_ratio` of a map declared NESTED when it is above ``threshold`` (the
+    map almost surely is RING), else None. Maps below nside 4 are never flagged: too few
+    neighbours to tell."""
+    if nside < 4:
+        return None
+    r = roughness_ratio(m, nside)
+    return r if r > threshold else None
+
+
 def check_nested_plausible(m: np.ndarray, nside: int, threshold: float = 20.0) -> None:
     """Raise if a map declared NESTED is far smoother when read as RING (so it almost
     surely is RING). Maps with structure below the pixel scale are never flagged."""
-    if nside < 4:
-        return
-    r = roughness_ratio(m, nside)
-    if r > threshold:
+    r = ring_roughness_if_suspect(m, nside, threshold)
+    if r is not None:
         raise ValueError(
             f"this map was declared NESTED but looks like RING ordering: it is {r:.0f}x "
             "rougher between NESTED neighbours than between RING neighbours. Pass "

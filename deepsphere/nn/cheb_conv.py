@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from .operator import SparseOperator, as_csr_operator
-from .spmm import sparse_addmm_
+from .spmm import PARALLEL_WORK, sparse_addmm_
 
 __all__ = ["ChebConv", "cheb_conv", "clear_workspace"]
 
@@ -58,8 +58,9 @@ def _buffers(like: Tensor, *shapes) -> List[Tensor]:
 
 # Below this many multiply-adds per sparse product, run a call on one CPU thread: the sparse
 # kernels start a thread team on every call, which costs ~20 ms when the cores are
-# oversubscribed (measured on 2 shared cores) against microseconds of work.
-_SMALL_WORK = 2**22
+# oversubscribed (measured on 2 shared cores) against microseconds of work. The same bound
+# as the CPU kernel's own (one place for it).
+_SMALL_WORK = PARALLEL_WORK
 
 
 @contextlib.contextmanager

@@ -4,8 +4,8 @@ r"""The sparse-dense products of the Chebyshev recursion,
 On CPU the products run in a small C kernel (``spmm_kernel.c``) compiled once per machine
 with the system's C compiler and cached on disk; everywhere else, and whenever the kernel
 cannot be built, they run in torch (``out.addmm_(L, X)``, MKL on x86). On a HEALPix graph
-at nside 256 with ``B·F = 256`` columns the kernel is 1.3–2× faster than torch's product;
-``BENCHMARKS.md`` ("Chebyshev layer at scale") has the measurements.
+at nside 256 with ``B·F = 64``–``2048`` columns the kernel is 1.5–2.5× faster than torch's
+product (2 threads); ``BENCHMARKS.md`` ("Chebyshev layer at scale") has the measurements.
 
 The kernel's rows are split between ``torch.get_num_threads()`` threads (balanced by
 nonzeros) of torch's own OpenMP pool: the kernel is linked against the ``libgomp.so.1`` torch
@@ -56,12 +56,13 @@ _OPENMP_FLAGS = ("-fopenmp",)
 _USE_OPENMP = True  # False: Python threads even where the build has OpenMP (for tests)
 # Below this many multiply-adds a product runs on the calling thread alone: handing work to
 # other threads costs more than it saves (sub-millisecond products on 2 cores: even).
-_PARALLEL_WORK = 2**22
+# ChebConv runs its whole small calls on one thread below the same bound.
+PARALLEL_WORK = 2**22
 # Prefetch the first bytes of the neighbour rows of the row this far ahead: the hardware
 # prefetchers follow a row once it has started, but not the jump to the next neighbour.
 # Measured at nside 256 (2 threads): 1.25x at B·F = 64, neutral at 256-1024; prefetching
 # whole rows instead was 1.2-1.3x slower at B·F = 1024, and rows of one cache line
-# (B·F = 16) were 1.5-2x slower with prefetching than without.
+# (B·F = 16) were up to 2x slower with prefetching than without.
 _PREFETCH = 2
 _PREFETCH_BYTES = 128
 _PREFETCH_MIN_ROW_BYTES = 256
@@ -222,7 +223,6 @@ def sparse_addmm_(out: Tensor, L: Tensor, X: Tensor, *, alpha: float = 1.0,
         return out.addmm_(L, X, beta=beta, alpha=alpha)
     crow, col, val = L.crow_indices(), L.col_indices(), L.values()
     n, C = out.shape
-    fn = lib.spmm_f32 if out.dtype == torch.float32 else lib.spmm_f64
     ptrs = (crow.data_ptr(), col.data_ptr(), val.data_ptr(), X.data_ptr(), out.data_ptr())
 
     size = out.element_size()
@@ -232,14 +232,16 @@ def sparse_addmm_(out: Tensor, L: Tensor, X: Tensor, *, alpha: float = 1.0,
 
     threads = torch.get_num_threads()
     nnz = val.numel()
-    if threads == 1 or n < 2 * threads or nnz * C < _PARALLEL_WORK:
+    if threads == 1 or n < 2 * threads or nnz * C < PARALLEL_WORK:
         threads = 1
     if threads == 1 or (_USE_OPENMP and lib.spmm_openmp()):
         whole = lib.spmm_f32_all if out.dtype == torch.float32 else lib.spmm_f64_all
         whole(threads, n, C, *ptrs, alpha, beta, prefetch, _PREFETCH_BYTES, stream)
         return out
 
-    def rows(r0: int, r1: int) -> None:
+    fn = lib.spmm_f32 if out.dtype == torch.float32 else lib.spmm_f64
+
+    def rows(r0: int, r1: int) -> None:  # a share on a Python thread (no OpenMP in the build)
         fn(r0, r1, C, *ptrs, alpha, beta, n, prefetch, _PREFETCH_BYTES, stream)
 
     # row boundaries with about equal nonzeros per thread; ctypes releases the GIL

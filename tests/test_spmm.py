@@ -198,3 +198,15 @@ def test_streaming_stores_of_a_large_output(monkeypatch, offset):
     sparse_addmm_(out, L, X, beta=0)
     torch.testing.assert_close(out.double(), _reference(A, X, out, 1.0, 0.0), rtol=1e-5,
                                atol=1e-5)
+
+
+def test_wrong_shapes_and_dtypes_are_named():
+    L = as_csr_operator(_matrix(10, 10), dtype=torch.float32)
+    with pytest.raises(ValueError, match=r"L is 10 x 10 and X \(9, 3\).*got out \(10, 3\)"):
+        sparse_addmm_(torch.zeros(10, 3), L, torch.zeros(9, 3))
+    with pytest.raises(ValueError, match=r"out must be \(10, 3\).*got out \(8, 3\)"):
+        sparse_addmm_(torch.zeros(8, 3), L, torch.zeros(10, 3))
+    with pytest.raises(ValueError, match="2-d L, X and out"):
+        sparse_addmm_(torch.zeros(10, 3), L, torch.zeros(10))
+    with pytest.raises(TypeError, match=r"dtype mismatch: out torch.float32.*X torch.float64"):
+        sparse_addmm_(torch.zeros(10, 3), L, torch.zeros(10, 3, dtype=torch.float64))

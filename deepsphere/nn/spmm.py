@@ -204,6 +204,20 @@ def _usable(out: Tensor, L: Tensor, X: Tensor) -> bool:
     return a1 <= b0 or b1 <= a0  # the kernel reads X while writing out
 
 
+def _check_shapes(out: Tensor, L: Tensor, X: Tensor) -> None:
+    if L.dim() != 2 or X.dim() != 2 or out.dim() != 2:
+        raise ValueError(f"sparse_addmm_ needs 2-d L, X and out; got L {tuple(L.shape)}, "
+                         f"X {tuple(X.shape)}, out {tuple(out.shape)}")
+    n, m = L.shape
+    if X.shape[0] != m or tuple(out.shape) != (n, X.shape[1]):
+        raise ValueError(f"shape mismatch: L is {n} x {m} and X {tuple(X.shape)}, so out must "
+                         f"be ({n}, {X.shape[1]}) with X having {m} rows; got out "
+                         f"{tuple(out.shape)}")
+    if not (out.dtype == X.dtype == L.dtype):
+        raise TypeError(f"dtype mismatch: out {out.dtype}, L {L.dtype}, X {X.dtype}; convert "
+                        "them to one dtype with .to()")
+
+
 def sparse_addmm_(out: Tensor, L: Tensor, X: Tensor, *, alpha: float = 1.0,
                   beta: float = 1.0) -> Tensor:
     r"""In place :math:`\text{out} \leftarrow \beta\,\text{out} + \alpha\, L X`; returns ``out``.
@@ -213,6 +227,7 @@ def sparse_addmm_(out: Tensor, L: Tensor, X: Tensor, *, alpha: float = 1.0,
     contents of ``out`` are ignored (NaN included). CPU float32/float64 contiguous blocks
     with int32 indices go to the compiled kernel; anything else to torch.
     """
+    _check_shapes(out, L, X)
     mode = backend()
     lib = None if mode == "torch" or not _usable(out, L, X) else _load()
     if lib is None:

@@ -165,3 +165,38 @@ def test_fractional_band_limit_is_refused():
         ZonalFilter(1, 1, 2.5)
     with pytest.raises(ValueError, match="lmax must be an integer"):
         ZonalConv(Equiangular(4, "DH"), 1, 1, lmax=2.5)
+
+
+@pytest.mark.parametrize("backend,compute_dtype", [("torch", None), ("torch", torch.float64),
+                                                   ("ducc", None)])
+def test_dtype_mismatch_is_refused_like_cheb_conv(backend, compute_dtype):
+    # a float64 signal into a float32 layer was computed in float64 with the weights cast up
+    if backend == "ducc":
+        pytest.importorskip("ducc0")
+    s = HEALPix(2)
+    conv = ZonalConv(s, 2, 3, lmax=4, backend=backend, compute_dtype=compute_dtype)
+    x = torch.randn(1, s.npix, 2)
+    with pytest.raises(TypeError, match=r"ZonalConv: x is torch.float64.*weight is torch.float32"
+                                        r".*\.to\(\): x.to\(torch.float32\).*model.double\(\)"):
+        conv(x.double())
+    assert conv(x).dtype == torch.float32
+    conv64 = conv.double()
+    with pytest.raises(TypeError, match=r"x is torch.float32.*weight is torch.float64"):
+        conv64(x)
+    assert conv64(x.double()).dtype == torch.float64
+    f = ZonalFilter(2, 3, 4)
+    c = torch.randn(1, 2, 25)
+    with pytest.raises(TypeError, match=r"ZonalFilter: x is torch.float64.*weight is torch.float32"):
+        f(c.double())
+    assert f.double()(c.double()).dtype == torch.float64
+
+
+def test_zonal_conv_under_autocast_runs_in_its_weights_precision():
+    # as ChebConv: the transforms have no bfloat16 FFT on CPU (was a RuntimeError from irfft)
+    s = HEALPix(2)
+    conv = ZonalConv(s, 1, 2, lmax=4)
+    x = torch.randn(2, s.npix, 1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = conv(x)
+    assert y.dtype == torch.float32
+    assert torch.allclose(y, conv(x))

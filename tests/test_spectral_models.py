@@ -162,3 +162,21 @@ def test_zonal_classifier_caps_anchors_at_the_degrees():
     m(torch.randn(3, 48, 1)).sum().backward()
     grads = m.convs[0].filter.weight.grad
     assert bool((grads.abs() > 0).all())  # every anchor is used
+
+
+@pytest.mark.parametrize("cls", [ZonalClassifier, SpectralClassifier, SpectralSegmenter])
+def test_models_refuse_a_float64_signal_and_run_under_autocast(cls):
+    torch.manual_seed(0)
+    s = HEALPix(2)
+    model = cls(s, 1, 2, channels=(3,), lmax=3).eval()
+    x = torch.randn(2, s.npix, 1)
+    with pytest.raises(TypeError, match=r"x is torch.float64.*weight is torch.float32.*\.to\(\)"):
+        model(x.double())
+    y = model(x)
+    assert y.dtype == torch.float32
+    assert model.double()(x.double()).dtype == torch.float64
+    model.float()
+    # mixed precision: the spectral layers run in float32 (the transforms had no bfloat16 FFT)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ya = model(x)
+    assert torch.allclose(ya.float(), y, rtol=0.05, atol=0.05 * y.abs().max().item())

@@ -102,3 +102,14 @@ def test_norm_nonlinearity_checks_channels():
         with pytest.raises(ValueError, match="channels=4"):
             norm(torch.randn(*shape))
     assert norm(torch.randn(3, 4, 9)).shape == (3, 4, 9)
+
+
+def test_dtype_mismatch_is_refused_like_cheb_conv():
+    from deepsphere.spectral.nonlinear import TensorProduct
+    L = 2
+    x = torch.randn(1, 3, num_coefficients(L))
+    for layer, name in ((NormNonlinearity(3, L), "NormNonlinearity"), (TensorProduct(3, 2, L), "TensorProduct")):
+        with pytest.raises(TypeError, match=name + r": x is torch.float64.*weight is torch.float32"):
+            layer(x.double())
+        assert layer(x).dtype == torch.float32
+        assert layer.double()(x.double()).dtype == torch.float64

@@ -170,3 +170,18 @@ def test_kernel_grids_are_checked():
         SO3Conv(1, 1, 2, kernel_grid=s2_near_pole_grid())
     with pytest.raises(ValueError, match="n >= 1"):
         S2Conv(1, 1, 2, kernel_grid=np.zeros((0, 2)))
+
+
+def test_dtype_mismatch_is_refused_like_cheb_conv():
+    # a float64 input into a float32 layer was computed in float64 with the weights cast up
+    L = 2
+    s2, so3 = S2Conv(2, 3, L), SO3Conv(3, 1, L)
+    x, g = torch.randn(1, 2, num_coefficients(L)), torch.randn(1, 3, so3_size(L))
+    with pytest.raises(TypeError, match=r"S2Conv: x is torch.float64.*weight is torch.float32.*\.to\(\)"):
+        s2(x.double())
+    with pytest.raises(TypeError, match=r"SO3Conv: x is torch.float64.*weight is torch.float32.*\.to\(\)"):
+        so3(g.double())
+    assert so3(s2(x)).dtype == torch.float32
+    assert so3.double()(s2.double()(x.double())).dtype == torch.float64
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # run in the weights' precision, as ChebConv
+        assert so3.float()(g.bfloat16()).dtype == torch.float32

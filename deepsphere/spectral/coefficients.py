@@ -139,6 +139,27 @@ def check_float(x, what: str) -> None:
         raise ValueError(f"{what} must have a last axis of coefficients or pixels, got a 0-d tensor")
 
 
+def autocast_on(x) -> bool:
+    """Whether ``x`` is computed on under ``torch.autocast``: the layers with weights then run
+    in their weights' precision, autocast off, as :class:`deepsphere.nn.ChebConv` does (the
+    transforms' FFTs and the rounding of the quadratures want float32 at least)."""
+    return (isinstance(x, torch.Tensor) and x.is_floating_point()
+            and torch.is_autocast_enabled(x.device.type))
+
+
+def check_layer_dtype(x: torch.Tensor, weight: torch.Tensor, layer: str) -> None:
+    """Refuse an input whose dtype or device is not the layer's weights', as
+    :class:`deepsphere.nn.ChebConv` does: a float64 input into a float32 layer would be computed
+    in float64 with the weights cast up (and a float32 input into a float64 layer rounded
+    silently), so the precision would be the input's, not the layer's."""
+    if x.dtype != weight.dtype or x.device != weight.device:
+        raise TypeError(
+            f"{layer}: x is {x.dtype} on {x.device} but the layer's weight is {weight.dtype} on "
+            f"{weight.device}; move one of them with .to(): x.to({weight.dtype}) for the "
+            f"layer's precision, or layer.to({x.dtype}) (e.g. model.double()) for the input's"
+        )
+
+
 def _check_real(c: torch.Tensor, lmax: int) -> None:
     if c.shape[-1] != num_coefficients(lmax):
         raise ValueError(

@@ -25,7 +25,8 @@ import torch
 from torch import nn
 
 from ..sampling import Sampling
-from .coefficients import check_float, check_int, degrees_orders, num_coefficients
+from .coefficients import (autocast_on, check_float, check_int, check_layer_dtype, degrees_orders,
+                           num_coefficients)
 from .transforms import SHT, InverseSHT, default_lmax
 
 
@@ -103,6 +104,9 @@ class ZonalFilter(nn.Module):
         return self.weight @ self.interp.to(self.weight.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if autocast_on(x):
+            with torch.autocast(x.device.type, enabled=False):
+                return self.forward(x.to(self.weight.dtype))
         check_float(x, "coefficients")
         n = num_coefficients(self.lmax)
         if x.dim() < 2 or x.shape[-1] != n or x.shape[-2] != self.in_channels:
@@ -110,6 +114,11 @@ class ZonalFilter(nn.Module):
                 f"expected coefficients [..., in_channels={self.in_channels}, (lmax+1)**2={n}], "
                 f"got shape {tuple(x.shape)}"
             )
+        check_layer_dtype(x, self.weight, "ZonalFilter")
+        return self._mix(x)
+
+    def _mix(self, x: torch.Tensor) -> torch.Tensor:
+        # in x's dtype: ZonalConv's compute_dtype runs float32 weights on float64 coefficients
         w = self.degree_weights().to(x.dtype)[..., self.degree]  # (out, in, ncoef)
         y = torch.einsum("oik,...ik->...ok", w, x)
         if self.bias is not None:
@@ -127,7 +136,8 @@ class ZonalConv(nn.Module):
     :math:`x \mapsto S\,(\text{ZonalFilter})\,A\,x`.
 
     Input and output are ``[batch, vertices, channels]`` (the layout of
-    :class:`deepsphere.nn.ChebConv`, so the two are interchangeable). The output is band-limited
+    :class:`deepsphere.nn.ChebConv`, so the two are interchangeable), in the dtype of the
+    filter's weights (another dtype is refused, as by ChebConv). The output is band-limited
     to ``lmax``. Exactly equivariant on equiangular grids (for inputs band-limited to ``lmax``);
     on HEALPix as exact as the analysis (``iterations``).
 
@@ -175,14 +185,19 @@ class ZonalConv(nn.Module):
         self.filter.reset_parameters()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if autocast_on(x):
+            with torch.autocast(x.device.type, enabled=False):
+                return self.forward(x.to(self.filter.weight.dtype))
+        check_float(x, "signal")
         npix, cin = self.analysis.npix, self.filter.in_channels
         if x.dim() < 2 or x.shape[-2] != npix or x.shape[-1] != cin:
             raise ValueError(
                 f"expected a signal [batch, vertices={npix}, channels={cin}], got shape {tuple(x.shape)}"
             )
+        check_layer_dtype(x, self.filter.weight, "ZonalConv")
         dt = self.compute_dtype or x.dtype
         c = self.analysis(x.transpose(-1, -2).to(dt))
-        return self.synthesis(self.filter(c)).transpose(-1, -2).to(x.dtype)
+        return self.synthesis(self.filter._mix(c)).transpose(-1, -2).to(x.dtype)
 
     def _apply(self, fn, recurse=True):
         if self.compute_dtype is None:

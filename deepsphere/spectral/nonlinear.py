@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from ..sampling import Equiangular
-from .coefficients import check_float, degrees_orders, num_coefficients
+from .coefficients import autocast_on, check_float, check_layer_dtype, degrees_orders, num_coefficients
 from .so3 import SO3Analysis, SO3Grid, SO3Synthesis
 from .transforms import SHT, InverseSHT
 
@@ -115,11 +115,15 @@ class NormNonlinearity(_PerDegree):
         nn.init.zeros_(self.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if autocast_on(x):
+            with torch.autocast(x.device.type, enabled=False):
+                return self.forward(x.to(self.bias.dtype))
         self._check(x)
         C = self.bias.shape[0]
         if x.dim() < 2 or x.shape[-2] != C:  # the bias would broadcast 1 channel (or a batch) to C
             raise ValueError(f"expected coefficients [..., channels={C}, {num_coefficients(self.lmax)}], "
                              f"got shape {tuple(x.shape)}")
+        check_layer_dtype(x, self.bias, "NormNonlinearity")
         n = self.block_norms(x)
         scale = self.activation(n + self.bias.to(x.dtype)) / n
         return x * scale[..., self.degree]
@@ -184,8 +188,13 @@ class TensorProduct(nn.Module):
         nn.init.normal_(self.weight, std=1.0 / len(self.pair_i) ** 0.5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if autocast_on(x):
+            with torch.autocast(x.device.type, enabled=False):
+                return self.forward(x.to(self.weight.dtype))
+        check_float(x, "coefficients")
         if x.shape[-2:] != (self.in_channels, num_coefficients(self.lmax)):
             raise ValueError(f"expected [..., {self.in_channels}, {num_coefficients(self.lmax)}], got {tuple(x.shape)}")
+        check_layer_dtype(x, self.weight, "TensorProduct")
         f = self.synthesis(x)                                    # [..., C, npix]
         prod = f[..., self.pair_i, :] * f[..., self.pair_j, :]   # [..., P, npix]
         y = torch.einsum("op,...pn->...on", self.weight.to(x.dtype), prod)

@@ -41,7 +41,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .coefficients import check_float, check_int, degrees_orders, num_coefficients
+from .coefficients import (autocast_on, check_float, check_int, check_layer_dtype, degrees_orders,
+                           num_coefficients)
 from .legendre import legendre_table
 from .rotation import Rotation, as_euler, wigner_D_real, wigner_d_small
 
@@ -332,9 +333,13 @@ class S2Conv(nn.Module):
         return torch.einsum("oik,kc->oic", self.weight.to(dtype), self.Y.to(dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if autocast_on(x):
+            with torch.autocast(x.device.type, enabled=False):
+                return self.forward(x.to(self.weight.dtype))
         check_float(x, "coefficients")
         if x.shape[-2:] != (self.in_channels, num_coefficients(self.lmax)):
             raise ValueError(f"expected [..., {self.in_channels}, {num_coefficients(self.lmax)}], got {tuple(x.shape)}")
+        check_layer_dtype(x, self.weight, "S2Conv")
         psi = self.kernel(x.dtype)
         out = []
         for l in range(self.lmax + 1):
@@ -371,9 +376,13 @@ class SO3Conv(nn.Module):
         nn.init.normal_(self.weight, std=1.0 / math.sqrt(self.in_channels * self.weight.shape[-1]))
 
     def forward(self, g: torch.Tensor) -> torch.Tensor:
+        if autocast_on(g):
+            with torch.autocast(g.device.type, enabled=False):
+                return self.forward(g.to(self.weight.dtype))
         check_float(g, "SO(3) coefficients")
         if g.shape[-2:] != (self.in_channels, so3_size(self.lmax)):
             raise ValueError(f"expected [..., {self.in_channels}, {so3_size(self.lmax)}], got {tuple(g.shape)}")
+        check_layer_dtype(g, self.weight, "SO3Conv")
         K = torch.einsum("oik,kc->oic", self.weight.to(g.dtype), self.DT.to(g.dtype))  # sum_k w D^T
         out = []
         for l in range(self.lmax + 1):

@@ -354,6 +354,34 @@ def test_read_sao_quality_control(tmp_path):
     np.testing.assert_allclose(y[0, 0].item() + ds.mean, base[t], rtol=1e-5)
 
 
+def test_read_sao_station_on_the_antimeridian(tmp_path):
+    # reports at 179.9 and -179.9 are 0.2 degrees apart: the plain median put the station at
+    # longitude 0 and dropped every report as too far from it (or, with an odd count, those
+    # on the other side of +-180)
+    n = 6
+    lons = [179.9, -179.9, 179.95, -179.85, 179.9, -179.9]
+    rows = [[("FIJ", -17.0, lons[h], 20.0 + h) for h in range(n)],
+            [("ODD", 52.0, [179.9, 179.95, -179.9, 179.9, 179.95, 179.9][h], 1.0 + h) for h in range(n)],
+            [("AAA", 40.0, 10.0, 5.0)] * n]
+    p = tmp_path / "sao.cdf"
+    write_sao(p, rows, n)
+    d = S.read_sao(p)
+    assert list(d["id"]) == ["AAA", "FIJ", "ODD"]
+    assert d["n_dropped"] == 0
+    # 179.9 + the median of the reports' offsets east of 179.9, wrapped to [-180, 180):
+    # FIJ (0, 0.2, 0.05, 0.25, 0, 0.2) -> 0.125, ODD (0, 0.05, 0.2, 0, 0.05, 0) -> 0.025
+    np.testing.assert_allclose(d["lon"], [10.0, -179.975, 179.925], atol=1e-4)
+    np.testing.assert_allclose(d["values"][:, 1], 20.0 + np.arange(n))
+    np.testing.assert_allclose(d["values"][:, 2], 1.0 + np.arange(n))
+    # a report truly elsewhere is still dropped
+    rows[1][3] = ("ODD", 52.0, -170.0, 99.0)
+    write_sao(p, rows, n)
+    d = S.read_sao(p)
+    assert d["n_dropped"] == 1 and np.isnan(d["values"][3, 2])
+    s = S.sao_sampling(str(p), min_hours=5)
+    assert s.names == ["AAA", "FIJ", "ODD"]
+
+
 REAL_SAO = "/usr/share/ncarg/data/cdf/950318_sao.cdf"
 
 

@@ -645,7 +645,8 @@ def read_sao(path: Union[str, Path], variable: str = "T", max_coordinate_spread:
     station ``id`` (characters), ``lat``, ``lon`` and values (fill -9999), slot ``hour``
     = hour of the day. Reports are gathered per station ID. Quality control:
 
-    - a station's position is the median of its reports' valid coordinates; a report
+    - a station's position is the median of its reports' valid coordinates (longitudes
+      taken across the antimeridian, returned in [-180, 180)); a report
       without coordinates (fill value) takes it, one with coordinates out of range or
       farther than ``max_coordinate_spread`` degrees from it is dropped (a mislabelled
       report), as are the reports of a station with no valid coordinate at all;
@@ -701,9 +702,12 @@ def read_sao(path: Union[str, Path], variable: str = "T", max_coordinate_spread:
     for g in groups:
         if g.size:
             med_lat[inv[g[0]]] = np.median(lat[g])
-            med_lon[inv[g[0]]] = np.median(lon[g])
+            # longitudes unwrapped around the first report: reports at 179.9 and -179.9 are
+            # 0.2 degrees apart, and their plain median 0 is on the other side of the Earth
+            lon0 = lon[g[0]]
+            med_lon[inv[g[0]]] = _wrap_lon(lon0 + np.median(_wrap_lon(lon[g] - lon0)))
     near = valid & (np.abs(lat - med_lat[inv]) <= max_coordinate_spread) & \
-        (np.abs(lon - med_lon[inv]) <= max_coordinate_spread)
+        (np.abs(_wrap_lon(lon - med_lon[inv])) <= max_coordinate_spread)
     keep = (near | absent) & np.isfinite(med_lat[inv])
     n_dropped = int((~keep).sum())
     inv, hour, vals = inv[keep], hour[keep], vals[keep]
@@ -722,6 +726,11 @@ def read_sao(path: Union[str, Path], variable: str = "T", max_coordinate_spread:
     has = np.isfinite(med_lat)  # stations with at least one valid position
     return {"id": uniq[has], "lat": med_lat[has], "lon": med_lon[has], "values": out[:, has],
             "n_dropped": n_dropped}
+
+
+def _wrap_lon(lon):
+    """Longitudes (or their differences) in degrees, wrapped into [-180, 180)."""
+    return (np.asarray(lon) + 180.0) % 360.0 - 180.0
 
 
 def _sniff(path: Path) -> str:

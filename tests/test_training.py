@@ -518,6 +518,65 @@ def test_predict_applies_the_training_normalisation(tmp_path, capsys, monkeypatc
             np.testing.assert_allclose(got, out.numpy() + trainer.dataset.mean, rtol=1e-4, atol=1e-3)
 
 
+def test_predict_computes_the_station_time_features_from_the_times(tmp_path, capsys, monkeypatch):
+    """A station run's inputs end with features of the target time (season; local hour for
+    SAO files). predict takes the past values and the target times and builds them as the
+    dataset did; past values alone used to be refused as 'maps have 3 channels, the model
+    takes 5', with no word on what the other two were."""
+    from deepsphere.training.predict import load_model, predict
+
+    monkeypatch.syspath_prepend(str(HERE))
+    from test_data_stations import write_sao
+
+    n, rng = 12, np.random.default_rng(1)
+    rows = [[(f"S{k}", 30.0 + 3 * k, -100.0 + 7 * k, 10.0 + k + np.sin(h) + rng.normal())
+             for h in range(n)] for k in range(6)]
+    write_sao(tmp_path / "sao.cdf", rows, n)
+    (tmp_path / "daily.yaml").write_text(
+        "data: {name: synthetic_stations, n_days: 60, history: 3, start: '2001-02-03'}\n"
+        "sampling: {name: random_stations, n: 30}\n"
+        "model: {name: station, channels: [4], K: 2}\n"
+        "trainer: {epochs: 1, batch_size: 8, progress: false, plots: false}\n")
+    (tmp_path / "hourly.yaml").write_text(
+        f"data: {{name: sao_hourly, path: {tmp_path / 'sao.cdf'}, history: 2, max_gap: 1}}\n"
+        f"sampling: {{name: sao_stations, path: {tmp_path / 'sao.cdf'}, min_hours: 10}}\n"
+        "graph: {kind: knn, k: 3, kernel_width: heuristic}\n"
+        "model: {name: station, channels: [4], K: 2}\n"
+        "trainer: {epochs: 1, batch_size: 2, progress: false, plots: false}\n")
+    for name, to_time in (("daily", lambda t: str(np.datetime64("2001-02-03") + t)),
+                          ("hourly", lambda t: t)):
+        run = tmp_path / name
+        trainer = train(load_config(tmp_path / f"{name}.yaml"), run)
+        model, sampling, info, _ = load_model(run)
+        ds, h = trainer.dataset, trainer.dataset.history
+        assert info["known_features"] == {"kind": {"daily": "day_of_year", "hourly": "local_time"}[name],
+                                          "channels": 2} and info["in_channels"] == h + 2
+        split = ds.split("test")
+        x = torch.stack([split[i][0] for i in range(len(split))])
+        past = x[..., :h].numpy() * np.float32(ds.std) + np.float32(ds.mean)  # raw past values
+        times = [to_time(int(t)) for t in split.targets]
+        with torch.no_grad():
+            want = model(x).numpy() + ds.mean
+        np.testing.assert_allclose(predict(model, sampling, info, past, times=times), want,
+                                   rtol=1e-4, atol=1e-3)
+        with pytest.raises(ValueError, match=rf"takes {h + 2} channels: {h} of past values, then 2 "
+                                             r".*features of the target time.*times="):
+            predict(model, sampling, info, past)
+        with pytest.raises(ValueError, match=r"one target time per map"):
+            predict(model, sampling, info, past, times=times[:1])
+        # all channels given, features included: as before
+        full = np.concatenate([past, x[..., h:].numpy()], axis=-1)
+        np.testing.assert_allclose(predict(model, sampling, info, full), want, rtol=1e-4, atol=1e-3)
+        np.save(tmp_path / f"{name}.npy", past)
+        arg = ",".join(str(t) for t in times)
+        assert cli(["predict", str(run), str(tmp_path / f"{name}.npy"), "--times", arg]) == 0
+        np.testing.assert_allclose(np.load(run / "predictions" / f"{name}.npy"), want, rtol=1e-4, atol=1e-3)
+    model, sampling, info, _ = load_model(tmp_path / "daily")
+    with pytest.raises(ValueError, match=r"times must be dates"):
+        predict(model, sampling, info, np.zeros((1, 30, 3), np.float32), times=[5])
+    capsys.readouterr()
+
+
 @pytest.mark.parametrize("script, command", [("train.py", "train"), ("evaluate.py", "evaluate")])
 def test_scripts_are_the_cli(script, command, monkeypatch, capsys):
     import runpy

@@ -445,15 +445,69 @@ def day_of_year_features(days: np.ndarray) -> np.ndarray:
     return np.stack([np.sin(a), np.cos(a)], axis=-1)[:, None, :]
 
 
+def local_time_features(hours: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """``(n_hours, n_stations, 2)``: sine and cosine of the local solar time
+    :math:`2\\pi (h + \\lambda / 15°) / 24`, h = hour of the day (UTC), :math:`\\lambda` the
+    station's longitude in degrees."""
+    a = 2 * np.pi * (np.asarray(hours, dtype=np.float64)[:, None] + np.asarray(lon)[None, :] / 15.0) / 24.0
+    return np.stack([np.sin(a), np.cos(a)], axis=-1)
+
+
+#: The known features of the target time a station dataset appends to the history channels:
+#: what :func:`time_features` needs to rebuild them, and how a user builds them by hand.
+TIME_FEATURES = {
+    "day_of_year": ("the date of the day each map predicts (e.g. '2020-03-01')",
+                    "np.broadcast_to(day_of_year_features(np.array(dates, 'datetime64[D]')), "
+                    "(n, n_stations, 2)), sin and cos of 2 pi d / 365.25 with d the day of the "
+                    "year from 0"),
+    "local_time": ("the hour of the day (UTC) each map predicts (e.g. 13)",
+                   "local_time_features(hours, sampling.lon), sin and cos of "
+                   "2 pi (h + lon / 15) / 24"),
+}
+
+
+def time_features(kind: str, times, sampling: Sampling) -> np.ndarray:
+    """The known-feature channels ``(len(times), sampling.npix, 2)`` of a station dataset
+    (``kind`` from its ``known_features``) for the given target times: dates for
+    ``'day_of_year'`` (:func:`day_of_year_features`), hours of the day (UTC) for
+    ``'local_time'`` (:func:`local_time_features`)."""
+    if kind not in TIME_FEATURES:
+        raise ValueError(f"unknown time features {kind!r}; known: {sorted(TIME_FEATURES)}")
+    t = np.atleast_1d(np.asarray(times))
+    if t.ndim != 1 or t.size == 0:
+        raise ValueError(f"times must be a non-empty list, one per map, got shape {np.shape(times)}")
+    if kind == "day_of_year":
+        try:
+            days = t.astype("datetime64[D]") if t.dtype.kind in "MU" or t.dtype == object else None
+        except ValueError:
+            days = None
+        if days is None or np.isnat(days).any():
+            raise ValueError(f"times must be dates ('YYYY-MM-DD' or numpy datetime64) for "
+                             f"day-of-year features, got {t[:3].tolist()}")
+        return np.broadcast_to(day_of_year_features(days), (t.size, sampling.npix, 2))
+    try:
+        hours = t.astype(np.float64)
+    except (ValueError, TypeError):
+        hours = np.array([np.nan])
+    if not np.isfinite(hours).all():
+        raise ValueError(f"times must be hours of the day (numbers, UTC) for local-time features, "
+                         f"got {t[:3].tolist()}")
+    return local_time_features(hours, sampling.lon)
+
+
 class _StationTask(SplitDataset):
     """Shared by the station datasets: given a matrix ``(n_times, n_stations)`` (NaN where
     missing), build windows and split the target times into consecutive periods."""
 
     task = "regression"
     out_channels = 1
+    #: ``{"kind": ..., "channels": n}`` of the known features of the target time appended
+    #: to the history (a key of :data:`TIME_FEATURES`), None without; stored in checkpoints
+    #: so that ``predict`` can compute them from the target times.
+    known_features: Optional[dict] = None
 
     def _setup(self, values: np.ndarray, history: int, split_fractions: Sequence[float],
-               features: Optional[np.ndarray] = None) -> None:
+               features: Optional[np.ndarray] = None, feature_kind: Optional[str] = None) -> None:
         if history < 1:
             raise ValueError(f"history must be >= 1 time step, got {history}")
         fr = np.asarray(split_fractions, dtype=np.float64)
@@ -475,6 +529,8 @@ class _StationTask(SplitDataset):
         bounds = [(0, cuts[0]), (cuts[0], cuts[1]), (cuts[1], n_times)]
         self.history = history
         self.in_channels = history + (0 if features is None else features.shape[-1])
+        self.known_features = None if features is None else {"kind": feature_kind,
+                                                              "channels": int(features.shape[-1])}
         train = values[:bounds[0][1]]
         train = train[np.isfinite(train)]
         self.mean, self.std = float(train.mean()), float(train.std() or 1.0)
@@ -526,7 +582,8 @@ class GHCNDaily(_StationTask):
         values = daily_matrix(dly_dir, names, element, start, end, quality_control)
         values = fill_gaps(values, max_gap)
         days = np.arange(_day(start, "start"), _day(end, "end") + 1)
-        self._setup(values, history, split_fractions, day_of_year_features(days) if season else None)
+        self._setup(values, history, split_fractions, day_of_year_features(days) if season else None,
+                    "day_of_year")
 
 
 class SyntheticStations(_StationTask):
@@ -578,7 +635,8 @@ class SyntheticStations(_StationTask):
         values = synthetic_temperature(sampling, n_days, rng, wind, rho, anomaly_std, noise, lmax,
                                        np.datetime64(start, "D"))
         days = np.arange(np.datetime64(start, "D"), np.datetime64(start, "D") + n_days)
-        self._setup(values, history, split_fractions, day_of_year_features(days) if season else None)
+        self._setup(values, history, split_fractions, day_of_year_features(days) if season else None,
+                    "day_of_year")
 
 
 def _real_harmonics(lmax: int, theta: np.ndarray, phi: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -788,9 +846,5 @@ class SAOHourly(_StationTask):
         cols = [pos[n] for n in names]
         self.sampling = sampling
         values = fill_gaps(d["values"][:, cols], max_gap)
-        features = None
-        if local_time:
-            h = np.arange(values.shape[0])[:, None] + sampling.lon[None, :] / 15.0
-            a = 2 * np.pi * h / 24.0
-            features = np.stack([np.sin(a), np.cos(a)], axis=-1)
-        self._setup(values, history, split_fractions, features)
+        features = local_time_features(np.arange(values.shape[0]), sampling.lon) if local_time else None
+        self._setup(values, history, split_fractions, features, "local_time")

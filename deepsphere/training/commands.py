@@ -124,6 +124,12 @@ def _predict_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", default="best", choices=("best", "last"))
     p.add_argument("--output", default=None,
                    help="where to write predictions (one input only; default RUN_DIR/predictions/NAME.npy)")
+    p.add_argument("--times", default=None, metavar="T1,T2,...",
+                   help="station regression runs whose inputs end with features of the target time: "
+                        "the target time of each map, comma-separated (dates such as 2020-03-01 "
+                        "for season features, hours of the day UTC for sao_hourly's local time); "
+                        "the maps then hold the past values only, (n, n_stations, history). "
+                        "Without it the maps hold every channel, features included")
     p.add_argument("--device", default=None)
 
 
@@ -136,7 +142,8 @@ def _predict(args) -> int:
         model, sampling, info, device = load_model(args.run_dir, args.checkpoint, args.device)
         for path in args.inputs:
             x = _load_npy(path)
-            out = predict(model, sampling, info, x, order=args.order, device=device)
+            times = None if args.times is None else [t.strip() for t in args.times.split(",")]
+            out = predict(model, sampling, info, x, order=args.order, device=device, times=times)
             dest = Path(args.output or Path(args.run_dir) / "predictions" / (Path(path).stem + ".npy"))
             if any(dest.resolve() == Path(p).resolve() for p in args.inputs):
                 raise ValueError(f"--output {str(dest)!r} is one of the inputs: predictions never "

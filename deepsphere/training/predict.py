@@ -73,14 +73,58 @@ def as_batch(x: np.ndarray, sampling, in_channels: int, order: str = "NESTED") -
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
+def _with_time_features(x, sampling, info: dict, order: str, times) -> np.ndarray:
+    """The batch of maps, with the known-feature channels of the target times appended when
+    the run's dataset had them (station datasets: season, local hour) and ``times`` is given."""
+    from ..data.stations import TIME_FEATURES, time_features
+
+    C = info["in_channels"]
+    feats = info.get("known_features")
+    if times is not None and feats is None:
+        raise ValueError("times were given, but this run's inputs have no time features (its "
+                         "dataset appended no season or hour channels): leave times out")
+    if feats is None:
+        return as_batch(x, sampling, C, order)
+    kind, n = feats["kind"], feats["channels"]
+    what, how = TIME_FEATURES.get(kind, ("the target time", "the dataset's own code"))
+    if times is None:
+        try:  # maps holding the past values only: say which channels are missing
+            as_batch(x, sampling, C - n, order)
+        except ValueError:
+            return as_batch(x, sampling, C, order)  # all channels given (or another problem)
+        raise ValueError(
+            f"this run's model takes {C} channels: {C - n} of past values, then {n} {kind} "
+            f"features of the target time, which these maps lack. Give {what}, one per map, "
+            f"as predict(..., times=[...]) or --times T1,T2,... and they are computed; or "
+            f"append them yourself after the past values, unnormalised: {how}")
+    batch = as_batch(x, sampling, C - n, order)
+    t = np.atleast_1d(np.asarray(times))
+    if t.ndim != 1 or len(t) != len(batch):
+        raise ValueError(f"times must give one target time per map: {len(batch)} maps, "
+                         f"{t.size} times")
+    f = time_features(kind, t, sampling)
+    return np.concatenate([batch, f.astype(np.float32)], axis=2)
+
+
 @torch.no_grad()
 def predict(model, sampling, info: dict, x: np.ndarray, order: str = "NESTED", device="cpu",
-            batch_size: int = 32) -> np.ndarray:
+            batch_size: int = 32, times=None) -> np.ndarray:
     """Class probabilities ``(n, n_classes)`` (classification), per-pixel labels
     ``(n, npix)`` (segmentation) or values (regression). ``x`` holds raw maps: the run's
     input normalisation (``info["input_transform"]``, if its dataset had one) is applied
-    here, and regression values come back in the units of the data (target shift undone)."""
-    batch = as_batch(x, sampling, info["in_channels"], order)
+    here, and regression values come back in the units of the data (target shift undone).
+
+    Station regression runs take, per station, the past values (oldest first, in the data's
+    units) and then the known features of the target time their dataset appended
+    (``info["known_features"]``): with ``season: True`` (``ghcn_daily``,
+    ``synthetic_stations``) the sine and cosine of the day of the year
+    (:func:`~deepsphere.data.stations.day_of_year_features`), with ``local_time: True``
+    (``sao_hourly``) those of the local solar time. Either give the maps with the past values
+    only and ``times``, one per map (dates such as ``'2020-03-01'`` for the day predicted;
+    hours of the day, UTC, for ``sao_hourly``), and the features are computed; or give all
+    ``info["in_channels"]`` channels, features included (unnormalised), and no ``times``.
+    """
+    batch = _with_time_features(x, sampling, info, order, times)
     tf = info.get("input_transform")  # the training data's normalisation, applied to raw maps
     if tf is not None:
         batch = ((batch - np.float32(tf["shift"])) / np.float32(tf["scale"])).astype(np.float32)

@@ -82,6 +82,9 @@ def data_info(dataset) -> dict:
         tf = dataset.input_transform()
         info["input_transform"] = {k: ([float(x) for x in v] if np.ndim(v) else float(v))
                                    for k, v in tf.items()}
+    feats = getattr(dataset, "known_features", None)
+    if feats:  # channels of the target time (season, hour) that predict computes from times
+        info["known_features"] = {"kind": str(feats["kind"]), "channels": int(feats["channels"])}
     return info
 
 

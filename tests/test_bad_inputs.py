@@ -530,6 +530,15 @@ CASES = [
          lambda f: _spectral().S2Conv(1, 1, 2, kernel_grid=__import__(
              "deepsphere.spectral.so3", fromlist=["x"]).so3_near_identity_grid()), ValueError,
          r"S2Conv's kernel_grid must be a finite \(n, 2\) array with n >= 1.*s2_near_pole_grid"),
+    Case("spectral-dtype-mismatch", "spectral",
+         "a float64 signal into a float32 ZonalConv (was computed in float64)",
+         lambda f: _spectral().ZonalConv(HEALPix(2), 2, 3, lmax=4)(
+             torch.zeros(1, 48, 2, dtype=torch.float64)), TypeError,
+         r"ZonalConv: x is torch.float64.*weight is torch.float32.*\.to\(\)"),
+    Case("s2conv-dtype-mismatch", "spectral",
+         "float64 coefficients into a float32 S2Conv (was computed in float64)",
+         lambda f: _spectral().S2Conv(2, 3, 2)(torch.zeros(1, 2, 9, dtype=torch.float64)), TypeError,
+         r"S2Conv: x is torch.float64.*float32.*\.to\(\)"),
     Case("norm-nonlinearity-channels", "spectral",
          "1 channel into NormNonlinearity(channels=4) (its bias broadcast it to 4)",
          lambda f: _spectral().NormNonlinearity(4, 2)(torch.randn(1, 9)), ValueError,

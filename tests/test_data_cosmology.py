@@ -357,6 +357,44 @@ def test_models_and_linear_baseline():
     assert np.mean(C.fit_logistic(X, y, weight_decay=1e-4)(X) == y) > 0.97
 
 
+def _image_to_patch(img: np.ndarray, sampling) -> np.ndarray:
+    idx, side = C.patch_image_index(sampling)
+    x = np.empty((len(img), side * side))
+    x[:, idx] = img.reshape(len(img), -1)
+    return x
+
+
+def test_flat_psd_recovers_a_known_power_law_and_white_noise_level():
+    """The flat-sky spectrum of images drawn with P(k) = k^-2 in Fourier space has slope -2
+    in log k; white noise of variance s^2 has power s^2 in every k-bin."""
+    s = C.healpix_patch(256, 2)  # 128 x 128 pixels
+    idx, side = C.patch_image_index(s)
+    r = np.random.default_rng(1)
+    k = np.hypot(*np.meshgrid(np.fft.fftfreq(side), np.fft.fftfreq(side), indexing="ij"))
+    amp = np.where(k > 0, k, np.inf) ** -1.0  # sqrt of P(k) = k^-2
+    imgs = np.fft.ifft2(amp * np.fft.fft2(r.standard_normal((16, side, side)))).real
+    n_bins = 8
+    feats = C.psd_histogram_features(_image_to_patch(imgs, s), s, n_ell_bins=n_bins, psd="flat")
+    logp = feats[:, :n_bins].mean(0)
+    edges = np.geomspace(1 / side, 1 / np.sqrt(2), n_bins + 1)
+    centres = np.sqrt(edges[:-1] * edges[1:])
+    slope = np.polyfit(np.log(centres[1:-1]), logp[1:-1], 1)[0]  # edge bins: few modes / corners
+    assert abs(slope + 2) < 0.15, slope
+    noise = 3.0 * r.standard_normal((32, side * side))
+    logp = C.psd_histogram_features(noise, s, n_ell_bins=n_bins, psd="flat")[:, :n_bins]
+    np.testing.assert_allclose(np.exp(logp[:, 3:]).mean(0), 9.0, rtol=0.05)  # low bins: few modes
+    # the histogram part is the same with either spectrum estimator
+    small = C.healpix_patch(16, 2)
+    x = r.standard_normal((3, small.npix))
+    a = C.psd_histogram_features(x, small, n_ell_bins=4, psd="flat")
+    b = C.psd_histogram_features(x, small, n_ell_bins=4, psd="sphere")
+    np.testing.assert_array_equal(a[:, 4:], b[:, b.shape[1] - 20:])
+    with pytest.raises(ValueError, match="psd must be 'sphere'.*or 'flat'"):
+        C.psd_histogram_features(x, small, psd="fft")
+    with pytest.raises(ValueError, match="no Fourier mode in some of the 40 k-bins"):
+        C.psd_histogram_features(x, small, n_ell_bins=40, psd="flat")
+
+
 def test_registered_by_name():
     from deepsphere.training import registry
 

@@ -81,3 +81,18 @@ def test_api_reference_covers_public_names(package):
     text = (DOCS / "api.md").read_text()
     missing = [n for n in names if f"\n### {n}\n" not in text]
     assert not missing, f"rerun python scripts/api_reference.py; missing: {missing}"
+
+
+def test_api_reference_is_up_to_date():
+    """docs/api.md is what scripts/api_reference.py writes from today's docstrings."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "api_reference.py"
+    spec = importlib.util.spec_from_file_location("api_reference", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        text = mod.render()
+    assert (DOCS / "api.md").read_text() == text, (
+        "docs/api.md is out of date: run python scripts/api_reference.py")

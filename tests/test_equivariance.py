@@ -392,3 +392,29 @@ def test_sweep_spectral_lmax_in_units_of_nside():
         assert op.filter.lmax == lmax
     with pytest.raises(ValueError, match=r"'twonside' is not understood.*'2nside'"):
         _fixed_operator(s, {"kind": "spectral", "lmax": "twonside"})
+
+
+def test_default_degrees_respect_the_equiangular_band_limit():
+    """An equiangular grid's equivalent nside (matched on point spacing) overstates its band limit
+    b - 1: the default degrees of the width optimiser reached 29 on a b = 16 grid, and every
+    optimise_kernel_width call without degrees= failed with 'exceed the band limit'."""
+    from deepsphere.equivariance.optimise import default_degrees
+    from deepsphere.equivariance.rotation import band_limit
+
+    for s in (sampling.Equiangular(16, "DH"), sampling.Equiangular(8, "SOFT"), sampling.HEALPix(4)):
+        d = default_degrees(s)
+        assert d and max(d) <= band_limit(s), (s, d)
+    assert default_degrees(sampling.HEALPix(4))[-1] == 11                # 3 nside - 1, unchanged
+    s = sampling.Equiangular(8, "DH")
+    r = equivariance_error(graph.knn(s, 8), s, default_degrees(s), 1, 1)
+    assert np.all(np.isfinite(r.mean))
+
+
+def test_fractional_degrees_are_refused():
+    """Degree 2.5 was measured as degree 2 (and True as 1) without a word."""
+    s = sampling.HEALPix(4)
+    for bad in ([2.5], [True], ["3"]):
+        with pytest.raises(ValueError, match=r"degrees must be a non-empty list of integers >= 1"):
+            equivariance_error(np.eye(s.npix), s, bad, 1, 1)
+    r = equivariance_error(np.eye(s.npix), s, [2.0, np.int64(3)], 1, 1)
+    assert r.degrees.tolist() == [2, 3] and r.mean.max() < 1e-12     # the identity commutes

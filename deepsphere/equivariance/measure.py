@@ -222,7 +222,12 @@ def equivariance_error(operator, sampling: Sampling, degrees: Sequence[int], n_s
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    degrees = np.asarray(list(degrees), dtype=int)
+    given = list(degrees)
+    # int() would measure degree 2 for 2.5 and degree 1 for True
+    if not all(isinstance(d, (int, np.integer, float, np.floating)) and not isinstance(d, (bool, np.bool_))
+               and float(d) == int(d) for d in given):
+        raise ValueError(f"degrees must be a non-empty list of integers >= 1, got {given}")
+    degrees = np.asarray(given, dtype=int)
     if degrees.size == 0 or degrees.min() < 1:
         raise ValueError(f"degrees must be a non-empty list of integers >= 1, got {degrees.tolist()}")
     if n_signals < 1 or n_rotations < 1 or in_channels < 1:

@@ -19,6 +19,7 @@ import numpy as np
 from ..graph import equivalent_nside, knn, sigma_to_t, t_to_sigma, tuned_sigma
 from ..sampling import Sampling
 from .measure import equivariance_error
+from .rotation import band_limit, exact_rotation_available
 
 
 @dataclass
@@ -35,10 +36,11 @@ class KernelWidthResult:
 
 def default_degrees(sampling: Sampling, num: int = 9) -> list:
     r"""The published grid :math:`\ell = 10, 20, \dots, 90` at :math:`n_{side} = 32`, scaled to the
-    sampling's equivalent :math:`n_{side}` and clipped below its band limit."""
+    sampling's equivalent :math:`n_{side}` and clipped below its band limit (``3 nside - 1``;
+    ``bandwidth - 1`` on equiangular grids, whose equivalent nside overstates it)."""
     ns = equivalent_nside(sampling)
     d = np.unique(np.round(np.linspace(10, 90, num) * ns / 32).astype(int))
-    limit = int(3 * ns) - 1
+    limit = band_limit(sampling) if exact_rotation_available(sampling) else int(3 * ns) - 1
     return [int(x) for x in d if 1 <= x <= limit]
 
 

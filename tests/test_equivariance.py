@@ -418,3 +418,47 @@ def test_fractional_degrees_are_refused():
             equivariance_error(np.eye(s.npix), s, bad, 1, 1)
     r = equivariance_error(np.eye(s.npix), s, [2.0, np.int64(3)], 1, 1)
     assert r.degrees.tolist() == [2, 3] and r.mean.max() < 1e-12     # the identity commutes
+
+
+def test_sweep_config_mistakes():
+    """Sweep configs that gave an unexplained TypeError (a knn graph without k; a float64
+    spectral filter timed on a float32 input), a silently truncated degree, a table with every
+    row twice, or an empty table."""
+    from deepsphere.equivariance.sweep import run_sweep
+
+    base = dict(degrees=[2, 4], n_signals=1, n_rotations=1, cost={"repeats": 1, "K": 2, "channels": 2},
+                samplings=[{"name": "healpix", "nside": 4}])
+    quiet = dict(log=lambda *a: None)
+    with pytest.raises(ValueError, match=r"'k8': a knn graph needs 'k'.*got None"):   # int(None)
+        run_sweep(dict(base, graphs=[{"label": "k8", "kind": "knn"}]), **quiet)
+    with pytest.raises(ValueError, match=r"degrees must be a list of integers, got \[2.5\]"):
+        run_sweep(dict(base, degrees=[2.5], graphs=[{"label": "k8", "kind": "knn", "k": 8}]), **quiet)
+    with pytest.raises(ValueError, match=r"laplacians must be a non-empty list.*'normalized'"):
+        run_sweep(dict(base, laplacians="normalized", graphs=[{"label": "k8", "kind": "knn", "k": 8}]),
+                  **quiet)                                    # iterated as 'n', 'o', ... before
+    with pytest.raises(ValueError, match=r"no graph of the config applies.*HEALPix samplings only"):
+        run_sweep(dict(base, samplings=[{"name": "equiangular", "bandwidth": 4}],
+                       graphs=[{"label": "v1", "kind": "healpix"}]), **quiet)
+    # operators that do not depend on 'laplacians' are measured once, not once per entry
+    rows = run_sweep(dict(base, laplacians=["normalized", "combinatorial"],
+                          graphs=[{"label": "z", "kind": "spectral", "dtype": "float64"},
+                                  {"label": "k8", "kind": "knn", "k": 8},
+                                  {"label": "cot", "kind": "cotangent", "laplacian": "combinatorial"}]),
+                     **quiet)
+    seen = [(r["graph"], r["laplacian"], r["ell"]) for r in rows]
+    assert len(seen) == len(set(seen)) == 2 * (1 + 2 + 1), seen
+
+
+def test_sweep_optimises_the_healpix_graph_width():
+    """kernel_width: optimise on the 8-neighbour HEALPix graph raised a TypeError (it tuned a
+    k-NN graph with k=None); it tunes the HEALPix graph's own width, which beats the heuristic."""
+    from deepsphere.equivariance.sweep import run_sweep
+
+    cfg = dict(degrees=[2, 4, 6], n_signals=2, n_rotations=1, cost={"repeats": 1, "K": 2, "channels": 2},
+               samplings=[{"name": "healpix", "nside": 4}], optimiser={"n_signals": 2, "n_rotations": 1},
+               graphs=[{"label": "opt", "kind": "healpix", "kernel_width": "optimise"},
+                       {"label": "heur", "kind": "healpix", "kernel_width": "heuristic"}])
+    rows = run_sweep(cfg, log=lambda *a: None)
+    mean = {g: np.mean([float(r["error"]) for r in rows if r["graph"] == g]) for g in ("opt", "heur")}
+    t = {r["graph"]: r["t"] for r in rows}
+    assert t["opt"] != t["heur"] and mean["opt"] <= mean["heur"] * 1.05, (mean, t)

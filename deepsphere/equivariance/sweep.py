@@ -86,7 +86,11 @@ def degrees_for(cfg: dict, s: Sampling) -> list:
         ns = graphs.equivalent_nside(s)
         d = sorted({int(round(r * ns)) for r in cfg["degrees_per_nside"]})
     else:
-        d = [int(x) for x in cfg.get("degrees", [10, 20, 30, 40, 50, 60, 70, 80, 90])]
+        d = list(cfg.get("degrees", [10, 20, 30, 40, 50, 60, 70, 80, 90]))
+        if not all(isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
+                   and float(x) == int(x) for x in d):
+            raise ValueError(f"degrees must be a list of integers, got {d}")  # int(2.5) would be 2
+        d = [int(x) for x in d]
     keep = [x for x in d if 1 <= x <= L]
     if not keep:
         raise ValueError(f"no degree of {d} is within [1, {L}] for {s!r}")
@@ -116,7 +120,8 @@ def _cheb_ms(g, laplacian: str, K: int, channels: int, repeats: int) -> float:
 def _spectral_ms(module, n: int, channels: int, repeats: int) -> float:
     import torch
 
-    x = torch.randn(1, n, channels)
+    p = next(iter(module.parameters()), None)   # a float64 filter (dtype: float64) takes float64
+    x = torch.randn(1, n, channels, dtype=p.dtype if p is not None else torch.float32)
     times = []
     with torch.no_grad():
         module(x)
@@ -189,7 +194,12 @@ def _graph_variants(s: Sampling, spec: dict, laplacian: str, degrees, cfg: dict)
         return
     if kind not in ("healpix", "knn"):
         raise ValueError(f"graph kind must be one of {GRAPH_KINDS}, got {kind!r}")
+    if kind == "healpix" and not isinstance(s, HEALPix):
+        return  # the 8-neighbour graph exists on HEALPix only
     k = spec.get("k")
+    if kind == "knn" and (isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1):
+        raise ValueError(f"graph {spec['label']!r}: a knn graph needs 'k', a positive number of "
+                         f"neighbours (e.g. k: 8); got {k!r}")
     for kw, factor in _widths(spec):
         label = spec["label"]
         if kw == "grid":
@@ -200,15 +210,16 @@ def _graph_variants(s: Sampling, spec: dict, laplacian: str, degrees, cfg: dict)
             width = t
         elif kw in ("optimise", "optimize"):
             ocfg = cfg.get("optimiser", {})
-            res = optimise_kernel_width(s, k, degrees, laplacian, ocfg.get("n_signals", 2),
-                                        ocfg.get("n_rotations", 1), cfg.get("seed", 0) + 1)
+            # the healpix graph's own width, started from the 8-neighbour tuned width
+            builder = (lambda s_, t_: graphs.healpix_neighbours(s_, kernel_width=t_)) if kind == "healpix" else None
+            res = optimise_kernel_width(s, 8 if kind == "healpix" else k, degrees, laplacian,
+                                        ocfg.get("n_signals", 2), ocfg.get("n_rotations", 1),
+                                        cfg.get("seed", 0) + 1, builder=builder)
             width = res.t
             kw = "optimised"
         else:
             width = kw
         if kind == "healpix":
-            if not isinstance(s, HEALPix):
-                continue  # the 8-neighbour graph exists on HEALPix only
             g = graphs.healpix_neighbours(s, kernel_width=width)
         else:
             g = graphs.knn(s, k=int(k), kernel_width=width, symmetrize=spec.get("symmetrize", "average"))
@@ -252,13 +263,24 @@ def _run_sweep(cfg: dict, log) -> list:
         raise ValueError("the config needs non-empty 'samplings' and 'graphs' lists")
     cost = dict(cfg.get("cost", {}))
     _check_keys(cost, {"K", "channels", "repeats"}, "cost")
+    laplacians = cfg.get("laplacians", ["normalized"])
+    if isinstance(laplacians, str) or not isinstance(laplacians, (list, tuple)) or not laplacians:
+        raise ValueError(f"laplacians must be a non-empty list, e.g. [normalized] or [normalized, "
+                         f"combinatorial]; got {laplacians!r}")
     rows = []
     for sspec in cfg["samplings"]:
         s = make_sampling(sspec)
         degrees = degrees_for(cfg, s)
-        for lap in cfg.get("laplacians", ["normalized"]):
-            for gs in cfg["graphs"]:
+        done = set()
+        for lap in laplacians:
+            for n, gs in enumerate(cfg["graphs"]):
                 lap_g = gs.get("laplacian", lap)
+                # a spectral or FEM operator, or a graph with its own laplacian, is the same for
+                # every entry of 'laplacians': measure it once (it was repeated in the table)
+                key = (n, "" if gs["kind"] in ("spectral", "fem", "fem_symmetric") else lap_g)
+                if key in done:
+                    continue
+                done.add(key)
                 for label, op, g, info in _graph_variants(s, gs, lap_g, degrees, cfg):
                     t0 = time.perf_counter()
                     degs = [d for d in degrees if d <= info.get("max_degree", d)]
@@ -285,6 +307,9 @@ def _run_sweep(cfg: dict, log) -> list:
                             "ell": int(ell), "error": f"{e:.6g}", "error_std": f"{sd:.3g}",
                             "error_squared": f"{e2:.6g}", "edges_per_vertex": f"{epv:.3f}",
                             "cheb_ms": f"{ms:.3f}"})
+    if not rows:
+        raise ValueError("no graph of the config applies to its samplings (the 'healpix' graph "
+                         "exists on HEALPix samplings only): nothing was measured")
     return rows
 
 

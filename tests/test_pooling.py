@@ -214,3 +214,23 @@ def test_buffers_are_not_persistent_and_move():
     assert RemapPool(HEALPix(4), HEALPix(2)).state_dict() == {}
     pool = pool.to(torch.float32)
     assert pool.perm.dtype == torch.int64  # index buffers keep their dtype
+
+
+def test_pooling_refuses_fractional_levels_foreign_inputs_and_float_indices():
+    """levels=1.5 pooled once without a word (HEALPix(levels=1.5) is refused); a numpy input
+    gave "'numpy.ndarray' object has no attribute 'dim'" and float indices a bare scatter()
+    error."""
+    for bad in (1.5, True, "2"):
+        with pytest.raises(TypeError, match=r"levels must be an int \(number of poolings by 4\)"):
+            HEALPixPool(4, levels=bad)
+    with pytest.raises(TypeError, match=r"levels must be an int"):
+        HierarchyUnpool(Equiangular(8, "DH"), levels=2.0)
+    assert HEALPixPool(8, levels=np.int64(2)).n_coarse == 48
+    with pytest.raises(TypeError, match=r"input must be a torch.Tensor, got ndarray.*torch.as_tensor"):
+        HEALPixPool(4)(np.zeros((1, 192, 1)))
+    y, idx = HEALPixPool(4, mode="max", return_indices=True)(torch.randn(2, 192, 3))
+    unpool = HEALPixUnpool(4, mode="max")
+    with pytest.raises(TypeError, match=r"indices must be the int64 tensor returned by HierarchyPool"):
+        unpool(y, idx.float())
+    out = unpool(y, idx)
+    assert torch.equal(out.gather(1, idx), y) and int((out != 0).sum()) == y.numel()

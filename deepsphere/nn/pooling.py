@@ -66,6 +66,9 @@ def _describe_count(n: int) -> str:
 def check_vertices(x: Tensor, sampling: Sampling, what: str = "input") -> None:
     """Raise a clear error unless ``x`` is ``[batch, vertices, channels]`` with
     ``vertices == sampling.npix``."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{what} must be a torch.Tensor, got {type(x).__name__}; convert it with "
+                        "torch.as_tensor(x, dtype=torch.float32)")
     if x.dim() != 3:
         raise ValueError(
             f"{what} must have shape [batch, vertices, channels], got {tuple(x.shape)}; add a "
@@ -88,6 +91,9 @@ def hierarchy_parents(sampling: Sampling, levels: int = 1) -> Tuple[np.ndarray, 
     Returns ``(parent, coarse)``: ``parent[i]`` indexes ``coarse.vectors``. Checks that the
     hierarchy is closed: every coarse vertex has exactly :math:`4^{levels}` descendants.
     """
+    if isinstance(levels, (bool, np.bool_)) or not isinstance(levels, (int, np.integer)):
+        # int(1.5) == 1 would pool once without a word
+        raise TypeError(f"levels must be an int (number of poolings by 4), got {levels!r}")
     levels = int(levels)
     if levels < 1:
         raise ValueError(f"levels must be >= 1, got {levels}")
@@ -238,6 +244,11 @@ class HierarchyUnpool(_Hierarchy):
             raise ValueError(
                 "max unpooling needs the indices returned by the max pooling "
                 "(HierarchyPool(..., mode='max', return_indices=True))"
+            )
+        if not isinstance(indices, Tensor) or indices.dtype != torch.int64:
+            raise TypeError(
+                "indices must be the int64 tensor returned by HierarchyPool(..., mode='max', "
+                f"return_indices=True); got {getattr(indices, 'dtype', type(indices).__name__)}"
             )
         if indices.shape != x.shape:
             raise ValueError(

@@ -462,3 +462,22 @@ def test_sweep_optimises_the_healpix_graph_width():
     mean = {g: np.mean([float(r["error"]) for r in rows if r["graph"] == g]) for g in ("opt", "heur")}
     t = {r["graph"]: r["t"] for r in rows}
     assert t["opt"] != t["heur"] and mean["opt"] <= mean["heur"] * 1.05, (mean, t)
+
+
+def test_module_with_a_per_vertex_output_without_channel_axis():
+    """A module returning [B, V] (a squeezed channel axis) was measured as an *invariance* error
+    (about 1.5 for 2 f) while the same function as a callable gave ~0; and n_signals=2.5 gave a
+    bare numpy TypeError."""
+    s = sampling.HEALPix(4)
+
+    class Squeezed(torch.nn.Module):
+        def forward(self, x):
+            return 2 * x[..., 0]
+
+    r = equivariance_error(Squeezed(), s, [2, 5], n_signals=2, n_rotations=1)
+    assert r.kind == "equivariance" and r.mean.max() < 1e-6        # float32 rounding
+    probe = lambda x: x[:, :3]                                     # noqa: E731
+    assert equivariance_error(probe, s, [2], 2, 1).kind == "invariance"
+    for name in ("n_signals", "n_rotations", "in_channels"):
+        with pytest.raises(TypeError, match=f"{name} must be an int, got 2.5"):
+            equivariance_error(np.eye(s.npix), s, [2], **{name: 2.5})

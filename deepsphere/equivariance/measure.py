@@ -130,9 +130,10 @@ class _Operator:
             finally:
                 self.module.train(was)
             y = y.detach().cpu().double().numpy()
-            return y.transpose(0, 2, 1) if y.ndim == 3 else y
-        x = f[:, 0, :] if C == 1 else f.transpose(0, 2, 1)
-        y = np.asarray(self.fn(x), dtype=np.float64)
+        else:
+            x = f[:, 0, :] if C == 1 else f.transpose(0, 2, 1)
+            y = np.asarray(self.fn(x), dtype=np.float64)
+        # [B, V]: one value per vertex (a squeezed channel axis), not V invariant outputs
         if y.ndim == 2 and y.shape[1] == V:
             return y[:, None, :]
         return y.transpose(0, 2, 1) if y.ndim == 3 else y
@@ -184,8 +185,9 @@ def equivariance_error(operator, sampling: Sampling, degrees: Sequence[int], n_s
     operator : SphereGraph | scipy.sparse / ndarray (V, V) | torch.nn.Module | callable
         A graph (its ``laplacian`` is measured), a matrix, a module taking ``[B, V, C_in]``
         (ChebConv wrapped with its Laplacian, a model, a spectral layer) and returning
-        ``[B, V, C_out]`` (equivariance) or ``[B, C_out]`` (invariance), or a function of numpy
-        arrays ``[B, V]`` (``[B, V, C_in]`` if ``in_channels > 1``).
+        ``[B, V, C_out]`` or ``[B, V]`` (equivariance) or ``[B, C_out]`` (invariance), or a
+        function of numpy arrays ``[B, V]`` (``[B, V, C_in]`` if ``in_channels > 1``) returning
+        the same.
     sampling : Sampling
         Where the signals live (HEALPix pixels in NESTED order).
     degrees : sequence of int
@@ -230,6 +232,10 @@ def equivariance_error(operator, sampling: Sampling, degrees: Sequence[int], n_s
     degrees = np.asarray(given, dtype=int)
     if degrees.size == 0 or degrees.min() < 1:
         raise ValueError(f"degrees must be a non-empty list of integers >= 1, got {degrees.tolist()}")
+    counts = {"n_signals": n_signals, "n_rotations": n_rotations, "in_channels": in_channels}
+    for name, n in counts.items():
+        if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)):
+            raise TypeError(f"{name} must be an int, got {n!r}")
     if n_signals < 1 or n_rotations < 1 or in_channels < 1:
         raise ValueError("n_signals, n_rotations and in_channels must be >= 1")
     if protocol not in PROTOCOLS:

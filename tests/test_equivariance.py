@@ -481,3 +481,26 @@ def test_module_with_a_per_vertex_output_without_channel_axis():
     for name in ("n_signals", "n_rotations", "in_channels"):
         with pytest.raises(TypeError, match=f"{name} must be an int, got 2.5"):
             equivariance_error(np.eye(s.npix), s, [2], **{name: 2.5})
+
+
+def test_sweep_and_optimiser_refuse_malformed_specs():
+    """A mapping where a list belongs, a sampling without its size, a graph given as a string
+    and a reversed or non-positive search interval raised KeyError, AttributeError or
+    scipy's 'Optimization bounds must be finite scalars'."""
+    from deepsphere.equivariance.optimise import optimise_kernel_width
+    from deepsphere.equivariance.sweep import run_sweep
+
+    knn8 = [{"label": "k8", "kind": "knn", "k": 8}]
+    hp4 = [{"name": "healpix", "nside": 4}]
+    cases = [({"samplings": {"name": "healpix", "nside": 4}, "graphs": knn8}, r"'samplings' must be a list"),
+             ({"samplings": hp4, "graphs": {"label": "k8"}}, r"'graphs' must be a list"),
+             ({"samplings": [{"name": "healpix"}], "graphs": knn8}, r"healpix sampling needs an nside"),
+             ({"samplings": [{"name": "equiangular"}], "graphs": knn8}, r"needs a bandwidth"),
+             ({"samplings": [{"name": "healpix", "nsid": 4}], "graphs": knn8}, r"unknown key.*'nsid'"),
+             ({"samplings": hp4, "graphs": ["k8"]}, r"graph 'k8' must be a mapping")]
+    for cfg, msg in cases:
+        with pytest.raises(ValueError, match=msg):
+            run_sweep(dict(cfg, degrees=[2], n_signals=1, n_rotations=1), log=lambda *a: None)
+    for bounds in ((5, 0.2), (0, 1), (-1, 2)):
+        with pytest.raises(ValueError, match=r"bounds must be two multiples 0 < low < high"):
+            optimise_kernel_width(sampling.HEALPix(4), 8, [2], n_signals=1, bounds=bounds)

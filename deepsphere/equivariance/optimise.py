@@ -69,6 +69,9 @@ def optimise_kernel_width(sampling: Sampling, k: int = 8, degrees: Optional[Sequ
     """
     from scipy.optimize import minimize_scalar
 
+    lo_f, hi_f = (float(b) for b in bounds)
+    if not (0 < lo_f < hi_f < np.inf):
+        raise ValueError(f"bounds must be two multiples 0 < low < high of the start width, got {tuple(bounds)}")
     degrees = default_degrees(sampling) if degrees is None else list(degrees)
     with warnings.catch_warnings():  # outside the table only the starting point is extrapolated
         warnings.simplefilter("ignore")
@@ -84,7 +87,7 @@ def optimise_kernel_width(sampling: Sampling, k: int = 8, degrees: Optional[Sequ
         history.append((t, e))
         return e
 
-    lo, hi = np.log(t0 * bounds[0]), np.log(t0 * bounds[1])
+    lo, hi = np.log(t0 * lo_f), np.log(t0 * hi_f)
     res = minimize_scalar(objective, bounds=(lo, hi), method="bounded", options={"xatol": xatol})
     t = float(np.exp(res.x))
     if min(abs(res.x - lo), abs(res.x - hi)) < 2 * xatol:

@@ -63,14 +63,20 @@ def _check_keys(d: dict, valid: set, where: str) -> None:
 
 def make_sampling(spec: dict) -> Sampling:
     """``{name: healpix, nside: 32}`` or ``{name: equiangular, bandwidth: 32, kind: DH}``."""
+    _check_keys(spec, {"name", "nside", "bandwidth", "kind"}, "a sampling")
     spec = dict(spec)
     name = spec.pop("name", None)
     if name == "healpix":
         _check_keys(spec, {"nside"}, "a healpix sampling")
+        if "nside" not in spec:
+            raise ValueError(f"a healpix sampling needs an nside, e.g. {{name: healpix, nside: 32}}; got {spec}")
         return HEALPix(spec["nside"])
     if name == "equiangular":
         _check_keys(spec, {"bandwidth", "kind"}, "an equiangular sampling")
-        return Equiangular(int(spec["bandwidth"]), spec.get("kind", "DH"))
+        if "bandwidth" not in spec:
+            raise ValueError("an equiangular sampling needs a bandwidth, e.g. {name: equiangular, "
+                             f"bandwidth: 32, kind: DH}}; got {spec}")
+        return Equiangular(spec["bandwidth"], spec.get("kind", "DH"))
     raise ValueError(f"sampling name must be 'healpix' or 'equiangular', got {name!r}")
 
 
@@ -255,8 +261,12 @@ def run_sweep(cfg: dict, log=print) -> list:
 
 def _run_sweep(cfg: dict, log) -> list:
     _check_keys(cfg, TOP_KEYS, "the equivariance config")
+    for key in ("samplings", "graphs"):
+        if not isinstance(cfg.get(key, []), list):
+            raise ValueError(f"'{key}' must be a list of mappings (YAML '- {{...}}' items), got "
+                             f"{cfg[key]!r}")
     for gs in cfg.get("graphs", []):
-        _check_keys(gs, GRAPH_KEYS, f"graph {gs.get('label', gs)!r}")
+        _check_keys(gs, GRAPH_KEYS, f"graph {gs.get('label', gs) if isinstance(gs, dict) else gs!r}")
         if "label" not in gs or "kind" not in gs:
             raise ValueError(f"every graph needs a 'label' and a 'kind' ({GRAPH_KINDS}); got {gs}")
     if not cfg.get("samplings") or not cfg.get("graphs"):

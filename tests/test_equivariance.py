@@ -504,3 +504,25 @@ def test_sweep_and_optimiser_refuse_malformed_specs():
     for bounds in ((5, 0.2), (0, 1), (-1, 2)):
         with pytest.raises(ValueError, match=r"bounds must be two multiples 0 < low < high"):
             optimise_kernel_width(sampling.HEALPix(4), 8, [2], n_signals=1, bounds=bounds)
+
+
+def test_interpolated_rotation_warns_where_it_extrapolates_across_a_gap():
+    """On a hemisphere a random rotation brings half the points from the missing half: the
+    convex hull's cut face 'interpolated' them, and E(l) of a k-NN graph (about 1) measured that
+    extrapolation without a word. Uniformly spread points and full grids do not warn."""
+    import warnings
+
+    R = random_rotations(1, seed=0)[0]
+    half = sampling.HEALPix.from_pixels(8, np.arange(0, 384))
+    with pytest.warns(UserWarning, match=r"rotated points come from a gap in HEALPix\(nside=8, 384"):
+        rotate_interpolated(np.zeros(half.npix), half, R)
+    with pytest.warns(UserWarning, match=r"extrapolated"):
+        equivariance_error(graph.knn(half, 8), half, [2], 1, 1)
+    rng = np.random.default_rng(4)
+    n = 1500
+    spread = sampling.Irregular(rng.uniform(0, 360, n), np.degrees(np.arcsin(rng.uniform(-1, 1, n))),
+                                units="deg")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for s in (spread, sampling.HEALPix(8), sampling.Equiangular(8, "DH")):
+            rotate_interpolated(np.zeros(s.npix), s, R)

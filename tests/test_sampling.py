@@ -5,6 +5,7 @@ import pytest
 from scipy.special import sph_harm_y
 
 from deepsphere.sampling import HEALPix, Equiangular, Irregular, UNSEEN, closure, is_closed, check_nside
+from deepsphere.sampling.healpix import ring_roughness_if_suspect, roughness_ratio
 
 
 # ---- HEALPix -----------------------------------------------------------------------
@@ -99,6 +100,110 @@ def test_ring_map_declared_nested_is_detected():
     HEALPix(nside).take(hp.reorder(m, r2n=True), order="NESTED")
     # white noise never triggers
     HEALPix(nside).take(np.random.default_rng(0).standard_normal(m.size), order="NESTED")
+
+
+def _smooth_ring(nside, fwhm, seed):
+    """A Gaussian random field under a Gaussian beam, RING ordered as healpy makes it."""
+    return hp.smoothing(np.random.default_rng(seed).standard_normal(12 * nside**2), fwhm=fwhm)
+
+
+def _add_sources(m, k, rng):
+    """``m`` with ``k`` point sources of amplitude 1e2 to 1e6 (either sign) on random pixels."""
+    m = m.copy()
+    pix = rng.choice(m.size, size=k, replace=False)
+    m[pix] += 10 ** rng.uniform(2, 6, size=k) * rng.choice([-1, 1], size=k)
+    return m
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_ring_map_smoothed_over_three_pixels_declared_nested_is_caught(seed):
+    # fwhm 0.2 rad is about 3 pixels at nside 16: ratio about 3-4, below the former threshold 20
+    m = _smooth_ring(16, 0.2, seed)
+    with pytest.raises(ValueError, match="looks like RING"):
+        HEALPix(16).take(m, order="NESTED")
+    # point sources on top do not hide it (they weighed the same in both orderings)
+    with pytest.raises(ValueError, match="looks like RING"):
+        HEALPix(16).take(_add_sources(m, 3, np.random.default_rng(seed)), order="NESTED")
+    # the same map reordered correctly passes, and is far smoother as NESTED
+    nested = hp.reorder(m, r2n=True)
+    HEALPix(16).take(nested, order="NESTED")
+    assert roughness_ratio(nested, 16) < 0.5
+
+
+def test_zonal_ring_map_declared_nested_is_caught():
+    # a field of latitude only (most climate fields nearly are): equal along each RING row, so
+    # most NESTED "neighbours" of a RING map (same row) differ by 0 and only a few pairs carry
+    # the signal; a statistic that trims large differences would lose it
+    nside = 16
+    lat = hp.pix2ang(nside, np.arange(12 * nside**2), lonlat=True)[1]
+    m = np.sin(np.radians(lat)) + 1e-3 * np.random.default_rng(0).standard_normal(lat.size)
+    with pytest.raises(ValueError, match="looks like RING"):
+        HEALPix(nside).take(m, order="NESTED")
+    HEALPix(nside).take(hp.reorder(m, r2n=True), order="NESTED")
+
+
+@pytest.mark.parametrize("nside", [16, 64])
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_nested_maps_with_point_sources_are_not_flagged(nside, k):
+    # a few bright pixels on a correct NESTED map were seen from some of their neighbours only
+    # (random probes) and gave ratios far above 20
+    rng = np.random.default_rng(10 * nside + k)
+    npix = 12 * nside**2
+    lat = hp.pix2ang(nside, np.arange(npix), nest=True, lonlat=True)[1]
+    for trial in range(8):
+        background = [np.zeros(npix), rng.standard_normal(npix),
+                      hp.reorder(_smooth_ring(nside, 0.2, trial), r2n=True)][trial % 3]
+        m = _add_sources(background, k, rng)
+        if trial >= 4:  # the south cap observed only
+            m = np.where(lat < 30, m, UNSEEN)
+        assert ring_roughness_if_suspect(m, nside) is None, trial
+        HEALPix.from_map(m, order="NESTED")
+
+
+def test_subsampled_roughness_is_not_led_by_point_sources():
+    # maps with more than n_probe pixels are probed on a random subset; one bright pixel next
+    # to a probe must not decide the ratio
+    nside, rng = 64, np.random.default_rng(5)
+    smooth = hp.reorder(_smooth_ring(nside, 0.2, 5), r2n=True)
+    for trial in range(10):
+        m = _add_sources(smooth, 1 + trial % 3, rng)
+        assert roughness_ratio(m, nside, n_probe=4096, seed=trial) < 1.0
+    # and a RING map is still told from its subsample
+    assert roughness_ratio(hp.reorder(smooth, n2r=True), nside, n_probe=4096) > 5.0
+
+
+def _checkerboard(nside):
+    # +-1 alternating on each base pixel's x-y grid: the most pixel-scale map there is
+    x, y, _ = hp.pix2xyf(nside, np.arange(12 * nside**2), nest=True)
+    return (-1.0) ** (x + y)
+
+
+@pytest.mark.parametrize("nside", [4, 8, 32])
+def test_correct_nested_maps_of_many_kinds_are_not_flagged(nside):
+    rng = np.random.default_rng(nside)
+    npix = 12 * nside**2
+    smooth = hp.reorder(_smooth_ring(nside, 0.2, nside), r2n=True)
+    lat = hp.pix2ang(nside, np.arange(npix), nest=True, lonlat=True)[1]
+    maps = {
+        "white": rng.standard_normal(npix),
+        "checkerboard": _checkerboard(nside) + 0.01 * rng.standard_normal(npix),
+        "lognormal": np.exp(2 * smooth / smooth.std()),
+        "binary": (smooth > 0).astype(float),
+        "counts": rng.poisson(0.1 * np.exp(smooth / smooth.std())).astype(float),
+        "const+tiny noise": 5 + 1e-9 * rng.standard_normal(npix),
+        "mostly unseen": np.where(lat < -53, rng.standard_normal(npix), UNSEEN),
+        "ten sources": _add_sources(np.zeros(npix), 10, rng),
+    }
+    for name, m in maps.items():
+        r = roughness_ratio(m, nside)
+        assert np.isfinite(r) and r < 1.6, (name, r)
+        assert ring_roughness_if_suspect(m, nside) is None, name
+
+
+def test_roughness_of_constant_or_unseen_maps_is_undecided():
+    for m in (np.full(768, 3.0), np.zeros(768), np.full(768, UNSEEN), np.full(768, np.nan)):
+        assert roughness_ratio(m, 8) == 1.0
+        assert ring_roughness_if_suspect(m, 8) is None
 
 
 def test_take_bad_values_and_sizes():

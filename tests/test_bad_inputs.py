@@ -468,6 +468,34 @@ CASES = [
     Case("pool-wrong-vertices", "nn", "700 vertices into a nside-8 pooling",
          lambda f: nn.HEALPixPool(8)(torch.zeros(1, 700, 1)), ValueError,
          r"700 vertices on axis 1 but the sampling .* has 768"),
+    Case("pool-levels-fractional", "nn", "HEALPixPool(4, levels=1.5) (pooled once)",
+         lambda f: nn.HEALPixPool(4, levels=1.5), TypeError,
+         r"levels must be an int \(number of poolings by 4\), got 1.5"),
+    Case("pool-input-numpy", "nn", "a numpy array into HEALPixPool",
+         lambda f: nn.HEALPixPool(4)(np.zeros((1, 192, 1))), TypeError,
+         r"input must be a torch.Tensor, got ndarray.*torch.as_tensor"),
+    # ---- equivariance measurement ------------------------------------------------------------
+    Case("equivariance-degrees-fractional", "equivariance", "degrees [2.5] (was measured as 2)",
+         lambda f: _equivariance().equivariance_error(np.eye(192), HEALPix(4), [2.5], 1, 1),
+         ValueError, r"degrees must be a non-empty list of integers >= 1, got \[2.5\]"),
+    Case("equivariance-n-signals-fractional", "equivariance", "n_signals=2.5",
+         lambda f: _equivariance().equivariance_error(np.eye(192), HEALPix(4), [2], n_signals=2.5),
+         TypeError, r"n_signals must be an int, got 2.5"),
+    Case("kernel-width-bounds-reversed", "equivariance", "optimise_kernel_width bounds=(5, 0.2)",
+         lambda f: _equivariance().optimise_kernel_width(HEALPix(4), 8, [2], bounds=(5, 0.2)),
+         ValueError, r"bounds must be two multiples 0 < low < high"),
+    Case("sweep-knn-without-k", "equivariance", "a knn graph without k in a sweep config",
+         lambda f: _sweep({"samplings": [{"name": "healpix", "nside": 4}],
+                           "graphs": [{"label": "k8", "kind": "knn"}], "degrees": [2]}),
+         ValueError, r"'k8': a knn graph needs 'k'"),
+    Case("sweep-samplings-mapping", "equivariance", "samplings given as a mapping, not a list",
+         lambda f: _sweep({"samplings": {"name": "healpix", "nside": 4},
+                           "graphs": [{"label": "k8", "kind": "knn", "k": 8}], "degrees": [2]}),
+         ValueError, r"'samplings' must be a list"),
+    Case("sweep-sampling-without-nside", "equivariance", "a healpix sampling without nside",
+         lambda f: _sweep({"samplings": [{"name": "healpix"}],
+                           "graphs": [{"label": "k8", "kind": "knn", "k": 8}], "degrees": [2]}),
+         ValueError, r"healpix sampling needs an nside"),
     # ---- models ----------------------------------------------------------------------------
     Case("model-too-deep", "models", "3 poolings from nside 2",
          lambda f: models.SphericalCNN(HEALPix(2), 1, 2, channels=[4, 4, 4]), ValueError,
@@ -755,6 +783,14 @@ CASES = [
          lambda f: _cosmology().read_healpix_maps(f.dir / "truncated.npy", ordering="RING"), ValueError,
          r"truncated.npy.*(truncated|corrupt)"),
 ]
+
+
+def _equivariance():
+    return __import__("deepsphere.equivariance", fromlist=["x"])
+
+
+def _sweep(config):
+    return __import__("deepsphere.equivariance.sweep", fromlist=["x"]).run_sweep(config)
 
 
 def _cosmology():

@@ -526,3 +526,22 @@ def test_interpolated_rotation_warns_where_it_extrapolates_across_a_gap():
         warnings.simplefilter("error")
         for s in (spread, sampling.HEALPix(8), sampling.Equiangular(8, "DH")):
             rotate_interpolated(np.zeros(s.npix), s, R)
+
+
+def test_sweep_degrees_choice_is_explicit():
+    """degrees and degrees_per_nside together were resolved by ignoring 'degrees'; degrees
+    beyond the band limit were dropped without a word."""
+    from deepsphere.equivariance.sweep import degrees_for
+
+    s = sampling.HEALPix(4)                                   # band limit 3 nside - 1 = 11
+    with pytest.raises(ValueError, match="either 'degrees' or 'degrees_per_nside', not both"):
+        degrees_for({"degrees": [2], "degrees_per_nside": [0.5]}, s)
+    for bad in (0.5, [], [0.5, -1], ["1"]):
+        with pytest.raises(ValueError, match="degrees_per_nside must be a non-empty list"):
+            degrees_for({"degrees_per_nside": bad}, s)
+    said = []
+    assert degrees_for({"degrees": [2, 8, 12, 40]}, s, said.append) == [2, 8]
+    assert said == ["healpix-4: degrees [12, 40] are outside [1, 11] (the band limit) and are not measured"]
+    said.clear()
+    assert degrees_for({"degrees_per_nside": [0.5, 2.0]}, s, said.append) == [2, 8]
+    assert said == []

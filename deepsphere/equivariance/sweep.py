@@ -86,11 +86,21 @@ def sampling_label(s: Sampling) -> str:
     return f"equiangular-{s.kind}-{s.bandwidth}"
 
 
-def degrees_for(cfg: dict, s: Sampling) -> list:
+def degrees_for(cfg: dict, s: Sampling, log=None) -> list:
+    """The degrees to measure on ``s``: ``degrees``, or ``degrees_per_nside`` times the
+    sampling's (equivalent) nside, kept within ``[1, band limit]`` (those beyond are dropped,
+    with a line to ``log``)."""
     L = band_limit(s)
+    if "degrees_per_nside" in cfg and "degrees" in cfg:
+        raise ValueError("give either 'degrees' or 'degrees_per_nside', not both")
     if "degrees_per_nside" in cfg:
+        r = cfg["degrees_per_nside"]
+        if not isinstance(r, (list, tuple)) or not r or not all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 for x in r):
+            raise ValueError(f"degrees_per_nside must be a non-empty list of positive numbers "
+                             f"(degrees per unit of nside), got {r!r}")
         ns = graphs.equivalent_nside(s)
-        d = sorted({int(round(r * ns)) for r in cfg["degrees_per_nside"]})
+        d = sorted({int(round(x * ns)) for x in r})
     else:
         d = list(cfg.get("degrees", [10, 20, 30, 40, 50, 60, 70, 80, 90]))
         if not all(isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
@@ -100,6 +110,9 @@ def degrees_for(cfg: dict, s: Sampling) -> list:
     keep = [x for x in d if 1 <= x <= L]
     if not keep:
         raise ValueError(f"no degree of {d} is within [1, {L}] for {s!r}")
+    if log is not None and len(keep) < len(d):
+        log(f"{sampling_label(s)}: degrees {[x for x in d if x not in keep]} are outside "
+            f"[1, {L}] (the band limit) and are not measured")
     return keep
 
 
@@ -280,7 +293,7 @@ def _run_sweep(cfg: dict, log) -> list:
     rows = []
     for sspec in cfg["samplings"]:
         s = make_sampling(sspec)
-        degrees = degrees_for(cfg, s)
+        degrees = degrees_for(cfg, s, log)
         done = set()
         for lap in laplacians:
             for n, gs in enumerate(cfg["graphs"]):

@@ -509,7 +509,10 @@ CASES = [
     # ---- models ----------------------------------------------------------------------------
     Case("model-too-deep", "models", "3 poolings from nside 2",
          lambda f: models.SphericalCNN(HEALPix(2), 1, 2, channels=[4, 4, 4]), ValueError,
-         r"cannot pool.*coarsest"),
+         r"3 poolings .* not possible, only 1 .*coarsest.*Give at most 1 entries in channels"),
+    Case("unet-too-deep", "models", "a 3-level U-Net (2 poolings) from nside 2",
+         lambda f: models.SphericalUNet(HEALPix(2), 1, 2, channels=[4, 4, 4]), ValueError,
+         r"2 poolings .* not possible, only 1 .*Give at most 2 entries in channels"),
     Case("model-no-channels", "models", "channels=[]",
          lambda f: models.SphericalCNN(S8, 1, 2, channels=[]), ValueError,
          r"non-empty list of positive ints"),

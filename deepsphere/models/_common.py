@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from .. import graph as _graph
 from ..nn.operator import SparseOperator
-from ..nn.pooling import check_vertices
+from ..nn.pooling import HierarchyPool, check_vertices
 from ..sampling import Equiangular, HEALPix, Sampling
 
 DEFAULT_GRAPH = {"kind": "knn", "k": 8, "kernel_width": "tuned"}
@@ -28,6 +28,22 @@ def graph_recipe(graph: Optional[dict], laplacian: str) -> tuple:
         raise ValueError(f"graph must be a recipe dict with a 'kind', e.g. {DEFAULT_GRAPH}; got {graph!r}")
     laplacian = recipe.pop("laplacian", laplacian)
     return recipe, laplacian
+
+
+def pooling_chain(sampling: Sampling, n: int, mode: str, max_channels) -> List[HierarchyPool]:
+    """``n`` successive poolings by one level each from ``sampling``. A hierarchy too short
+    for them is refused with the depth it allows: ``max_channels(i)`` is the longest
+    ``channels`` list that needs only ``i`` poolings."""
+    pools, level = [], sampling
+    for i in range(n):
+        try:
+            pools.append(HierarchyPool(level, 1, mode))
+        except ValueError as e:
+            raise ValueError(f"{n} poolings from {sampling!r} are not possible, only {i} ({e}). "
+                             f"Give at most {max_channels(i)} entries in channels, or use a finer "
+                             f"sampling") from e
+        level = pools[-1].coarse_sampling
+    return pools
 
 
 def build_operators(samplings: Sequence[Sampling], recipe: dict, laplacian: str,

@@ -7,9 +7,8 @@ from typing import Optional, Sequence
 from torch import Tensor, nn
 
 from ..nn.blocks import ChebBlock
-from ..nn.pooling import HierarchyPool
 from ..sampling import Sampling
-from ._common import (build_operators, check_channels, check_in_channels, check_input, check_outputs,
+from ._common import (build_operators, pooling_chain, check_channels, check_in_channels, check_input, check_outputs,
                       graph_recipe, operator)
 from .base import SphereModel
 
@@ -67,11 +66,9 @@ class SphericalCNN(SphereModel):
                            pooling=pooling, head=head, batchnorm=bool(batchnorm))
         self.in_channels = int(in_channels)
         levels = sampling.hierarchy(0)
-        self.pools = nn.ModuleList()
-        for i in range(len(channels)):
-            pool = HierarchyPool(levels[-1], levels=1, mode=pooling)
-            self.pools.append(pool)
-            levels.append(pool.coarse_sampling)
+        self.pools = nn.ModuleList(pooling_chain(sampling, len(channels), pooling,
+                                                 lambda i: i))  # a pooling per block
+        levels += [p.coarse_sampling for p in self.pools]
         self.samplings = levels  # [input, after pool 1, ..., after pool len(channels)]
         self.operators = build_operators(levels[:-1], recipe, laplacian, int(K))
         ins = [self.in_channels] + channels[:-1]

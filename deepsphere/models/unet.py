@@ -8,9 +8,9 @@ import torch
 from torch import Tensor, nn
 
 from ..nn.blocks import ChebBlock
-from ..nn.pooling import HierarchyPool, HierarchyUnpool
+from ..nn.pooling import HierarchyUnpool
 from ..sampling import Sampling
-from ._common import (build_operators, check_channels, check_in_channels, check_input, check_outputs,
+from ._common import (build_operators, pooling_chain, check_channels, check_in_channels, check_input, check_outputs,
                       graph_recipe, operator)
 from .base import SphereModel
 
@@ -63,13 +63,10 @@ class SphericalUNet(SphereModel):
                            pooling=pooling, batchnorm=bool(batchnorm))
         self.in_channels = int(in_channels)
         self.depth = len(channels)
-        levels = [sampling]
-        self.pools, self.unpools = nn.ModuleList(), nn.ModuleList()
-        for i in range(self.depth - 1):
-            pool = HierarchyPool(levels[-1], 1, pooling)
-            self.pools.append(pool)
-            self.unpools.append(HierarchyUnpool(levels[-1], 1, "nearest"))
-            levels.append(pool.coarse_sampling)
+        self.pools = nn.ModuleList(pooling_chain(sampling, self.depth - 1, pooling,
+                                                 lambda i: i + 1))  # a pooling per level below the first
+        levels = [sampling] + [p.coarse_sampling for p in self.pools]
+        self.unpools = nn.ModuleList(HierarchyUnpool(s, 1, "nearest") for s in levels[:-1])
         self.samplings = levels
         self.operators = build_operators(levels, recipe, laplacian, int(K))
         ins = [self.in_channels] + channels[:-1]

@@ -3,6 +3,8 @@ evaluation at rotated points, errors of exactly equivariant / clearly non-equiva
 the published ordering of DeepSphere's graphs, the kernel-width optimiser and the CLI."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -524,8 +526,25 @@ def test_interpolated_rotation_warns_where_it_extrapolates_across_a_gap():
                                 units="deg")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        for s in (spread, sampling.HEALPix(8), sampling.Equiangular(8, "DH")):
-            rotate_interpolated(np.zeros(s.npix), s, R)
+        for s in (spread, sampling.HEALPix(8), sampling.Equiangular(8, "DH"),
+                  sampling.Equiangular(16, "SOFT")):
+            for rot in (R, np.diag([1.0, -1.0, -1.0])):
+                rotate_interpolated(np.zeros(s.npix), s, rot)
+
+
+def test_gap_count_covers_points_deep_inside_the_gap():
+    """Turning the northern hemisphere upside down brings every point from the missing half;
+    the triangle test alone counted 1 of 368 (point location settles on small triangles at the
+    gap's edge). Points deeper than a few spacings are now counted by their distance."""
+    import healpy as hp
+
+    north = sampling.HEALPix.from_pixels(8, np.flatnonzero(hp.pix2vec(8, np.arange(768), nest=True)[2] > 0))
+    with pytest.warns(UserWarning) as caught:
+        rotate_interpolated(np.zeros(north.npix), north, np.diag([1.0, -1.0, -1.0]))
+    n = int(re.search(r"at least (\d+) of 368 rotated points", str(caught[0].message)).group(1))
+    # points more than 6 spacings (about 44 degrees at nside 8) below the equator: 1 - sin(44)
+    # of the hemisphere's area, i.e. about 0.3 of the points; the rest is a milder extrapolation
+    assert n >= 0.25 * 368, n
 
 
 def test_sweep_degrees_choice_is_explicit():

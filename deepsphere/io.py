@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Iterator, Union
@@ -14,12 +15,18 @@ def atomic_path(path: Union[str, Path]) -> Iterator[Path]:
     ends without error it replaces ``path`` in one ``os.replace``, else it is removed.
 
     A crash or a kill mid-write therefore never leaves a truncated file where a reader
-    (a resumed run, a cache lookup, a user) expects a complete one.
+    (a resumed run, a cache lookup, a user) expects a complete one. The file gets the
+    permissions of the one it replaces, or those of a plain ``open`` (0666 less the umask)
+    for a new one: ``mkstemp``'s private 0600 would otherwise hide every output from the
+    user's group.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix or ".tmp")
-    os.close(fd)
+    try:
+        os.fchmod(fd, _mode_for(path))
+    finally:
+        os.close(fd)
     try:
         yield Path(tmp)
         with open(tmp, "rb+") as f:  # on disk before it takes the real name
@@ -29,6 +36,17 @@ def atomic_path(path: Union[str, Path]) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _mode_for(path: Path) -> int:
+    """Permission bits for a file written at ``path``: those of the file it replaces, else
+    0666 less the process umask (what ``open(path, "w")`` would give)."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        umask = os.umask(0)  # reading the umask means setting it; put it back at once
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def atomic_write_text(text: str, path: Union[str, Path]) -> None:

@@ -31,3 +31,23 @@ def test_write_dly_append_keeps_earlier_lines(tmp_path):
     write_dly(p, "USW00000001", "TMAX", d2, np.array([3.0, 4.0]), mode="a")
     text = p.read_text()
     assert text.startswith(first) and text.count("\n") == 2
+
+
+def test_atomic_path_keeps_permissions(tmp_path):
+    # mkstemp makes 0600 files: every output was private, and a replaced file lost its mode
+    import os
+    import stat
+
+    from deepsphere.io import atomic_write_text
+
+    umask = os.umask(0o022)
+    try:
+        atomic_write_text("new\n", tmp_path / "new.txt")
+        assert stat.S_IMODE((tmp_path / "new.txt").stat().st_mode) == 0o644
+        old = tmp_path / "old.txt"
+        old.write_text("old\n")
+        old.chmod(0o640)
+        atomic_write_text("new\n", old)
+        assert stat.S_IMODE(old.stat().st_mode) == 0o640 and old.read_text() == "new\n"
+    finally:
+        os.umask(umask)

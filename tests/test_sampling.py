@@ -315,3 +315,66 @@ def test_levels_must_be_an_int(levels):
 def test_equiangular_bandwidth_boolean_refused():
     with pytest.raises(ValueError, match="bandwidth must be a positive integer"):
         Equiangular(True)
+
+
+def test_from_pixels_and_closure_refuse_what_a_cast_would_change():
+    """np.asarray(..., int64) read a boolean mask as pixels {0, 1}, 2.7 as pixel 2, and let
+    closure return indices outside the sphere."""
+    mask = np.zeros(768, bool)
+    mask[100:140] = True
+    for build in (lambda p: HEALPix.from_pixels(8, p), lambda p: closure(p, 8, 1)):
+        with pytest.raises(TypeError, match="from_mask"):
+            build(mask)
+        with pytest.raises(TypeError, match="integer NESTED indices"):
+            build([1.5, 2.7])
+        with pytest.raises(ValueError, match=r"out of range \[0, 768\)"):
+            build([-1, 3])
+        with pytest.raises(ValueError, match=r"out of range.*\[768\]"):
+            build([768])
+    with pytest.raises(TypeError, match="levels must be an int"):
+        closure([1], 8, 1.5)
+    assert HEALPix.from_pixels(8, np.flatnonzero(mask)) == HEALPix.from_mask(mask, "NESTED")
+    np.testing.assert_array_equal(closure(np.array([5, 1]), 8, 1), [0, 1, 2, 3, 4, 5, 6, 7])
+    assert closure([], 8, 1).size == 0
+
+
+def test_from_map_and_from_mask_refuse_a_stack():
+    """A stack of 4 nside-8 maps has as many values as one nside-16 map: it was read as one."""
+    rng = np.random.default_rng(0)
+    m = rng.standard_normal((4, 768))
+    m[:, :10] = UNSEEN
+    with pytest.raises(ValueError, match=r"one full-sky map.*\(4, 768\)"):
+        HEALPix.from_map(m, "RING")
+    with pytest.raises(ValueError, match=r"one full-sky map.*mask.any\(axis=0\)"):
+        HEALPix.from_mask(np.ones((4, 768), bool), "NESTED")
+    assert HEALPix.from_map(m[0], "RING").npix == 758
+
+
+def test_take_checks_unseen_option_on_clean_maps():
+    with pytest.raises(ValueError, match="unseen must be 'raise' or 'zero'"):
+        HEALPix(2).take(np.zeros(48), "NESTED", unseen="mask")
+
+
+def test_irregular_min_separation_is_checked():
+    for bad in (-1.0, float("nan"), float("inf"), "1e-3", True):
+        with pytest.raises(ValueError, match="min_separation must be a distance >= 0"):
+            Irregular([0, 1], [0, 0], units="deg", min_separation=bad)
+    assert Irregular([0, 1], [0, 0], units="deg", min_separation=0.0).npix == 2
+
+
+def test_irregular_areas_that_scipy_cannot_compute_are_explained():
+    # were scipy's 'Rank of input points must be at least 3' / 'Duplicate generators present.'
+    with pytest.raises(ValueError, match="not all on one plane"):
+        Irregular([0, 90, 180, 270], [0, 0, 0, 0], units="deg").areas
+    close = Irregular([0, 1e-6, 90, 180, 270, 0], [0, 0, 0, 0, 0, 90], units="deg")
+    with pytest.raises(ValueError, match="closer than about 1e-6 rad"):
+        close.areas
+
+
+def test_irregular_from_csv_with_byte_order_mark(tmp_path):
+    # spreadsheets' "CSV UTF-8" starts with a BOM: the first column was named '\ufefflon'
+    p = tmp_path / "stations.csv"
+    p.write_text("lon,lat,id\n6.6,46.5,S1\n151.2,-33.9,S2\n", encoding="utf-8-sig")
+    s = Irregular.from_csv(p, units="deg", name="id")
+    np.testing.assert_allclose(s.lon, [6.6, 151.2])
+    assert s.names == ["S1", "S2"]

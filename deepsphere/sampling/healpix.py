@@ -60,12 +60,41 @@ def to_nested(m: np.ndarray, order: str) -> np.ndarray:
     return m[..., hp.nest2ring(nside, np.arange(m.shape[-1]))]
 
 
+def _pixel_indices(pixels, nside: int) -> np.ndarray:
+    """``pixels`` as int64 NESTED indices of ``nside``, refusing what a cast would silently
+    turn into other pixels: a boolean mask (True, False -> pixels 1, 0), fractional values
+    (2.7 -> pixel 2) and indices outside ``[0, 12 nside^2)``."""
+    p = np.asarray(pixels)
+    if p.size == 0:
+        return p.astype(np.int64).ravel()
+    if p.dtype == bool:
+        raise TypeError(
+            "pixels must be integer NESTED indices, got a boolean array; for a boolean mask use "
+            "HEALPix.from_mask(mask, order) or np.flatnonzero(mask)"
+        )
+    if not np.issubdtype(p.dtype, np.integer):
+        raise TypeError(
+            f"pixels must be integer NESTED indices, got dtype {p.dtype}; for a boolean mask use "
+            "HEALPix.from_mask"
+        )
+    p = p.astype(np.int64)
+    full = 12 * nside * nside
+    bad = np.flatnonzero((p < 0) | (p >= full))
+    if bad.size:
+        raise ValueError(
+            f"pixel indices out of range [0, {full}) for nside={nside}: {p.ravel()[bad[:10]].tolist()}"
+        )
+    return p
+
+
 def closure(pixels: np.ndarray, nside: int, levels: int) -> np.ndarray:
     """Smallest superset of ``pixels`` that is closed under the NESTED hierarchy for
     ``levels`` poolings: every parent at level ``levels`` brings all its
     ``4**levels`` descendants. Returns sorted unique NESTED indices."""
     nside = check_nside(nside)
-    pixels = np.unique(np.asarray(pixels, dtype=np.int64))
+    pixels = np.unique(_pixel_indices(pixels, nside))
+    if isinstance(levels, (bool, np.bool_)) or not isinstance(levels, (int, np.integer)):
+        raise TypeError(f"levels must be an int (number of poolings), got {levels!r}")
     if levels <= 0:
         return pixels
     if nside >> levels < 1:
@@ -164,7 +193,7 @@ class HEALPix(Sampling):
         """Partial sky from NESTED indices in any order; ``extend=True`` adds the pixels
         needed to close the set for ``levels`` poolings."""
         nside = check_nside(nside)
-        p = np.unique(np.asarray(pixels, dtype=np.int64))
+        p = np.unique(_pixel_indices(pixels, nside))
         if extend:
             p = closure(p, nside, levels)
         return cls(nside, p, levels)
@@ -175,6 +204,11 @@ class HEALPix(Sampling):
         mask = np.asarray(mask)
         if mask.dtype != bool:
             raise TypeError(f"mask must be boolean (True = pixel kept), got dtype {mask.dtype}")
+        if mask.ndim != 1:  # a stack of maps would read as one map of a finer nside
+            raise ValueError(
+                f"mask must be one full-sky map, shape (12*nside**2,), got shape {mask.shape}; "
+                "for a stack of masks pass their union, e.g. mask.any(axis=0)"
+            )
         nside = nside_from_npix(mask.size)
         if not mask.any():
             raise ValueError(
@@ -188,7 +222,13 @@ class HEALPix(Sampling):
     def from_map(cls, m, order: str, levels: int = 0, extend: bool = False) -> "HEALPix":
         """Partial sky from a full-sky map whose missing pixels are ``UNSEEN`` (or NaN)."""
         m = np.asarray(m, dtype=np.float64)
-        if check_order(order) == "NESTED" and m.ndim == 1:
+        if m.ndim != 1:  # a stack of maps would read as one map of a finer nside
+            raise ValueError(
+                f"from_map takes one full-sky map, shape (12*nside**2,), got shape {m.shape}; "
+                "for a stack of maps observed on the same pixels pass one of them, else build "
+                "the sampling from the union of their masks with HEALPix.from_mask"
+            )
+        if check_order(order) == "NESTED":
             # a RING map declared NESTED would keep the wrong pixels, silently
             check_nested_plausible(m, nside_from_npix(m.size))
         seen = ~(np.isclose(m, UNSEEN) | ~np.isfinite(m))
@@ -257,6 +297,8 @@ class HEALPix(Sampling):
             error, or set them to zero (masking them; the pixels stay in the graph).
         """
         order = check_order(order)
+        if unseen not in ("raise", "zero"):  # checked even when the map has no UNSEEN value
+            raise ValueError(f"unseen must be 'raise' or 'zero', got {unseen!r}")
         m = np.asarray(m)
         if m.ndim == 0 or not (np.issubdtype(m.dtype, np.number) or m.dtype == bool):
             raise TypeError(
@@ -292,8 +334,6 @@ class HEALPix(Sampling):
                     f"(first pixel positions {idx[:10].tolist()}). Restrict the sampling to the "
                     "observed pixels (HEALPix.from_map) or pass unseen='zero' to mask them."
                 )
-            if unseen != "zero":
-                raise ValueError(f"unseen must be 'raise' or 'zero', got {unseen!r}")
             m = np.where(bad, 0.0, m)
         return m
 

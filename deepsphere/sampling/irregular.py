@@ -39,7 +39,7 @@ class Irregular(Sampling):
 
     def __init__(self, lon, lat, units: str, names: Optional[Sequence[str]] = None,
                  min_separation: float = 1e-9):
-        if units not in _UNITS:
+        if not isinstance(units, str) or units not in _UNITS:
             raise ValueError(f"units must be 'deg' or 'rad' (no default on purpose), got {units!r}")
         lon = np.asarray(lon, dtype=np.float64)
         lat = np.asarray(lat, dtype=np.float64)
@@ -49,6 +49,12 @@ class Irregular(Sampling):
             )
         if lon.size == 0:
             raise ValueError("an Irregular sampling needs at least one point; the list is empty")
+        if not (isinstance(min_separation, (int, float, np.integer, np.floating))
+                and not isinstance(min_separation, (bool, np.bool_))
+                and np.isfinite(min_separation) and min_separation >= 0):
+            raise ValueError(
+                f"min_separation must be a distance >= 0 in radians, got {min_separation!r}"
+            )
         self.names = None if names is None else [str(n) for n in names]
         if self.names is not None and len(self.names) != lon.size:
             raise ValueError(f"{len(self.names)} names for {lon.size} points")
@@ -69,6 +75,7 @@ class Irregular(Sampling):
         self._lon = np.radians(lon_d)
         self._lat = np.radians(lat_d)
         self._vectors = lonlat_to_vectors(self._lon, self._lat)
+        self._min_separation = float(min_separation)
         self._check_duplicates(min_separation)
         self._areas = None
 
@@ -95,7 +102,8 @@ class Irregular(Sampling):
         ``lon``/``lat``/``name`` are column names; ``units`` is required.
         """
         path = Path(path)
-        with path.open(newline="") as fh:
+        # utf-8-sig: spreadsheets save "CSV UTF-8" with a byte-order mark glued to the first name
+        with path.open(newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh, delimiter=delimiter)
             cols = reader.fieldnames or []
             for c in (lon, lat) + ((name,) if name else ()):
@@ -135,7 +143,16 @@ class Irregular(Sampling):
                 raise ValueError("Voronoi areas need at least 4 points")
             from scipy.spatial import SphericalVoronoi
 
-            self._areas = SphericalVoronoi(self._vectors).calculate_areas()
+            try:
+                self._areas = SphericalVoronoi(self._vectors).calculate_areas()
+            except ValueError as e:  # scipy's words name neither the cause nor a way out
+                raise ValueError(
+                    f"cannot compute the Voronoi areas of these {self.npix} points ({e}): they "
+                    "need points not all on one plane (e.g. not all on the equator or one "
+                    "parallel) and no two closer than about 1e-6 rad (scipy's duplicate "
+                    "threshold; min_separation only refuses closer than "
+                    f"{self._min_separation:g} rad)"
+                ) from None
         return self._areas
 
     def recipe(self) -> dict:

@@ -210,7 +210,9 @@ def format_inference(rows: List[dict]) -> str:
 
 # ---- command line -----------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("what", nargs="*", default=["all"],
+    # default a string: argparse checks a '*' positional's default against choices as a
+    # whole, and the list ["all"] is not a choice (every run without a positional was refused)
+    parser.add_argument("what", nargs="*", default="all",
                         choices=["all", "bandwidth", "spmm", "conv", "inference"],
                         help="which measurements (default: all)")
     parser.add_argument("--device", default="cuda", help="a CUDA device (inference also: cpu)")
@@ -234,7 +236,8 @@ def run(args: argparse.Namespace) -> int:
     from .nn import SparseOperator
 
     device = torch.device(args.device)
-    what = {"bandwidth", "spmm", "conv", "inference"} if "all" in args.what else set(args.what)
+    chosen = [args.what] if isinstance(args.what, str) else args.what
+    what = {"bandwidth", "spmm", "conv", "inference"} if "all" in chosen else set(chosen)
     if device.type != "cuda" and what != {"inference"}:
         print(f"benchmark-gpu: --device {args.device} is not a CUDA device; only the "
               "'inference' measurement runs elsewhere", file=sys.stderr)

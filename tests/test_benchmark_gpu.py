@@ -73,3 +73,10 @@ def test_plot_scaling_refuses_an_nside_that_is_not_a_power_of_two(capsys):
     with pytest.raises(SystemExit):
         script["main"](["--max-nside", "300"])
     assert "--max-nside must be a power of two >= 16" in capsys.readouterr().err
+
+
+def test_no_measurement_named_means_all(capsys):
+    # the default was refused by argparse ("invalid choice: ['all']"): the command needed a name
+    assert bg.main(["--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "not a CUDA device" in err and "invalid choice" not in err

@@ -19,7 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nside", type=int, default=16, help="HEALPix resolution (default 16)")
     parser.add_argument("--k", type=int, default=8, help="neighbours per vertex (default 8)")
     parser.add_argument("--epochs", type=int, default=6, help="training epochs (default 6)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the random maps and of the weights, >= 0 (default 0)")
 
 
 def heat_filter_demo(nside: int, k: int, seed: int, a: float = 4.0, K: int = 20):
@@ -56,9 +57,17 @@ def heat_filter_demo(nside: int, k: int, seed: int, a: float = 4.0, K: int = 20)
 
 
 def run(args: argparse.Namespace) -> int:
+    from . import sampling
+
     try:  # a bad --nside or --k: the library's message, not a traceback
         if args.epochs < 1:
             raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
+        if args.seed < 0:  # numpy's own words: "expected non-negative integer"
+            raise ValueError(f"--seed must be >= 0, got {args.seed}")
+        sampling.check_nside(args.nside)
+        if args.nside < 4:  # checked before step 1 runs: the classifier pools twice
+            raise ValueError(f"--nside must be at least 4: the demo's classifier pools twice "
+                             f"(by 4 each), got {args.nside}")
         return _run(args)
     except (ValueError, TypeError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -19,7 +19,26 @@ def test_bad_arguments_get_one_line(capsys):
     # were tracebacks (nside, k) or a test accuracy without training (epochs 0)
     for args, message in ((["--nside", "3"], "nside=3 is not a valid HEALPix resolution"),
                           (["--k", "0"], "k must be a positive integer"),
-                          (["--epochs", "0"], "--epochs must be >= 1")):
+                          (["--epochs", "0"], "--epochs must be >= 1"),
+                          # were numpy's "expected non-negative integer", and the model's
+                          # "Give at most 0 entries in channels" after step 1 had run
+                          (["--seed", "-1"], "--seed must be >= 0"),
+                          (["--nside", "2"], "--nside must be at least 4"),
+                          (["--nside", "1"], "--nside must be at least 4")):
         assert main(["demo", *args]) == 2
-        err = capsys.readouterr().err
+        out, err = capsys.readouterr()
         assert err.startswith("error: ") and message in err and "Traceback" not in err
+        assert "[1]" not in out  # refused before any step ran
+
+
+def test_every_option_of_demo_and_equivariance_says_what_it_does():
+    import argparse
+
+    from deepsphere import demo
+    from deepsphere.equivariance import commands
+
+    for module in (demo, commands):
+        parser = argparse.ArgumentParser()
+        module.add_arguments(parser)
+        for action in parser._actions:
+            assert action.help, f"{module.__name__}: {action.option_strings or action.dest} has no help"

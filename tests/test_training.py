@@ -644,3 +644,25 @@ def test_monitor_must_be_a_logged_value(tmp_path):
     assert t.greater
     t = Trainer(tiny_config(tmp_path / "c", monitor="val_loss"))
     assert not t.greater
+
+
+def test_cli_equivariance_bad_config_gets_one_line(tmp_path, capsys):
+    # were tracebacks (YAML error, a folder, n_signals 0) or exit status 1
+    good = tmp_path / "sweep.yaml"
+    good.write_text("degrees: [2]\nn_signals: 1\nn_rotations: 1\nsamplings:\n"
+                    "  - {name: healpix, nside: 2}\ngraphs:\n"
+                    "  - {label: k8, kind: knn, k: 8, kernel_width: heuristic}\n")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("samplings: [\n")
+    twice = tmp_path / "twice.yaml"
+    twice.write_text(good.read_text() + "graphs:\n  - {label: hp, kind: healpix}\n")
+    out = ["--out", str(tmp_path / "out"), "--no-plot"]
+    for argv, message in (([str(tmp_path / "missing.yaml")], "does not exist"),
+                          ([str(tmp_path)], "is a folder"),
+                          ([str(broken)], "not valid YAML"),
+                          ([str(twice)], "key 'graphs' appears twice"),
+                          ([str(good), "--n-signals", "0"], "n_signals, n_rotations")):
+        assert cli(["equivariance", *argv, *out]) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and "Traceback" not in err, err
+    assert not (tmp_path / "out").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import sys
 from pathlib import Path
 
 from ..io import atomic_path
@@ -21,19 +22,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_config(path) -> dict:
+    """Read a sweep config: a YAML mapping (``yaml.safe_load``), no key given twice."""
     import yaml
 
+    from ..training.config import _refuse_duplicate_keys
+
     p = Path(path)
-    if not p.exists():
-        raise SystemExit(f"deepsphere equivariance: config {p} does not exist")
-    with open(p) as fh:
-        cfg = yaml.safe_load(fh) or {}
+    if not p.is_file():
+        what = "is a folder, not a YAML file" if p.is_dir() else "does not exist"
+        raise ValueError(f"config {str(p)!r} {what}")
+    text = p.read_text()
+    try:
+        cfg = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"{p}: not valid YAML ({e})") from None
     if not isinstance(cfg, dict):
-        raise SystemExit(f"deepsphere equivariance: {p} must hold a mapping of keys")
+        raise ValueError(f"{p} must hold a mapping of keys")
+    _refuse_duplicate_keys(text, p)  # YAML would keep the second 'graphs:' list alone
     return cfg
 
 
 def run(args) -> int:
+    try:  # a bad config or option: one line and exit status 2, not a traceback
+        return _run(args)
+    except (ValueError, TypeError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _run(args) -> int:
     from .sweep import plot, plot_tradeoff, run_sweep, summarise, write_csv
 
     cfg = load_config(args.config)

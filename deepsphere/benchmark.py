@@ -30,6 +30,7 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 import torch
 
+from .cli import nside_arg
 from .io import atomic_path
 
 QUICK = dict(nside=[8, 16], K=[3, 5], channels=[16], batch=[4], graph_nside=[8, 16],
@@ -51,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--full", action="store_true",
                         help="the full cartesian grid nside x K x channels x batch (slow: "
                              "torch_geometric needs minutes per case at nside 256)")
-    parser.add_argument("--nside", type=int, nargs="+", help="override the nside list")
+    parser.add_argument("--nside", type=nside_arg, nargs="+", help="override the nside list")
     parser.add_argument("--K", type=int, nargs="+", help="override the K list")
     parser.add_argument("--channels", type=int, nargs="+",
                         help="override the channel list (in = out)")
@@ -72,7 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "autograd's backward")
     parser.add_argument("--no-conv", action="store_true", help="skip the convolution table")
     parser.add_argument("--no-graph", action="store_true", help="skip the graph build table")
-    parser.add_argument("--graph-nside", type=int, nargs="+",
+    parser.add_argument("--graph-nside", type=nside_arg, nargs="+",
                         help="nsides of the graph build table (default: those of the convs)")
     parser.add_argument("--graph-k", type=int, nargs="+", default=[8, 20],
                         help="k of the k-NN graph build table")

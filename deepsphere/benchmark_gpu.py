@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from .benchmark_scale import _table, conv_graph, fit_exponent, spmm_bytes, wall_times
+from .cli import nside_arg
 from .io import atomic_write_text
 
 SHREC = dict(nside=32, in_channels=6, n_classes=55, channels=(16, 32, 64, 128, 256), K=4)
@@ -216,7 +217,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         choices=["all", "bandwidth", "spmm", "conv", "inference"],
                         help="which measurements (default: all)")
     parser.add_argument("--device", default="cuda", help="a CUDA device (inference also: cpu)")
-    parser.add_argument("--nside", type=int, nargs="+", default=[256, 512, 1024])
+    parser.add_argument("--nside", type=nside_arg, nargs="+", default=[256, 512, 1024])
     parser.add_argument("--k", type=int, default=8, help="k-NN neighbours")
     parser.add_argument("--columns", type=int, nargs="+", default=[64, 256, 1024],
                         help="B·F columns of the sparse product")

@@ -54,6 +54,7 @@ import numpy as np
 import torch
 
 from .benchmark import machine, naive_cheb_conv, saved_bytes
+from .cli import nside_arg
 from .io import atomic_write_text
 
 GRAPH = {"kind": "knn", "k": 8, "kernel_width": "tuned"}
@@ -463,10 +464,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--triad-elements", type=int, default=2**25,
                         help="elements per triad array (default 2^25: 128 MB in float32)")
-    parser.add_argument("--spmm-nside", type=int, default=256)
+    parser.add_argument("--spmm-nside", type=nside_arg, default=256)
     parser.add_argument("--columns", type=int, nargs="+", default=[16, 64, 256, 512],
                         help="B·F columns of the sparse product")
-    parser.add_argument("--nside", type=int, nargs="+", default=[16, 32, 64, 128, 256, 512],
+    parser.add_argument("--nside", type=nside_arg, nargs="+", default=[16, 32, 64, 128, 256, 512],
                         help="scaling: nsides")
     parser.add_argument("--batch", type=int, nargs="+", default=[8],
                         help="scaling: batch sizes (each reduced by --max-mb)")
@@ -479,7 +480,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layer-cases", nargs="+", default=["64:8", "128:8", "256:8", "512:2"],
                         help="layer: nside:batch pairs")
     parser.add_argument("--cache", help="graph cache directory (graph.build cache_dir)")
-    parser.add_argument("--unet-nside", type=int, default=256)
+    parser.add_argument("--unet-nside", type=nside_arg, default=256)
     parser.add_argument("--unet-batch", type=int, default=2)
     parser.add_argument("--unet-channels", type=int, nargs="+", default=[16, 32, 64, 128])
     parser.add_argument("--variant", nargs="+", default=list(VARIANTS), choices=VARIANTS)

@@ -26,6 +26,18 @@ COMMANDS = {
 }
 
 
+def nside_arg(text: str) -> int:
+    """argparse ``type`` for an nside option: a bad value is refused with the usage line and
+    exit status 2 when the arguments are read, not with a traceback once the run started."""
+    from .sampling import check_nside
+
+    try:
+        return check_nside(int(text))
+    except (TypeError, ValueError) as e:
+        raise argparse.ArgumentTypeError(str(e) if text.lstrip("-").isdigit()
+                                         else f"invalid nside {text!r}: not an integer") from None
+
+
 def _load(command: str):
     module = importlib.import_module(COMMANDS[command][0])
     hook = getattr(module, f"command_{command}", None)

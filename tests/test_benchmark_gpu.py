@@ -80,3 +80,23 @@ def test_no_measurement_named_means_all(capsys):
     assert bg.main(["--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert "not a CUDA device" in err and "invalid choice" not in err
+
+
+@pytest.mark.parametrize("command, option", [("benchmark", "--nside"), ("benchmark", "--graph-nside"),
+                                             ("benchmark-scale", "--spmm-nside"),
+                                             ("benchmark-scale", "--nside"),
+                                             ("benchmark-scale", "--unet-nside"),
+                                             ("benchmark-gpu", "--nside")])
+def test_benchmarks_refuse_a_bad_nside_when_reading_arguments(command, option, capsys):
+    # were tracebacks from check_nside once the run had started (the bandwidth table printed)
+    from deepsphere.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main([command, option, "3"])
+    assert e.value.code == 2
+    out, err = capsys.readouterr()
+    assert f"argument {option}" in err and "nside=3 is not a valid HEALPix resolution" in err
+    assert out == "" and "Traceback" not in err
+    with pytest.raises(SystemExit):
+        main([command, option, "x"])
+    assert "invalid nside 'x'" in capsys.readouterr().err

@@ -378,3 +378,9 @@ def test_irregular_from_csv_with_byte_order_mark(tmp_path):
     s = Irregular.from_csv(p, units="deg", name="id")
     np.testing.assert_allclose(s.lon, [6.6, 151.2])
     assert s.names == ["S1", "S2"]
+
+
+def test_irregular_names_as_one_string_refused():
+    # "abc" for 3 points named them 'a', 'b', 'c'
+    with pytest.raises(TypeError, match="one per point"):
+        Irregular([0, 1, 2], [0, 0, 0], units="deg", names="abc")

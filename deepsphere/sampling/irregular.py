@@ -55,6 +55,8 @@ class Irregular(Sampling):
             raise ValueError(
                 f"min_separation must be a distance >= 0 in radians, got {min_separation!r}"
             )
+        if isinstance(names, (str, bytes)):  # a string would name the points by its letters
+            raise TypeError(f"names must be a sequence of labels, one per point, got the string {names!r}")
         self.names = None if names is None else [str(n) for n in names]
         if self.names is not None and len(self.names) != lon.size:
             raise ValueError(f"{len(self.names)} names for {lon.size} points")

@@ -281,6 +281,26 @@ CASES = [
     Case("map-wrong-nside", "sampling", "a nside-16 map on a nside-8 sampling",
          lambda f: S8.take(np.zeros(3072), order="NESTED"), ValueError,
          r"3072 pixels.*expected 768.*Wrong nside\? .*nside=16"),
+    Case("pixels-boolean-mask", "sampling", "a boolean mask given as pixel indices to HEALPix.from_pixels (became pixels 0 and 1)",
+         lambda f: HEALPix.from_pixels(8, np.zeros(768, bool)), TypeError, r"boolean array.*HEALPix.from_mask"),
+    Case("pixels-fractional", "sampling", "fractional pixel indices to HEALPix.from_pixels (1.5 became 1)",
+         lambda f: HEALPix.from_pixels(8, [1.5, 2.7]), TypeError, r"integer NESTED indices, got dtype float64"),
+    Case("closure-out-of-range", "sampling", "closure of a pixel index >= 12 nside^2 (was returned as a parent range)",
+         lambda f: _closure()([768], 8, 1), ValueError, r"out of range \[0, 768\) for nside=8"),
+    Case("closure-levels-fractional", "sampling", "closure(levels=1.5)",
+         lambda f: _closure()([1], 8, 1.5), TypeError, r"levels must be an int"),
+    Case("from-map-stack", "sampling", "a stack of 4 maps to HEALPix.from_map (read as one nside-16 map)",
+         lambda f: HEALPix.from_map(np.zeros((4, 768)), "RING"), ValueError, r"one full-sky map.*\(4, 768\)"),
+    Case("from-mask-stack", "sampling", "a stack of 4 masks to HEALPix.from_mask",
+         lambda f: HEALPix.from_mask(np.ones((4, 768), bool), "NESTED"), ValueError, r"mask.any\(axis=0\)"),
+    Case("take-unseen-unknown", "sampling", "take(unseen='mask') on a map without UNSEEN (was accepted)",
+         lambda f: HEALPix(2).take(np.zeros(48), "NESTED", unseen="mask"), ValueError, r"unseen must be 'raise' or 'zero'"),
+    Case("irregular-negative-separation", "sampling", "Irregular(min_separation=-1)",
+         lambda f: Irregular([0, 1], [0, 0], units="deg", min_separation=-1), ValueError, r"min_separation must be a distance >= 0"),
+    Case("irregular-areas-coplanar", "sampling", "Voronoi areas of points all on one great circle (scipy: rank of input points)",
+         lambda f: Irregular([0, 90, 180, 270], [0] * 4, units="deg").areas, ValueError, r"not all on one plane"),
+    Case("irregular-names-string", "sampling", "Irregular(names='abc') (its letters became the names)",
+         lambda f: Irregular([0, 1, 2], [0] * 3, units="deg", names="abc"), TypeError, r"one per point"),
     Case("ring-declared-nested", "sampling", "a smooth RING map declared NESTED",
          lambda f: HEALPix(16).take(_smooth_ring_map(), order="NESTED"), ValueError,
          r"declared NESTED but looks like RING.*order='RING'"),
@@ -796,6 +816,10 @@ CASES = [
          lambda f: _cosmology().read_healpix_maps(f.dir / "truncated.npy", ordering="RING"), ValueError,
          r"truncated.npy.*(truncated|corrupt)"),
 ]
+
+
+def _closure():
+    return __import__("deepsphere.sampling", fromlist=["x"]).closure
 
 
 def _equivariance():

@@ -30,7 +30,7 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 import torch
 
-from .cli import nside_arg
+from .cli import nside_arg, positive_float, positive_int
 from .io import atomic_path
 
 QUICK = dict(nside=[8, 16], K=[3, 5], channels=[16], batch=[4], graph_nside=[8, 16],
@@ -53,20 +53,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the full cartesian grid nside x K x channels x batch (slow: "
                              "torch_geometric needs minutes per case at nside 256)")
     parser.add_argument("--nside", type=nside_arg, nargs="+", help="override the nside list")
-    parser.add_argument("--K", type=int, nargs="+", help="override the K list")
-    parser.add_argument("--channels", type=int, nargs="+",
+    parser.add_argument("--K", type=positive_int, nargs="+", help="override the K list")
+    parser.add_argument("--channels", type=positive_int, nargs="+",
                         help="override the channel list (in = out)")
-    parser.add_argument("--batch", type=int, nargs="+", help="override the batch sizes")
-    parser.add_argument("--k", type=int, default=8, help="k-NN neighbours of the conv graph")
-    parser.add_argument("--repeats", type=int, default=5, help="timed repeats (median)")
-    parser.add_argument("--max-seconds", type=float, default=30.0,
+    parser.add_argument("--batch", type=positive_int, nargs="+", help="override the batch sizes")
+    parser.add_argument("--k", type=positive_int, default=8, help="k-NN neighbours of the conv graph")
+    parser.add_argument("--repeats", type=positive_int, default=5, help="timed repeats (median)")
+    parser.add_argument("--max-seconds", type=positive_float, default=30.0,
                         help="stop repeating a measurement once it has used this long")
-    parser.add_argument("--max-gb", type=float, default=6.0,
+    parser.add_argument("--max-gb", type=positive_float, default=6.0,
                         help="where torch_geometric's estimated peak memory exceeds this, time it "
                              "on a smaller batch and scale its times linearly (marked)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    parser.add_argument("--threads", type=int, help="torch.set_num_threads")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"],
+                        help="precision of the layers and signals (default float32)")
+    parser.add_argument("--threads", type=positive_int, help="torch.set_num_threads")
     parser.add_argument("--no-pyg", action="store_true", help="time only deepsphere")
     parser.add_argument("--naive", action="store_true",
                         help="also time the straightforward torch.sparse recursion with "
@@ -75,7 +76,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-graph", action="store_true", help="skip the graph build table")
     parser.add_argument("--graph-nside", type=nside_arg, nargs="+",
                         help="nsides of the graph build table (default: those of the convs)")
-    parser.add_argument("--graph-k", type=int, nargs="+", default=[8, 20],
+    parser.add_argument("--graph-k", type=positive_int, nargs="+", default=[8, 20],
                         help="k of the k-NN graph build table")
     parser.add_argument("--csv", help="also write the rows to this CSV file")
 

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from .benchmark_scale import _table, conv_graph, fit_exponent, spmm_bytes, wall_times
-from .cli import nside_arg
+from .cli import nside_arg, positive_float, positive_int
 from .io import atomic_write_text
 
 SHREC = dict(nside=32, in_channels=6, n_classes=55, channels=(16, 32, 64, 128, 256), K=4)
@@ -217,18 +217,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         choices=["all", "bandwidth", "spmm", "conv", "inference"],
                         help="which measurements (default: all)")
     parser.add_argument("--device", default="cuda", help="a CUDA device (inference also: cpu)")
-    parser.add_argument("--nside", type=nside_arg, nargs="+", default=[256, 512, 1024])
-    parser.add_argument("--k", type=int, default=8, help="k-NN neighbours")
-    parser.add_argument("--columns", type=int, nargs="+", default=[64, 256, 1024],
+    parser.add_argument("--nside", type=nside_arg, nargs="+", default=[256, 512, 1024],
+                        help="spmm, conv, inference: nsides")
+    parser.add_argument("--k", type=positive_int, default=8, help="k-NN neighbours")
+    parser.add_argument("--columns", type=positive_int, nargs="+", default=[64, 256, 1024],
                         help="B·F columns of the sparse product")
-    parser.add_argument("--batch", type=int, default=16, help="conv: batch size")
-    parser.add_argument("--channels", type=int, default=16, help="conv: channels in = out")
-    parser.add_argument("--K", type=int, default=5, help="conv: Chebyshev order")
+    parser.add_argument("--batch", type=positive_int, default=16, help="conv: batch size")
+    parser.add_argument("--channels", type=positive_int, default=16, help="conv: channels in = out")
+    parser.add_argument("--K", type=positive_int, default=5, help="conv: Chebyshev order")
     parser.add_argument("--dtype", nargs="+", default=["float32", "bfloat16"],
-                        choices=["float32", "bfloat16", "float16"])
-    parser.add_argument("--inference-batch", type=int, nargs="+", default=[1, 32, 256])
-    parser.add_argument("--triad-elements", type=int, default=2**28)
-    parser.add_argument("--repeats", type=int, default=20)
+                        choices=["float32", "bfloat16", "float16"],
+                        help="conv: precisions to time")
+    parser.add_argument("--inference-batch", type=positive_int, nargs="+", default=[1, 32, 256],
+                        help="inference: batch sizes")
+    parser.add_argument("--triad-elements", type=positive_int, default=2**28,
+                        help="bandwidth: elements per triad array (default 2^28: 1 GB in float32)")
+    parser.add_argument("--repeats", type=positive_int, default=20,
+                        help="timed repetitions per case")
     parser.add_argument("--cache", help="graph cache directory (graph.build cache_dir)")
     parser.add_argument("--json", help="write all rows to this JSON file")
 

@@ -54,7 +54,7 @@ import numpy as np
 import torch
 
 from .benchmark import machine, naive_cheb_conv, saved_bytes
-from .cli import nside_arg
+from .cli import nside_arg, positive_float, positive_int
 from .io import atomic_write_text
 
 GRAPH = {"kind": "knn", "k": 8, "kernel_width": "tuned"}
@@ -459,31 +459,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("what", choices=["bandwidth", "spmm", "layer", "scaling", "unet",
                                          "all", "unet-one"],
                         help="which measurement (all: the four in turn)")
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2],
+    parser.add_argument("--threads", type=positive_int, nargs="+", default=[1, 2],
                         help="thread counts for bandwidth/spmm; the first one for the others")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--triad-elements", type=int, default=2**25,
+    parser.add_argument("--repeats", type=positive_int, default=5,
+                        help="timed repetitions per case")
+    parser.add_argument("--triad-elements", type=positive_int, default=2**25,
                         help="elements per triad array (default 2^25: 128 MB in float32)")
-    parser.add_argument("--spmm-nside", type=nside_arg, default=256)
-    parser.add_argument("--columns", type=int, nargs="+", default=[16, 64, 256, 512],
+    parser.add_argument("--spmm-nside", type=nside_arg, default=256,
+                        help="spmm: nside of the graph whose operator is multiplied")
+    parser.add_argument("--columns", type=positive_int, nargs="+", default=[16, 64, 256, 512],
                         help="B·F columns of the sparse product")
     parser.add_argument("--nside", type=nside_arg, nargs="+", default=[16, 32, 64, 128, 256, 512],
                         help="scaling: nsides")
-    parser.add_argument("--batch", type=int, nargs="+", default=[8],
+    parser.add_argument("--batch", type=positive_int, nargs="+", default=[8],
                         help="scaling: batch sizes (each reduced by --max-mb)")
-    parser.add_argument("--max-mb", type=float, default=400.0,
+    parser.add_argument("--max-mb", type=positive_float, default=400.0,
                         help="scaling: halve the batch until one [B, n, F] block fits")
-    parser.add_argument("--K", type=int, default=5)
-    parser.add_argument("--channels", type=int, default=16)
-    parser.add_argument("--k", type=int, default=8, help="k-NN neighbours")
-    parser.add_argument("--fit-min-nside", type=int, default=64)
+    parser.add_argument("--K", type=positive_int, default=5, help="scaling, layer: Chebyshev order")
+    parser.add_argument("--channels", type=positive_int, default=16,
+                        help="scaling, layer: channels in = out")
+    parser.add_argument("--k", type=positive_int, default=8, help="k-NN neighbours")
+    parser.add_argument("--fit-min-nside", type=positive_int, default=64,
+                        help="scaling: fit time ~ n^q over nsides from this one up")
     parser.add_argument("--layer-cases", nargs="+", default=["64:8", "128:8", "256:8", "512:2"],
                         help="layer: nside:batch pairs")
     parser.add_argument("--cache", help="graph cache directory (graph.build cache_dir)")
-    parser.add_argument("--unet-nside", type=nside_arg, default=256)
-    parser.add_argument("--unet-batch", type=int, default=2)
-    parser.add_argument("--unet-channels", type=int, nargs="+", default=[16, 32, 64, 128])
-    parser.add_argument("--variant", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--unet-nside", type=nside_arg, default=256, help="unet: input nside")
+    parser.add_argument("--unet-batch", type=positive_int, default=2, help="unet: batch size")
+    parser.add_argument("--unet-channels", type=positive_int, nargs="+", default=[16, 32, 64, 128],
+                        help="unet: channels per level")
+    parser.add_argument("--variant", nargs="+", default=list(VARIANTS), choices=VARIANTS,
+                        help="unet: memory variants to measure, each in its own process")
     parser.add_argument("--json", help="write all rows to this JSON file")
 
 

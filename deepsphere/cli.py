@@ -38,6 +38,28 @@ def nside_arg(text: str) -> int:
                                          else f"invalid nside {text!r}: not an integer") from None
 
 
+def positive_int(text: str) -> int:
+    """argparse ``type`` for a count (repeats, threads, channels, batch, k, K): an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid count {text!r}: not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse ``type`` for a limit (seconds, GB, MB): a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
+    if not (0 < value < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
 def _load(command: str):
     module = importlib.import_module(COMMANDS[command][0])
     hook = getattr(module, f"command_{command}", None)

@@ -1,4 +1,6 @@
 """The demo's graph heat filter is a low-pass, measured with healpy's harmonic transform."""
+import pytest
+
 from deepsphere.cli import main
 from deepsphere.demo import heat_filter_demo
 
@@ -42,3 +44,28 @@ def test_every_option_of_demo_and_equivariance_says_what_it_does():
         module.add_arguments(parser)
         for action in parser._actions:
             assert action.help, f"{module.__name__}: {action.option_strings or action.dest} has no help"
+
+
+def test_every_command_option_has_help_and_counts_are_checked(capsys):
+    """Each option of each subcommand says what it does in --help; a count of 0 (repeats,
+    threads, channels, ...) or a negative limit is refused when the arguments are read."""
+    import argparse
+
+    from deepsphere.cli import COMMANDS, _load
+
+    silent = []
+    for command in COMMANDS:
+        parser = argparse.ArgumentParser()
+        _load(command).add_arguments(parser)
+        silent += [f"{command} {a.option_strings or a.dest}" for a in parser._actions
+                   if a.help is None and not isinstance(a, argparse._HelpAction)]
+    assert not silent, silent
+    for argv, option in ((["benchmark-scale", "spmm", "--repeats", "0"], "--repeats"),
+                         (["benchmark", "--threads", "0"], "--threads"),
+                         (["benchmark-gpu", "--columns", "64", "-3"], "--columns"),
+                         (["benchmark", "--max-seconds", "-1"], "--max-seconds"),
+                         (["benchmark-scale", "unet", "--unet-batch", "two"], "--unet-batch")):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2
+        assert f"argument {option}:" in capsys.readouterr().err

@@ -90,8 +90,10 @@ def _refuse_overwriting_the_config(config, args) -> None:
 # ---- evaluate ---------------------------------------------------------------------------
 def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", help="a run directory written by 'deepsphere train'")
-    p.add_argument("--split", default="test", choices=("train", "val", "test"))
-    p.add_argument("--checkpoint", default="best", choices=("best", "last"))
+    p.add_argument("--split", default="test", choices=("train", "val", "test"),
+                   help="which split of the run's dataset to evaluate (default test)")
+    p.add_argument("--checkpoint", default="best", choices=("best", "last"),
+                   help="the best-validation checkpoint (default) or the last epoch's")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: the run's trainer.device)")
 
 
@@ -121,7 +123,8 @@ def _predict_arguments(p: argparse.ArgumentParser) -> None:
                         "full-sky HEALPix maps are restricted to the run's pixels")
     p.add_argument("--order", default="NESTED", choices=("NESTED", "RING"),
                    help="pixel ordering of full-sky HEALPix inputs (default NESTED)")
-    p.add_argument("--checkpoint", default="best", choices=("best", "last"))
+    p.add_argument("--checkpoint", default="best", choices=("best", "last"),
+                   help="the best-validation checkpoint (default) or the last epoch's")
     p.add_argument("--output", default=None,
                    help="where to write predictions (one input only; default RUN_DIR/predictions/NAME.npy)")
     p.add_argument("--times", default=None, metavar="T1,T2,...",
@@ -130,7 +133,7 @@ def _predict_arguments(p: argparse.ArgumentParser) -> None:
                         "for season features, hours of the day UTC for sao_hourly's local time); "
                         "the maps then hold the past values only, (n, n_stations, history). "
                         "Without it the maps hold every channel, features included")
-    p.add_argument("--device", default=None)
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: the run's trainer.device)")
 
 
 def _predict(args) -> int:

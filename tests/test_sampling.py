@@ -384,3 +384,18 @@ def test_irregular_names_as_one_string_refused():
     # "abc" for 3 points named them 'a', 'b', 'c'
     with pytest.raises(TypeError, match="one per point"):
         Irregular([0, 1, 2], [0, 0, 0], units="deg", names="abc")
+
+
+def test_longitudes_stay_below_a_full_turn():
+    """np.mod(-1e-17, 2 pi) is exactly 2 pi: tiny negative longitudes came back as 2 pi rad /
+    360 deg, outside the documented [0, 2 pi) / [0, 360)."""
+    from deepsphere.sampling import Irregular
+
+    s = Irregular([-1e-15, -1e-13, 10.0, 359.9999999999999, -180.0], [0, 10, 20, 30, 40], units="deg")
+    assert np.all((s.phi >= 0) & (s.phi < 2 * np.pi))
+    assert np.all((s.lon >= 0) & (s.lon < 360))
+    for q in (s.lon, np.degrees(s.phi)):
+        np.testing.assert_allclose(np.cos(np.radians(q)), np.cos(np.radians([0, 0, 10, 0, 180])), atol=1e-12)
+    h = HEALPix(4)
+    assert h.lon.max() < 360 and h.phi.max() < 2 * np.pi
+    np.testing.assert_allclose(h.lon, np.degrees(hp.pix2ang(4, np.arange(192), nest=True)[1]), atol=1e-9)

@@ -7,6 +7,17 @@ from typing import Optional
 import numpy as np
 
 
+def wrap_longitude(phi: np.ndarray, degrees: bool = False) -> np.ndarray:
+    """Longitudes in radians wrapped into :math:`[0, 2\pi)`, or converted to degrees in
+    :math:`[0, 360)`. ``np.mod`` alone rounds a tiny negative angle (-1e-17) up to exactly
+    :math:`2\pi`, and the conversion may round an angle just below it up to 360."""
+    out = np.mod(phi, 2 * np.pi)
+    if degrees:
+        out = np.degrees(out)
+    out[out >= (360.0 if degrees else 2 * np.pi)] = 0.0
+    return out
+
+
 class Sampling(ABC):
     r"""A finite set of points on the unit sphere :math:`S^2`.
 
@@ -46,12 +57,13 @@ class Sampling(ABC):
     def phi(self) -> np.ndarray:
         """Longitude in radians in :math:`[0, 2\\pi)`, shape ``(npix,)``."""
         v = self.vectors
-        return np.mod(np.arctan2(v[:, 1], v[:, 0]), 2 * np.pi)
+        return wrap_longitude(np.arctan2(v[:, 1], v[:, 0]))
 
     @property
     def lon(self) -> np.ndarray:
         """Longitude in degrees in :math:`[0, 360)`."""
-        return np.degrees(self.phi)
+        v = self.vectors
+        return wrap_longitude(np.arctan2(v[:, 1], v[:, 0]), degrees=True)
 
     @property
     def lat(self) -> np.ndarray:

@@ -8,7 +8,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from .base import Sampling
+from .base import Sampling, wrap_longitude
 
 _UNITS = ("deg", "rad")
 
@@ -131,7 +131,7 @@ class Irregular(Sampling):
 
     @property
     def lon(self) -> np.ndarray:
-        return np.degrees(np.mod(self._lon, 2 * np.pi))
+        return wrap_longitude(self._lon, degrees=True)
 
     @property
     def lat(self) -> np.ndarray:

@@ -399,3 +399,15 @@ def test_longitudes_stay_below_a_full_turn():
     h = HEALPix(4)
     assert h.lon.max() < 360 and h.phi.max() < 2 * np.pi
     np.testing.assert_allclose(h.lon, np.degrees(hp.pix2ang(4, np.arange(192), nest=True)[1]), atol=1e-9)
+
+
+def test_irregular_from_csv_with_spaces_after_commas(tmp_path):
+    """A hand-written "lon, lat" header was refused: its second column was named ' lat'."""
+    from deepsphere.sampling import Irregular
+
+    p = tmp_path / "spaced.csv"
+    p.write_text("name, lon , lat\nGeneva, 6.14, 46.2\nQuito, -78.5,  -0.22\n")
+    s = Irregular.from_csv(p, units="deg", name="name")
+    np.testing.assert_allclose(s.lat, [46.2, -0.22])
+    np.testing.assert_allclose(s.lon, [6.14, 360 - 78.5])
+    assert list(s.names) == ["Geneva", "Quito"]

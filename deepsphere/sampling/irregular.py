@@ -106,7 +106,10 @@ class Irregular(Sampling):
         path = Path(path)
         # utf-8-sig: spreadsheets save "CSV UTF-8" with a byte-order mark glued to the first name
         with path.open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh, delimiter=delimiter)
+            # skipinitialspace: "lon, lat" headers and "1.5, 2.5" rows are common hand-written CSV
+            reader = csv.DictReader(fh, delimiter=delimiter, skipinitialspace=True)
+            if reader.fieldnames:
+                reader.fieldnames = [c.strip() for c in reader.fieldnames]
             cols = reader.fieldnames or []
             for c in (lon, lat) + ((name,) if name else ()):
                 if c not in cols:

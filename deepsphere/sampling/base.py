@@ -8,7 +8,7 @@ import numpy as np
 
 
 def wrap_longitude(phi: np.ndarray, degrees: bool = False) -> np.ndarray:
-    """Longitudes in radians wrapped into :math:`[0, 2\pi)`, or converted to degrees in
+    r"""Longitudes in radians wrapped into :math:`[0, 2\pi)`, or converted to degrees in
     :math:`[0, 360)`. ``np.mod`` alone rounds a tiny negative angle (-1e-17) up to exactly
     :math:`2\pi`, and the conversion may round an angle just below it up to 360."""
     out = np.mod(phi, 2 * np.pi)

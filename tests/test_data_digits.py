@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from deepsphere.data import digits as D
-from deepsphere.sampling import Equiangular, HEALPix
+from deepsphere.sampling import Equiangular, HEALPix, Irregular
 
 pytest.importorskip("sklearn")
 
@@ -30,6 +30,30 @@ def test_image_edges_lie_at_half_the_extent(projection):
     np.testing.assert_allclose(rc[:, 2], [-0.5, 13.5], atol=1e-9)
     # the antipode of the centre has no preimage
     assert np.all(np.isinf(D.image_coordinates(_lonlat_vec(0.0, 0.0)[None], (28, 28), None, e, projection)))
+
+
+@pytest.mark.parametrize("projection", ["gnomonic", "stereographic"])
+def test_every_pixel_lands_where_the_projection_puts_it(projection, rng):
+    """Points placed at the pixel centres by the inverse projection (written out here: the
+    tangent plane at (lon, lat) = (180, 0), east = -y, north = z), then rotated, take the
+    pixels' values exactly, the border rows and columns included."""
+    H, W, e = 7, 9, 70.0
+    img = rng.uniform(0.1, 1.0, (H, W)).astype(np.float32)
+    r, c = np.meshgrid(np.arange(H), np.arange(W), indexing="ij")
+    s = np.tan(np.radians(e) / 2) if projection == "gnomonic" else 2 * np.tan(np.radians(e) / 4)
+    X, Y = s * ((c.ravel() + 0.5) * 2 / W - 1), s * (1 - (r.ravel() + 0.5) * 2 / H)
+    if projection == "gnomonic":
+        u = np.stack([np.ones_like(X), X, Y], 1) / np.sqrt(1 + X**2 + Y**2)[:, None]
+    else:
+        rho2 = X**2 + Y**2
+        u = np.stack([4 - rho2, 4 * X, 4 * Y], 1) / (4 + rho2)[:, None]
+    v = np.stack([-u[:, 0], -u[:, 1], u[:, 2]], 1)  # centre (-1, 0, 0), east (0, -1, 0)
+    R = D.random_rotations(1, rng)[0]
+    for rot, pts in ((None, v), (R, v @ R.T)):
+        lon = np.degrees(np.arctan2(pts[:, 1], pts[:, 0]))
+        lat = np.degrees(np.arcsin(np.clip(pts[:, 2], -1, 1)))
+        x = D.project(img, Irregular(lon, lat, units="deg"), rot, e, projection)
+        np.testing.assert_allclose(x, img.ravel(), rtol=1e-5)
 
 
 def test_rotation_moves_the_digit_centroid(rng):

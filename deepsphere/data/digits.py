@@ -205,11 +205,15 @@ def image_coordinates(vectors: np.ndarray, shape: Tuple[int, int], rotation: Opt
 def project(image: np.ndarray, sampling: Sampling, rotation: Optional[np.ndarray] = None,
             extent_deg: float = 70.0, projection: str = "gnomonic") -> np.ndarray:
     """Values of ``image`` (``(H, W)``) on ``sampling`` (see :func:`image_coordinates`):
-    ``(npix,)`` float32, bilinear, zero outside the image."""
+    ``(npix,)`` float32, bilinear in the image padded with zeros (a point at a pixel
+    centre takes that pixel's value, the border row and column included; the map falls to
+    zero half a pixel beyond the image's edge)."""
     rc = image_coordinates(sampling.vectors, image.shape, rotation, extent_deg, projection)
     out = np.zeros(rc.shape[1], dtype=np.float32)
     ok = np.isfinite(rc[0])
-    out[ok] = map_coordinates(image, rc[:, ok], order=1, mode="constant", cval=0.0)
+    # 'grid-constant', not 'constant': scipy's 'constant' returns cval for any coordinate a
+    # rounding error below 0 or above n - 1, blanking border pixels' own centres
+    out[ok] = map_coordinates(image, rc[:, ok], order=1, mode="grid-constant", cval=0.0)
     return out
 
 
@@ -246,7 +250,7 @@ class _DigitSplit(Dataset):
         rc = image_coordinates(self.vectors, img.shape, self.rotation(i), self.extent, self.projection)
         x = np.zeros(rc.shape[1], dtype=np.float32)
         ok = np.isfinite(rc[0])
-        x[ok] = map_coordinates(img, rc[:, ok], order=1, mode="constant", cval=0.0)
+        x[ok] = map_coordinates(img, rc[:, ok], order=1, mode="grid-constant", cval=0.0)  # as in project()
         label = int(self.labels[i])
         if self.task == "classification":
             y = torch.tensor(label)

@@ -255,6 +255,31 @@ def test_cyclones_are_cyclonic_low_pressure_vortices(snapshots):
     assert checked >= 3
 
 
+def test_surface_winds_spiral_into_cyclones_in_both_hemispheres(snapshots):
+    """Friction turns the surface wind (UBOT, VBOT) towards low pressure: around every
+    cyclone centre its radial component is inflow, in the south as in the north, while the
+    850 hPa wind is purely tangential."""
+    lat, lon, snaps = snapshots
+    LAT, LON = np.meshgrid(lat, lon, indexing="ij")
+    from scipy import ndimage
+
+    V = C.VARIABLES
+    seen = set()
+    for f, lab in snaps:
+        psl = np.where(lab == C.TC, f[V.index("PSL")], np.inf)
+        centres = np.argwhere((psl == ndimage.minimum_filter(psl, size=9, mode="wrap")) & np.isfinite(psl))
+        for i, j in centres:
+            x, y, r = C._local_offsets(LAT, LON, lat[i], lon[j])  # east, north offsets (degrees)
+            ring = (r > 1.0) & (r < 3.0)
+            radial = {k: (f[V.index(u)] * x + f[V.index(v)] * y)[ring] / r[ring]
+                      for k, u, v in (("850", "U850", "V850"), ("bot", "UBOT", "VBOT"))}
+            tangential = ((-y * f[V.index("UBOT")] + x * f[V.index("VBOT")])[ring] / r[ring]).mean()
+            assert radial["bot"].mean() < -0.1 * abs(tangential), (lat[i], radial["bot"].mean(), tangential)
+            assert abs(radial["850"].mean()) < 0.05 * abs(tangential)
+            seen.add(np.sign(lat[i]))
+    assert seen == {-1.0, 1.0}
+
+
 def test_rivers_are_long_moist_filaments(snapshots):
     lat, lon, snaps = snapshots
     from scipy import ndimage

@@ -596,8 +596,11 @@ def synthetic_snapshot(lat: np.ndarray, lon: np.ndarray, rng: np.random.Generato
         lab[v >= 17.0] = TC
         labels[near] = lab
 
-    ubot = 0.75 * u850 - 0.2 * v850  # friction: weaker, turned towards low pressure
-    vbot = 0.75 * v850 + 0.2 * u850 * np.sign(LAT + 1e-9)
+    # friction: weaker, turned towards low pressure, i.e. to the left of the wind in the
+    # north and to the right in the south (a rotation by +-15 degrees)
+    hemi = np.sign(LAT + 1e-9)
+    ubot = 0.75 * u850 - 0.2 * hemi * v850
+    vbot = 0.75 * v850 + 0.2 * hemi * u850
     ps = psl - 60.0
     trefht = ts - 1.2
     qrefht = 3.4e-4 * tmq

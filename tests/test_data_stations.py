@@ -99,6 +99,30 @@ def test_read_dly_units_missing_and_quality_flags(tmp_path):
     assert set(raw) == {"TMAX"} and raw["TMAX"][1][i("2020-02-03")] == pytest.approx(25.0)
 
 
+def test_read_dly_units_of_other_elements_follow_noaa(tmp_path):
+    """NOAA's readme.txt: water equivalent of snow, ice thickness, gusts, dew point, pressure
+    and soil temperatures are stored in tenths too; snowfall and snow depth in whole mm.
+    MFLAG and SFLAG (columns 27 and 29 of day 1) do not reject a value, QFLAG does."""
+    sid = "USC00000001"
+    tenths = {"WESD": 123, "THIC": 45, "WSF2": 178, "ADPT": -56, "ASLP": 10132, "SN32": 215, "SX52": 301}
+    whole = {"SNOW": 50, "SNWD": 120, "TSUN": 300}
+    lines = [dly_line(sid, 2021, 3, e, {1: v}) for e, v in {**tenths, **whole}.items()]
+    day1 = "  250" + "T" + " " + "7"  # VALUE, MFLAG 'T' (trace), QFLAG blank, SFLAG '7'
+    lines.append(f"{sid}202103TMAX" + day1 + dly_line(sid, 2021, 3, "TMAX", {})[29:])
+    assert len(lines[-1]) == 269 and lines[-1][26] == "T" and lines[-1][28] == "7"
+    p = tmp_path / f"{sid}.dly"
+    p.write_text("\n".join(lines) + "\n")
+    data = S.read_dly(p)
+    for e, v in tenths.items():
+        assert data[e][1][0] == pytest.approx(v / 10), e
+    for e, v in whole.items():
+        assert data[e][1][0] == pytest.approx(v), e
+    assert data["TMAX"][1][0] == pytest.approx(25.0)
+    # and written back in the stored units
+    q = S.write_dly(tmp_path / "w.dly", sid, "WESD", data["WESD"][0], data["WESD"][1])
+    assert q.read_text().splitlines()[0][21:26] == "  123"
+
+
 @pytest.mark.parametrize("mutate, match", [
     (lambda l: l[:100], r"line 2: 100 characters, expected 269"),
     (lambda l: l[:11] + "20x0" + l[15:], r"line 2: YEAR '20x0' is not an integer"),

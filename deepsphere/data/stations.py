@@ -39,9 +39,24 @@ from ..io import atomic_path
 
 DLY_LINE_LENGTH = 269  # 11 + 4 + 2 + 4 + 31 * 8
 MISSING = -9999
-#: Physical value per stored unit for elements GHCN stores in tenths.
-SCALE = {"TMAX": 0.1, "TMIN": 0.1, "TAVG": 0.1, "TOBS": 0.1, "PRCP": 0.1, "MDPR": 0.1,
-         "EVAP": 0.1, "MNPN": 0.1, "MXPN": 0.1, "AWND": 0.1, "WSFG": 0.1}
+#: Physical value per stored unit for elements GHCN stores in tenths (NOAA's readme.txt:
+#: degrees C, mm, m s-1, hPa); soil temperatures ``SN*#``/``SX*#`` too (:func:`element_scale`).
+SCALE = {"TMAX": 0.1, "TMIN": 0.1, "TAVG": 0.1, "TOBS": 0.1, "TAXN": 0.1, "PRCP": 0.1,
+         "MDPR": 0.1, "EVAP": 0.1, "MDEV": 0.1, "MNPN": 0.1, "MXPN": 0.1, "MDTN": 0.1,
+         "MDTX": 0.1, "ADPT": 0.1, "AWBT": 0.1, "ASLP": 0.1, "ASTP": 0.1, "AWND": 0.1,
+         "WSFG": 0.1, "WSF1": 0.1, "WSF2": 0.1, "WSF5": 0.1, "WSFI": 0.1, "WSFM": 0.1,
+         "WESD": 0.1, "WESF": 0.1, "THIC": 0.1}
+
+
+def element_scale(element: str) -> float:
+    """Physical value per stored unit of a GHCN-Daily element: 0.1 for the elements
+    stored in tenths (:data:`SCALE`, soil temperatures ``SN*#``/``SX*#``), else 1 (SNOW
+    and SNWD in mm, percentages, minutes, day counts)."""
+    if element in SCALE:
+        return SCALE[element]
+    if len(element) == 4 and element[:2] in ("SN", "SX") and element[2:].isdigit():
+        return 0.1
+    return 1.0
 
 
 # --------------------------------------------------------------------------------------
@@ -201,7 +216,7 @@ def read_dly(path: Union[str, Path], elements: Optional[Sequence[str]] = None,
             if keep is not None and element not in keep:
                 continue
             ndays = calendar.monthrange(year, month)[1]
-            scale = SCALE.get(element, 1.0)
+            scale = element_scale(element)
             series = out.setdefault(element, {})
             base = np.datetime64(f"{year:04d}-{month:02d}-01", "D")
             for d in range(31):
@@ -237,7 +252,7 @@ def write_dly(path: Union[str, Path], station_id: str, element: str, dates: np.n
     dates = np.asarray(dates, dtype="datetime64[D]")
     values = np.asarray(values, dtype=np.float64)
     qflags = [" "] * len(dates) if qflags is None else list(qflags)
-    scale = SCALE.get(element, 1.0)
+    scale = element_scale(element)
     months: Dict[Tuple[int, int], dict] = {}
     for d, v, q in zip(dates, values, qflags):
         y, m, day = (int(x) for x in str(d).split("-"))

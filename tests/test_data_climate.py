@@ -116,6 +116,41 @@ def test_regridder_conserves_the_area_weighted_mean():
     assert abs(f.mean() - 1 / 3) > 0.05
 
 
+def test_climatenet_grid_regridding_against_independent_areas():
+    """On ClimateNet's 768 x 1152 grid, with cell areas computed here (dlon (sin top - sin
+    bottom), half cells at the poles): a constant stays constant, the equal-area HEALPix
+    mean matches the grid's area-weighted mean, a latitude-only field matches its exact
+    pixel averages (from 4096 sub-pixels each), class fractions match class areas, and
+    flipping the grid (latitudes descending, longitudes -180..180) changes nothing."""
+    import healpy as hp
+
+    lat, lon = C.latlon_grid(768, 1152)
+    half = 90.0 / 767
+    top, bottom = np.radians(np.minimum(lat + half, 90)), np.radians(np.maximum(lat - half, -90))
+    area = np.outer(np.sin(top) - np.sin(bottom), np.full(lon.size, 2 * np.pi / lon.size))
+    np.testing.assert_allclose(area.sum(), 4 * np.pi, rtol=1e-12)
+    LAT, LON = np.meshgrid(lat, lon, indexing="ij")
+    s = HEALPix(8)
+    R = C.LatLonRegridder(lat, lon, s)
+    np.testing.assert_allclose(R(np.full(LAT.shape, 3.7)), 3.7, rtol=1e-12)
+    f = np.sin(np.radians(LAT)) ** 2 + np.cos(np.radians(LAT)) * np.cos(np.radians(LON - 40)) ** 3
+    out = R(f)
+    assert abs(out.mean() - (area * f).sum() / area.sum()) < 1e-4
+    theta, _ = hp.pix2ang(8 * 64, np.arange(hp.nside2npix(8 * 64)), nest=True)
+    exact = (np.cos(theta) ** 2).reshape(s.npix, -1).mean(1)  # NESTED: children are contiguous
+    np.testing.assert_allclose(R(np.sin(np.radians(LAT)) ** 2), exact, atol=2e-3)
+    labels = np.where((LAT > 10) & (LAT < 40) & (LON > 50) & (LON < 120), C.TC, 0)
+    labels[(LAT < -20) & (LAT > -60)] = C.AR
+    frac = R.fractions(labels, 3).mean(0)
+    np.testing.assert_allclose(frac, [(area * (labels == c)).sum() / (4 * np.pi) for c in range(3)], atol=2e-3)
+    k = lon.size // 2
+    lon_w = np.concatenate([lon[k:] - 360, lon[:k]])
+    flip = lambda a: np.concatenate([a[:, k:], a[:, :k]], 1)[::-1]  # noqa: E731
+    R2 = C.LatLonRegridder(lat[::-1], lon_w, s)
+    np.testing.assert_allclose(R2(flip(f)), out, atol=1e-12)
+    np.testing.assert_array_equal(R2.labels(flip(labels)), R.labels(labels))
+
+
 def test_regridder_reproduces_smooth_fields_on_any_sampling():
     lat, lon = C.latlon_grid(91, 180)
     LAT, LON = np.meshgrid(lat, lon, indexing="ij")

@@ -319,6 +319,14 @@ class LatLonRegridder:
                 raise ValueError(f"{name} must be strictly monotonic")
         if lat.min() < -90 or lat.max() > 90:
             raise ValueError(f"latitudes must be in [-90, 90] degrees, got [{lat.min()}, {lat.max()}]")
+        step = np.abs(np.median(np.diff(lon)))
+        if abs(lon[-1] - lon[0]) > 360.0 - 0.5 * step:
+            # a cyclic column (0 and 360 both present) would count its meridian twice
+            raise ValueError(
+                f"lon spans {lon[0]:g} to {lon[-1]:g} degrees: the last longitude repeats the "
+                "first one (a cyclic point), so that meridian would be counted twice. Each "
+                "longitude must appear once: drop the last column (lon[:-1], fields[..., :-1])."
+            )
         self.lat, self.lon, self.sampling = lat, lon, sampling
         self.shape = (lat.size, lon.size)
         # cell areas

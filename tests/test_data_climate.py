@@ -96,9 +96,10 @@ def test_read_errors(tmp_path):
 
 # ---- regridding ----------------------------------------------------------------------
 def test_regridder_conserves_the_area_weighted_mean():
-    """Regridding assigns each cell to one pixel with its area as weight, so the HEALPix
-    mean (equal areas) equals the grid's area-weighted mean exactly; the plain cell mean
-    (which overweights the poles) differs."""
+    """Regridding assigns each cell to one pixel with its area as weight: the pixel values
+    weighted by the cell area each pixel received reproduce the grid's area-weighted mean
+    exactly, and the received areas approximate the pixel areas, so the plain HEALPix mean is
+    close to it too; the plain cell mean (which overweights the poles) is not."""
     lat, lon = C.latlon_grid(64, 128)
     s = HEALPix(4)
     R = C.LatLonRegridder(lat, lon, s)

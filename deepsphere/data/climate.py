@@ -8,7 +8,7 @@ atmospheric river). This module
 - reads such files (:func:`read_climatenet`; NetCDF4/HDF5 files need the optional
   ``netCDF4`` or ``h5netcdf`` package, NetCDF3 files are read by scipy),
 - writes them (:func:`write_climatenet`, used for synthetic files and tests),
-- regrids lat-lon fields to any sampling, conserving area (:class:`LatLonRegridder`),
+- regrids lat-lon fields to any sampling with area weights (:class:`LatLonRegridder`),
 - generates physically plausible synthetic snapshots (:func:`synthetic_snapshot`): a
   moist tropical belt, synoptic pressure systems with geostrophic winds, elongated
   atmospheric-river filaments of precipitable water with along-filament winds, and compact
@@ -282,7 +282,7 @@ def bilinear_matrix(lat: np.ndarray, lon: np.ndarray, plat: np.ndarray, plon: np
 
 
 class LatLonRegridder:
-    r"""Area-conserving regridding from a regular latitude-longitude grid to a sampling.
+    r"""Area-weighted regridding from a regular latitude-longitude grid to a sampling.
 
     Every grid cell is assigned to the sampling point whose cell contains the grid cell's
     centre: the HEALPix pixel (``healpy.ang2pix``) for :class:`~deepsphere.sampling.HEALPix`,
@@ -292,7 +292,12 @@ class LatLonRegridder:
     .. math:: f_p = \sum_{c \to p} A_c f_c \Big/ \sum_{c \to p} A_c, \qquad
               A_c = \Delta\lambda\,(\sin\varphi_c^{+} - \sin\varphi_c^{-}),
 
-    so a lat-lon grid's crowding of cells near the poles does not bias the result. Points
+    so a lat-lon grid's crowding of cells near the poles does not bias the result. Each cell
+    goes whole to one point, so the cells a pixel receives cover its area only approximately
+    (0.78–1.20 times it from ClimateNet's 768 × 1152 grid at nside 64) and global means are
+    kept to within about 1e-4 relative (the mean of :math:`\sin^2` latitude, 1/3, comes out
+    within 3e-5 at nside 8–64), not exactly as a conservative remapping of cell overlaps
+    would. Points
     that receive no cell (a target finer than the grid) take the bilinear interpolation
     of the grid at the point; points farther than 1.5 grid spacings beyond the grid's
     outermost latitudes are refused (a regional grid, or latitudes in radians). Labels are regridded by class area fraction

@@ -781,6 +781,11 @@ CASES = [
                                               np.arange(64) * 360 / 64, HEALPix(4)), ValueError,
          r"covers latitudes -1.5708 to 1.5708 degrees, but 144 of the sampling's points lie beyond "
          r"it.*Latitudes must be in degrees \(not radians\)"),
+    Case("latlon-cyclic-longitude", "files",
+         "a lat-lon grid listing longitude 0 and 360 both (that meridian was counted twice)",
+         lambda f: _climate().LatLonRegridder(np.linspace(-90, 90, 91), np.linspace(0, 360, 181),
+                                              HEALPix(8)), ValueError,
+         r"repeats the first one \(a cyclic point\).*lon\[:-1\]"),
     Case("climatenet-test-file-missing-values", "files",
          "a ClimateNet test-split file with PSL fill values over whole pixels (was zero-filled)",
          lambda f: _climate().ClimateSegmentation(HEALPix(2), files=str(f.dir / "climate"),

@@ -57,9 +57,10 @@ class SphereGraph:
         self.isolated = np.flatnonzero(self.degrees == 0)
         if self.isolated.size:
             warnings.warn(
-                f"graph has {self.isolated.size} isolated vertices (no edges), e.g. "
-                f"{self.isolated[:10].tolist()}: a graph filter cannot move information to or "
-                "from them. Increase k or the radius.",
+                f"graph has {self.isolated.size} isolated vertices (no edges, or only edges whose "
+                f"kernel weight underflowed to 0), e.g. {self.isolated[:10].tolist()}: a graph "
+                "filter cannot move information to or from them. Increase k, the radius or the "
+                "kernel width.",
                 stacklevel=2,
             )
 

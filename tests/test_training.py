@@ -628,6 +628,38 @@ def test_partial_sky_maps_are_filled_with_unseen():
         healpix_sampling(4, base_pixels=[12])
 
 
+def test_segmentation_maps_give_each_class_one_colour(tmp_path, monkeypatch):
+    """Prediction and target panels used each map's own range, so in an example without
+    class 2 the colour of class 2 meant class 1. They now share the range 0..n_classes-1
+    (per-pixel regression: the range of prediction and target together)."""
+    import healpy as hp
+
+    pytest.importorskip("matplotlib")
+    from deepsphere.sampling import HEALPix
+    from deepsphere.training import plots
+
+    calls = []
+    real = hp.mollview
+    monkeypatch.setattr(hp, "mollview", lambda m, **kw: (calls.append((np.asarray(m), kw)), real(m, **kw)))
+    s = HEALPix(2)
+    x = np.random.default_rng(0).standard_normal((1, 48, 1))
+    logits = np.zeros((1, 48, 3))
+    logits[0, :5, 1] = 1.0                                # classes 0 and 1 only
+    target = np.zeros((1, 48), dtype=int)
+    target[0, :4] = 1
+    plots.example_maps(s, x, logits, target, "segmentation", ["bg", "TC", "AR"], tmp_path / "m.png")
+    assert (tmp_path / "m.png").stat().st_size > 1000
+    (_, k_in), (_, k_pred), (_, k_tgt) = calls
+    assert "min" not in k_in
+    for kw in (k_pred, k_tgt):
+        assert (kw["min"], kw["max"]) == (0, 2)
+    assert "0 bg, 1 TC, 2 AR" in k_tgt["title"]
+    calls.clear()
+    plots.example_maps(s, x, np.full((1, 48, 1), 2.0), np.full((1, 48), -1.0), "regression", None,
+                       tmp_path / "r.png")
+    assert [(kw["min"], kw["max"]) for _, kw in calls[1:]] == [(-1.0, 2.0), (-1.0, 2.0)]
+
+
 def test_plateau_schedule_follows_the_monitored_value(tmp_path):
     c = tiny_config(tmp_path / "run", epochs=3, monitor="val_loss")
     c.optim.lr = 1e-12  # validation loss stays put: a plateau from the first epoch on

@@ -118,11 +118,22 @@ def _draw_maps(plt, hp, sampling, inputs, outputs, targets, task, class_names, p
             continue
         if task == "segmentation":
             pred, tgt = outputs[i].argmax(-1), targets[i]
-        else:  # per-pixel regression: the first output channel
+            # one colour per class on every panel: a per-panel range gave the same colour to
+            # class 1 in a map without class 2 and to class 2 elsewhere
+            scale = dict(min=0, max=len(names) - 1,
+                         cmap=plt.get_cmap("viridis", len(names)))
+            legend = ", ".join(f"{c} {name}" for c, name in enumerate(names))
+        else:  # per-pixel regression: the first output channel, one range for both panels
             pred = outputs[i][..., 0]
             tgt = np.asarray(targets[i]).reshape(pred.shape[0], -1)[:, 0]
-        for j, (m, t) in enumerate(((x, "input"), (full_sky(pred, sampling), "prediction"),
-                                    (full_sky(tgt, sampling), "target"))):
-            hp.mollview(m, nest=True, fig=fig.number, sub=(n, 3, 3 * i + j + 1), title=t, cbar=True)
+            both = np.concatenate([np.ravel(pred), np.ravel(tgt)])
+            scale = dict(min=float(np.nanmin(both)), max=float(np.nanmax(both)))
+            legend = ""
+        panels = ((x, "input", {}),
+                  (full_sky(pred, sampling), "prediction", scale),
+                  (full_sky(tgt, sampling), f"target ({legend})" if legend else "target", scale))
+        for j, (m, t, kw) in enumerate(panels):
+            hp.mollview(m, nest=True, fig=fig.number, sub=(n, 3, 3 * i + j + 1), title=t, cbar=True,
+                        **kw)
     _save(fig, path)
     plt.close(fig)

@@ -260,6 +260,29 @@ def test_segmentation_with_balanced_class_weights(tmp_path):
     assert (tmp_path / "run" / "plots" / "maps_test.png").is_file()
 
 
+def test_weighted_validation_loss_is_the_loss_of_the_whole_split(tmp_path):
+    """With class weights the loss is sum_i w_i l_i / sum_i w_i; averaging per-batch
+    ratios made the validation loss depend on eval_batch_size (and weight the batches
+    by their size, not by their weight)."""
+    import torch.nn.functional as F
+
+    c = Config.from_dict({
+        "data": {"name": "synthetic_segmentation", "n_train": 8, "n_val": 8, "n_test": 8},
+        "sampling": {"name": "healpix", "nside": 4, "base_pixels": [0, 4]},
+        "model": {"name": f"{__name__}:PixelSegmenter"},
+        "trainer": {"epochs": 1, "batch_size": 8, "class_weights": [0.1, 20.0],
+                    "progress": False, "plots": False, "out": str(tmp_path / "run")},
+    })
+    t = Trainer(c)
+    out, tgt, _, loss = t.predict_split("val")
+    whole = F.cross_entropy(torch.from_numpy(out).transpose(1, 2), torch.from_numpy(tgt).long(),
+                            weight=torch.tensor([0.1, 20.0]))
+    assert loss == pytest.approx(whole.item(), rel=1e-5)
+    for bs in (1, 3):
+        t.config.trainer.eval_batch_size = bs
+        assert t.predict_split("val")[3] == pytest.approx(whole.item(), rel=1e-5)
+
+
 def test_checkpoint_is_atomic_and_weights_only(tmp_path, monkeypatch):
     path = tmp_path / "c.pt"
     atomic_save({"a": torch.ones(2)}, path)

@@ -26,18 +26,40 @@ class CrossEntropy(torch.nn.Module):
         w = None if weight is None else torch.as_tensor(np.asarray(weight, dtype=np.float32))
         self.register_buffer("weight", w)
 
-    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def _prepare(self, output: torch.Tensor):
         if output.dim() == 3:  # [B, N, C] -> [B, C, N], torch's layout
             output = output.transpose(1, 2)
         if self.weight is not None and self.weight.numel() != output.shape[1]:
             raise ValueError(
                 f"{self.weight.numel()} class weights for a model with {output.shape[1]} outputs"
             )
-        w = None if self.weight is None else self.weight.to(output.dtype)
+        return output, None if self.weight is None else self.weight.to(output.dtype)
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        output, w = self._prepare(output)
         return F.cross_entropy(output, target.long(), weight=w)
+
+    def sums(self, output: torch.Tensor, target: torch.Tensor):
+        r"""Numerator :math:`\sum_i w_{y_i} \ell_i` and denominator :math:`\sum_i w_{y_i}`
+        of the loss on a batch: summed over batches they give the loss of their union,
+        which the mean of per-batch losses is not when the weights differ."""
+        output, w = self._prepare(output)
+        target = target.long()
+        num = F.cross_entropy(output, target, weight=w, reduction="sum")
+        den = target.numel() if w is None else w[target].sum()
+        return float(num), float(den)
 
     def extra_repr(self) -> str:
         return "" if self.weight is None else f"weight={self.weight.tolist()}"
+
+
+def loss_sums(loss_fn: torch.nn.Module, output: torch.Tensor, target: torch.Tensor):
+    """``(numerator, denominator)`` of ``loss_fn`` on a batch, to be summed over batches:
+    the loss's own ``sums`` where it has one, else the batch mean times the batch size
+    (exact for a mean over items of equal size)."""
+    if hasattr(loss_fn, "sums"):
+        return loss_fn.sums(output, target)
+    return float(loss_fn(output, target)) * len(output), len(output)
 
 
 def balanced_weights(counts: Sequence[int]) -> np.ndarray:

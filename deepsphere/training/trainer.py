@@ -39,6 +39,7 @@ from . import metrics as M
 from .builders import (WarmupCosine, build_dataset, build_loss, build_model, build_optimizer, build_sampling,
                        build_scheduler, n_outputs)
 from .config import Config, ConfigError, validate
+from .losses import loss_sums
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.csv"
@@ -297,14 +298,15 @@ class Trainer:
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
                 o = self.model(x)
             o = o.float()
-            loss_sum += float(self.loss_fn(o, y)) * len(x)
-            n += len(x)
+            num, den = loss_sums(self.loss_fn, o, y)  # weighted losses: not a mean of batch means
+            loss_sum += num
+            n += den
             outs.append(o.cpu().numpy())
             tgts.append(y.cpu().numpy())
             if limit is None or sum(len(a) for a in ins) < limit:
                 ins.append(x.cpu().numpy())
         inputs = np.concatenate(ins)[:limit] if ins else None
-        return np.concatenate(outs), np.concatenate(tgts), inputs, loss_sum / max(n, 1)
+        return np.concatenate(outs), np.concatenate(tgts), inputs, (loss_sum / n if n else float("nan"))
 
     def evaluate(self, split: str = "val") -> dict:
         """Loss and metrics on a split (computed on rank 0, shared with every rank)."""

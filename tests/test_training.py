@@ -283,6 +283,18 @@ def test_weighted_validation_loss_is_the_loss_of_the_whole_split(tmp_path):
         assert t.predict_split("val")[3] == pytest.approx(whole.item(), rel=1e-5)
 
 
+def test_a_nan_monitored_value_never_becomes_the_best(tmp_path, monkeypatch):
+    """NaN compares False with everything: a NaN first epoch stayed the best for good
+    (best.pt frozen at it, early stopping counting every later epoch as no better)."""
+    t = Trainer(tiny_config(tmp_path / "run", epochs=4, monitor="val_loss", early_stopping=2))
+    values = iter([float("nan"), 0.9, float("nan"), 0.5])
+    real = t.evaluate
+    monkeypatch.setattr(t, "evaluate", lambda split="val": {**real(split), "loss": next(values)})
+    t.fit()
+    assert len(t.history) == 4 and t.best_epoch == 4 and t.best == 0.5
+    assert load(tmp_path / "run" / "checkpoints" / "best.pt")["epoch"] == 4
+
+
 def test_checkpoint_is_atomic_and_weights_only(tmp_path, monkeypatch):
     path = tmp_path / "c.pt"
     atomic_save({"a": torch.ones(2)}, path)

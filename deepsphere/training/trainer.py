@@ -341,7 +341,10 @@ class Trainer:
                     self.scheduler.step(-value if self.greater else value)
                 else:
                     self.scheduler.step()
-            improved = self.best is None or (value > self.best if self.greater else value < self.best)
+            # NaN (a diverged or undefined value) is never an improvement, and any number beats it
+            improved = not np.isnan(value) and (
+                self.best is None or np.isnan(self.best)
+                or (value > self.best if self.greater else value < self.best))
             if improved:
                 self.best, self.best_epoch, self.bad_epochs = value, e + 1, 0
             else:

@@ -29,6 +29,18 @@ def _check(scores: np.ndarray, target: np.ndarray):
         raise ValueError(f"scores must be (n, n_classes), got shape {scores.shape}")
     if target.shape != (scores.shape[0],):
         raise ValueError(f"target must be (n,) = ({scores.shape[0]},), got shape {target.shape}")
+    bad = ~np.isfinite(scores).all(1)
+    if bad.any():  # arg-max and ranking of NaN are undefined (numpy picks the first NaN)
+        raise ValueError(
+            f"scores must be finite: {int(bad.sum())} of {bad.size} rows contain NaN or inf "
+            f"(first at row {int(np.argmax(bad))}); the model's outputs diverged or overflowed "
+            "(lower the learning rate, or train without float16 autocast)"
+        )
+    if not np.issubdtype(target.dtype, np.integer) and np.any(target != np.round(target)):
+        raise ValueError(
+            "target labels must be integers (class indices); got non-integral values such as "
+            f"{target[target != np.round(target)][:3].tolist()}"
+        )
     if target.size and (target.min() < 0 or target.max() >= scores.shape[1]):
         raise ValueError(
             f"target labels must be in [0, {scores.shape[1]}), got range [{target.min()}, {target.max()}]"
@@ -189,9 +201,10 @@ def compute(names, output: np.ndarray, target: np.ndarray, task: str,
     out, tgt = flatten_outputs(output, target, task)
     if task in ("classification", "segmentation"):
         # softmax scores: AP needs a per-class score, arg-max metrics are unaffected
-        z = out - out.max(1, keepdims=True)
-        out = np.exp(z)
-        out /= out.sum(1, keepdims=True)
+        with np.errstate(invalid="ignore"):  # inf logits give NaN, refused by the metrics
+            z = out - out.max(1, keepdims=True)
+            out = np.exp(z)
+            out /= out.sum(1, keepdims=True)
     elif out.shape != tgt.shape and out.size == tgt.size:
         out = out.reshape(tgt.shape)
     return {n: reg.get(n)(out, tgt) for n in names}

@@ -1,0 +1,83 @@
+"""Metrics and class weights against scikit-learn on many random cases (ties in the scores,
+classes absent from the targets), and their refusal of inputs they cannot score."""
+import warnings
+
+import numpy as np
+import pytest
+
+from deepsphere.training import metrics as M
+from deepsphere.training.losses import balanced_weights
+
+sk = pytest.importorskip("sklearn.metrics")
+
+
+def _cases(rng, n_cases=60):
+    for i in range(n_cases):
+        n, k = int(rng.integers(1, 60)), int(rng.integers(2, 6))
+        # every other case: scores from 4 levels, so ties are common
+        raw = rng.integers(0, 4, (n, k)).astype(float) if i % 2 else rng.normal(size=(n, k))
+        scores = np.exp(raw) / np.exp(raw).sum(1, keepdims=True)
+        target = rng.integers(0, k - (i % 3 == 0), n)  # every third case: the last class absent
+        yield scores, target, k
+
+
+def test_classification_metrics_match_sklearn_with_ties_and_absent_classes(rng):
+    for scores, target, k in _cases(rng):
+        pred, labels = scores.argmax(1), np.arange(k)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # sklearn warns about absent classes
+            assert M.accuracy(scores, target) == pytest.approx(sk.accuracy_score(target, pred))
+            assert M.mean_class_accuracy(scores, target) == pytest.approx(
+                sk.balanced_accuracy_score(target, pred))
+            c = sk.confusion_matrix(target, pred, labels=labels)
+            np.testing.assert_array_equal(M.confusion_matrix(scores, target), c)
+            for mine, theirs in ((M.precision, sk.precision_score), (M.recall, sk.recall_score),
+                                 (M.iou, sk.jaccard_score)):
+                np.testing.assert_allclose(mine(scores, target), theirs(
+                    target, pred, labels=labels, average=None, zero_division=0), atol=1e-12)
+        union = c.sum(0) + c.sum(1) - np.diag(c)
+        assert M.mean_iou(scores, target) == pytest.approx(np.mean((np.diag(c) / np.maximum(union, 1))[union > 0]))
+        ap = M.average_precision(scores, target)
+        present = [j for j in range(k) if (target == j).any()]
+        expected = [sk.average_precision_score(target == j, scores[:, j]) for j in present]
+        np.testing.assert_allclose(ap[present], expected, atol=1e-12)
+        assert np.isnan(np.delete(ap, present)).all()  # AP of an absent class is undefined
+        assert M.mean_average_precision(scores, target) == pytest.approx(np.mean(expected))
+
+
+def test_balanced_weights_match_sklearn(rng):
+    from sklearn.utils.class_weight import compute_class_weight
+
+    for _ in range(20):
+        k = int(rng.integers(2, 7))
+        y = rng.integers(0, k, int(rng.integers(k, 200)))
+        y[:k] = np.arange(k)  # sklearn needs every class present
+        np.testing.assert_allclose(balanced_weights(np.bincount(y, minlength=k)),
+                                   compute_class_weight("balanced", classes=np.arange(k), y=y))
+
+
+def test_regression_metrics_pool_every_output(rng):
+    """mse, mae and r2 of a [batch, stations, 1] output are over all elements pooled
+    (sklearn on the flattened arrays), not a mean of per-station values."""
+    y = rng.normal(size=(30, 5, 1)) + np.arange(5)[:, None]
+    p = y + 0.5 * rng.normal(size=y.shape)
+    assert M.mse(p, y) == pytest.approx(sk.mean_squared_error(y.ravel(), p.ravel()))
+    assert M.mae(p, y) == pytest.approx(sk.mean_absolute_error(y.ravel(), p.ravel()))
+    assert M.r2(p, y) == pytest.approx(sk.r2_score(y.ravel(), p.ravel()))
+    assert np.isnan(M.r2(np.arange(3.0), np.ones(3)))  # constant target: undefined
+
+
+def test_scores_must_be_finite_and_labels_integers():
+    """A NaN row was scored as a prediction of class 0 (numpy's arg-max of NaN), and float
+    labels were truncated (1.7 -> class 1); both are errors now."""
+    s = np.array([[np.nan, 0.0], [0.0, 1.0]])
+    for metric in (M.accuracy, M.confusion_matrix, M.average_precision, M.mean_iou):
+        with pytest.raises(ValueError, match="scores must be finite: 1 of 2 rows"):
+            metric(s, np.array([1, 1]))
+    with pytest.raises(ValueError, match="target labels must be integers"):
+        M.accuracy(np.eye(2), np.array([1.7, 0.2]))
+    with pytest.raises(ValueError, match="target labels must be integers"):
+        M.accuracy(np.eye(2), np.array([1.0, np.nan]))
+    assert M.accuracy(np.eye(2), np.array([0.0, 1.0])) == 1.0  # integral floats are labels
+    with pytest.raises(ValueError, match="scores must be finite"):  # inf logits: NaN softmax
+        M.compute(["accuracy"], np.array([[0.0, np.inf], [1.0, 0.0]]), np.array([1, 0]), "classification")

@@ -295,6 +295,21 @@ def test_a_nan_monitored_value_never_becomes_the_best(tmp_path, monkeypatch):
     assert load(tmp_path / "run" / "checkpoints" / "best.pt")["epoch"] == 4
 
 
+def error_rate(scores, target):
+    """A plug-in metric where smaller is better."""
+    return 1.0 - M.accuracy(scores, target)
+
+
+def test_monitoring_a_metric_of_unknown_direction_needs_mode(tmp_path):
+    """A plug-in metric was assumed larger-is-better: monitoring an error rate kept the
+    worst epoch as best.pt. Its direction must now be given."""
+    plug = f"{__name__}:error_rate"
+    with pytest.raises(ConfigError, match=r"trainer\.mode: .*error_rate.* set trainer\.mode to min or max"):
+        Trainer(tiny_config(tmp_path / "a", metrics=[plug, "accuracy"]))
+    assert not Trainer(tiny_config(tmp_path / "b", metrics=[plug], mode="min")).greater
+    assert Trainer(tiny_config(tmp_path / "c", metrics=[plug, "accuracy"], monitor="val_accuracy")).greater
+
+
 def test_checkpoint_is_atomic_and_weights_only(tmp_path, monkeypatch):
     path = tmp_path / "c.pt"
     atomic_save({"a": torch.ones(2)}, path)

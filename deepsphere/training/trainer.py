@@ -169,7 +169,13 @@ class Trainer:
                 "e.g. val_recall_1; trainer.metrics sets which metrics are logged)"
             )
         base = re.sub(r"_\d+$", "", base) if base not in M.GREATER_IS_BETTER else base
-        self.greater = (M.GREATER_IS_BETTER.get(base, True) if t.mode == "auto" else t.mode == "max")
+        if t.mode == "auto" and base not in M.GREATER_IS_BETTER:  # a plug-in metric
+            raise ConfigError(
+                f"trainer.mode: whether a larger {self.monitor!r} is better is not known (it is "
+                "not a built-in metric); set trainer.mode to min or max, or trainer.monitor "
+                "to a built-in metric"
+            )
+        self.greater = M.GREATER_IS_BETTER[base] if t.mode == "auto" else t.mode == "max"
 
         self.epoch = 0  # epochs completed
         self.history: List[Dict[str, float]] = []

@@ -444,3 +444,19 @@ def test_tiny_training_run(tmp_path, K):
     trainer = train(cfg)
     assert {"val_mse", "val_mae", "val_r2"} <= set(trainer.history[-1])
     assert len(trainer.model.operators) == (0 if K == 1 else 1)  # K=1 builds no graph
+
+
+def test_ghcn_sampling_longitude_range_across_the_antimeridian(tmp_path):
+    """lon_range [170, -170] selected nothing (min > max); it is the 20 degrees across 180."""
+    lines = [station_line(f"DD00000000{k}", 0.0, lon, 10.0, name=f"S{k}")
+             for k, lon in enumerate([175.0, -175.0, 0.0, 165.0, -179.9])]
+    (tmp_path / "st.txt").write_text("\n".join(lines) + "\n")
+    s = S.ghcn_sampling(str(tmp_path / "st.txt"), lon_range=[170, -170])
+    assert s.names == ["DD000000000", "DD000000001", "DD000000004"]
+    assert S.ghcn_sampling(str(tmp_path / "st.txt"), lon_range=[170, 190]).names == s.names  # 0..360 style
+    assert S.ghcn_sampling(str(tmp_path / "st.txt"), lon_range=[-10, 10]).names == ["DD000000002"]
+    assert S.ghcn_sampling(str(tmp_path / "st.txt"), lon_range=[-180, 180]).npix == 5
+    with pytest.raises(ValueError, match=r"lat_range must be \[min, max\]"):
+        S.ghcn_sampling(str(tmp_path / "st.txt"), lat_range=[10, -10])
+    with pytest.raises(ValueError, match=r"lon_range must be two numbers"):
+        S.ghcn_sampling(str(tmp_path / "st.txt"), lon_range=[170])

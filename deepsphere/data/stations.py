@@ -338,6 +338,16 @@ def fill_gaps(values: np.ndarray, max_gap: int) -> np.ndarray:
 # --------------------------------------------------------------------------------------
 # samplings (registered for configs)
 # --------------------------------------------------------------------------------------
+def _degree_range(r, name: str) -> Tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in r)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be two numbers [first, last] in degrees, got {r!r}") from None
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise ValueError(f"{name} must be finite, got {r!r}")
+    return lo, hi
+
+
 def ghcn_sampling(stations: str, dly_dir: Optional[str] = None, element: str = "TMAX",
                   start: Optional[str] = None, end: Optional[str] = None,
                   min_coverage: float = 0.9, lat_range: Optional[List[float]] = None,
@@ -349,14 +359,21 @@ def ghcn_sampling(stations: str, dly_dir: Optional[str] = None, element: str = "
     ``min_coverage`` of the days from ``start`` to ``end`` with a valid ``element`` value
     are kept. Stations within ``min_separation_km`` of a station kept before are dropped
     (co-located stations would be duplicate graph vertices). ``lat_range``/``lon_range``
-    (degrees, ``[min, max]``) select a region; ``max_stations`` keeps the best covered.
+    (degrees, ``[min, max]``) select a region; ``lon_range`` runs eastward from its first
+    value to its second, so ``[170, -170]`` is the 20 degrees across the antimeridian (either
+    longitude convention works). ``max_stations`` keeps the best covered.
     """
     st = read_ghcnd_stations(stations)
     keep = np.ones(st["id"].size, bool)
     if lat_range is not None:
-        keep &= (st["lat"] >= lat_range[0]) & (st["lat"] <= lat_range[1])
+        lo, hi = _degree_range(lat_range, "lat_range")
+        if not -90 <= lo <= hi <= 90:
+            raise ValueError(f"lat_range must be [min, max] with -90 <= min <= max <= 90, got {lat_range}")
+        keep &= (st["lat"] >= lo) & (st["lat"] <= hi)
     if lon_range is not None:
-        keep &= (st["lon"] >= lon_range[0]) & (st["lon"] <= lon_range[1])
+        lo, hi = _degree_range(lon_range, "lon_range")
+        if hi - lo < 360:  # else the whole circle
+            keep &= np.mod(st["lon"] - lo, 360.0) <= np.mod(hi - lo, 360.0)
     idx = np.flatnonzero(keep)
     coverage = np.ones(idx.size)
     if dly_dir is not None:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -151,6 +152,25 @@ def test_weighted_cross_entropy_by_hand():
     assert CrossEntropy(w)(logits, target).item() == pytest.approx(expected.item())
     np.testing.assert_allclose(balanced_weights([90, 10]), [100 / 180, 100 / 20])
     np.testing.assert_allclose(balanced_weights([5, 0, 5]), [1.0, 0.0, 1.0])
+
+
+def test_a_batch_of_zero_weight_classes_has_zero_loss(tmp_path):
+    """class_weights accept 0 (leave a class out), but torch's weighted mean over a batch
+    holding only such classes is 0/0: NaN, and training stopped with "loss is nan; lower
+    optim.lr". Such a batch now contributes nothing; all-zero weights are refused."""
+    from deepsphere.training.builders import build_loss
+
+    logits = torch.randn(4, 2, requires_grad=True)
+    loss = CrossEntropy([0.0, 1.0])(logits, torch.zeros(4, dtype=torch.long))
+    assert loss.item() == 0.0
+    loss.backward()
+    assert torch.equal(logits.grad, torch.zeros(4, 2))
+    mixed = torch.tensor([0, 1, 1, 0])
+    assert CrossEntropy([0.0, 1.0])(logits, mixed).item() == pytest.approx(
+        torch.nn.functional.cross_entropy(logits, mixed, weight=torch.tensor([0.0, 1.0])).item())
+    c = tiny_config(tmp_path / "run", class_weights=[0.0, 0.0])
+    with pytest.raises(ConfigError, match=r"trainer\.class_weights: every weight is 0"):
+        build_loss(c, SimpleNamespace(task="classification", n_classes=2))
 
 
 # ---- the trainer -----------------------------------------------------------------------

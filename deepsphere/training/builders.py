@@ -129,6 +129,11 @@ def build_loss(config: Config, dataset) -> torch.nn.Module:
                 "class_counts(); list the weights instead"
             )
         weight = balanced_weights(dataset.class_counts())
+    if weight is not None and not np.any(weight > 0):
+        raise ConfigError(
+            f"trainer.class_weights: every weight is 0 ({weight.tolist()}), so the loss is 0 and "
+            "nothing trains; give some class a positive weight"
+        )
     return registry.LOSSES.get(name)(weight=None if weight is None else weight.tolist())
 
 

@@ -15,7 +15,8 @@ import torch.nn.functional as F
 
 class CrossEntropy(torch.nn.Module):
     r"""Cross-entropy with optional class weights :math:`w_c`:
-    :math:`\ell = -\sum_i w_{y_i} \log p_{i, y_i} / \sum_i w_{y_i}`.
+    :math:`\ell = -\sum_i w_{y_i} \log p_{i, y_i} / \sum_i w_{y_i}` (0 on a batch whose
+    items all have weight 0).
 
     Weights counter class imbalance in segmentation (e.g. background 97 % vs rare
     events); :func:`balanced_weights` gives :math:`w_c = n / (C\, n_c)` over the C classes present.
@@ -37,7 +38,13 @@ class CrossEntropy(torch.nn.Module):
 
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         output, w = self._prepare(output)
-        return F.cross_entropy(output, target.long(), weight=w)
+        if w is None:
+            return F.cross_entropy(output, target.long())
+        # torch's weighted mean is 0/0 = NaN on a batch of zero-weight classes only: such a
+        # batch carries no weight, so it contributes 0 (and no gradient), not NaN
+        target = target.long()
+        num = F.cross_entropy(output, target, weight=w, reduction="sum")
+        return num / w[target].sum().clamp_min(torch.finfo(num.dtype).tiny)
 
     def sums(self, output: torch.Tensor, target: torch.Tensor):
         r"""Numerator :math:`\sum_i w_{y_i} \ell_i` and denominator :math:`\sum_i w_{y_i}`

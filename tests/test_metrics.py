@@ -81,3 +81,31 @@ def test_scores_must_be_finite_and_labels_integers():
     assert M.accuracy(np.eye(2), np.array([0.0, 1.0])) == 1.0  # integral floats are labels
     with pytest.raises(ValueError, match="scores must be finite"):  # inf logits: NaN softmax
         M.compute(["accuracy"], np.array([[0.0, np.inf], [1.0, 0.0]]), np.array([1, 0]), "classification")
+
+
+def test_average_precision_of_confident_outputs_is_not_flattened_by_rounding(rng):
+    """compute() ranked the samples by float32 softmax probabilities, which round to exactly
+    1.0 beyond a logit margin of about 17: thousands of ties, and AP off by 0.01. With two
+    classes p_1 = sigmoid(z_1 - z_0), so the exact ranking is by the logit difference."""
+    n = 5000
+    target = (rng.random(n) < 0.2).astype(int)
+    wrong = rng.random(n) < 0.1
+    margin = rng.normal(30.0, 8.0, n) * np.where(target ^ wrong, 1, -1)
+    logits = np.stack([np.zeros(n), margin], 1).astype(np.float32)
+    got = M.compute(["average_precision"], logits, target, "classification")["average_precision"]
+    d = logits[:, 1].astype(np.float64) - logits[:, 0]
+    np.testing.assert_allclose(got, [sk.average_precision_score(target == 0, -d),
+                                     sk.average_precision_score(target == 1, d)], rtol=1e-12)
+    seg = M.compute(["mean_average_precision"], logits.reshape(50, 100, 2), target.reshape(50, 100),
+                    "segmentation")["mean_average_precision"]
+    assert seg == pytest.approx(np.mean(got), rel=1e-12)
+
+
+def test_softmax_log_odds_is_the_logit_of_the_softmax(rng):
+    from scipy.special import logit, softmax
+
+    z = rng.normal(0, 3, (50, 4))
+    np.testing.assert_allclose(M.softmax_log_odds(z), logit(softmax(z, axis=1)), rtol=1e-9, atol=1e-9)
+    s = M.softmax_log_odds(np.array([[0.0, -np.inf, 1.0], [np.nan, 0.0, 0.0], [np.inf, 0.0, 0.0]]))
+    assert np.isfinite(s[0]).all() and s[0, 1] < -1e299  # -inf: probability 0, still ranked
+    assert np.isnan(s[1:]).all()

@@ -192,6 +192,31 @@ def flatten_outputs(output: np.ndarray, target: np.ndarray, task: str):
     return output, target
 
 
+def softmax_log_odds(logits: np.ndarray) -> np.ndarray:
+    r"""Per-class scores :math:`s_c = \log\frac{p_c}{1 - p_c} = z_c - \log\sum_{j \ne c} e^{z_j}`
+    of the softmax probabilities :math:`p = \mathrm{softmax}(z)`, in float64.
+
+    :math:`s_c` ranks the samples as :math:`p_c` does (:math:`p_c` is the logistic
+    function of :math:`s_c`), so AP is that of the probabilities, and the arg-max is the
+    same; but :math:`p_c` itself rounds to exactly 1 beyond a margin of about 17 (float32)
+    or 37 (float64), which ties confident samples and changes AP. A logit of -inf
+    (probability 0) counts as -1e300; rows with NaN or +inf give NaN (refused by the metrics).
+    """
+    z = np.asarray(logits, dtype=np.float64)
+    k = z.shape[1]
+    if k == 1:
+        return np.zeros_like(z)
+    with np.errstate(invalid="ignore", over="ignore"):
+        bad = (np.isnan(z) | (z == np.inf)).any(1, keepdims=True)
+        z = np.where(bad, np.nan, np.maximum(z, -1e300))
+        out = np.empty_like(z)
+        for c in range(k):
+            others = np.delete(z, c, axis=1)
+            m = others.max(1)
+            out[:, c] = z[:, c] - m - np.log(np.exp(others - m[:, None]).sum(1))
+    return out
+
+
 def compute(names, output: np.ndarray, target: np.ndarray, task: str,
             registry=None) -> dict:
     """Evaluate metric ``names`` (registry keys) and return ``{name: float or array}``."""
@@ -200,11 +225,7 @@ def compute(names, output: np.ndarray, target: np.ndarray, task: str,
     reg = registry or METRICS
     out, tgt = flatten_outputs(output, target, task)
     if task in ("classification", "segmentation"):
-        # softmax scores: AP needs a per-class score, arg-max metrics are unaffected
-        with np.errstate(invalid="ignore"):  # inf logits give NaN, refused by the metrics
-            z = out - out.max(1, keepdims=True)
-            out = np.exp(z)
-            out /= out.sum(1, keepdims=True)
+        out = softmax_log_odds(out)
     elif out.shape != tgt.shape and out.size == tgt.size:
         out = out.reshape(tgt.shape)
     return {n: reg.get(n)(out, tgt) for n in names}

@@ -732,11 +732,26 @@ def test_segmentation_maps_give_each_class_one_colour(tmp_path, monkeypatch):
 
 def test_plateau_schedule_follows_the_monitored_value(tmp_path):
     c = tiny_config(tmp_path / "run", epochs=3, monitor="val_loss")
-    c.optim.lr = 1e-12  # validation loss stays put: a plateau from the first epoch on
+    # validation loss stays put (to within the plateau's 1e-4): a plateau from the first
+    # epoch on. The rate is above the scheduler's eps = 1e-8, under which it never decays.
+    c.optim.lr = 1e-6
     c.scheduler.name, c.scheduler.warmup_epochs, c.scheduler.patience, c.scheduler.gamma = "plateau", 0, 0, 0.5
     c.model.params["dropout"] = 0.0
     t = train(c)
-    assert [r["lr"] for r in t.history] == pytest.approx([1e-12, 1e-12, 5e-13])
+    assert [r["lr"] for r in t.history] == pytest.approx([1e-6, 1e-6, 5e-7], rel=1e-9, abs=0)
+
+
+def test_plateau_schedule_sees_a_flat_accuracy(tmp_path):
+    """A larger-is-better value was passed negated to a 'min' plateau scheduler, whose
+    relative threshold best * (1 - 1e-4) is then above a negative best: an unchanged
+    accuracy counted as an improvement every epoch and the rate never decayed."""
+    c = tiny_config(tmp_path / "run", epochs=3, monitor="val_accuracy")
+    c.optim.lr = 1e-6
+    c.scheduler.name, c.scheduler.warmup_epochs, c.scheduler.patience, c.scheduler.gamma = "plateau", 0, 0, 0.5
+    c.model.params["dropout"] = 0.0
+    t = train(c)
+    assert len({r["val_accuracy"] for r in t.history}) == 1
+    assert [r["lr"] for r in t.history] == pytest.approx([1e-6, 1e-6, 5e-7], rel=1e-9, abs=0)
 
 
 def test_monitor_must_be_a_logged_value(tmp_path):

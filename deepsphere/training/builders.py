@@ -165,9 +165,9 @@ class WarmupCosine:
         return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def build_scheduler(config: Config, optimizer):
-    """A torch scheduler stepped once per epoch (``plateau``: with the monitored value),
-    or None."""
+def build_scheduler(config: Config, optimizer, greater: bool = False):
+    """A torch scheduler stepped once per epoch (``plateau``: with the monitored value,
+    ``greater`` when larger is better), or None."""
     s, epochs = config.scheduler, config.trainer.epochs
     L = torch.optim.lr_scheduler
     if s.warmup_epochs < 0:
@@ -188,6 +188,8 @@ def build_scheduler(config: Config, optimizer):
     if s.name == "exponential":
         return L.ExponentialLR(optimizer, gamma=s.gamma)
     if s.name == "plateau":
-        return L.ReduceLROnPlateau(optimizer, mode="min", factor=s.gamma, patience=s.patience,
-                                   min_lr=s.min_lr)
+        # the direction is the scheduler's own: a negated value under "min" breaks its
+        # relative threshold (best * (1 - 1e-4) lies above a negative best)
+        return L.ReduceLROnPlateau(optimizer, mode="max" if greater else "min", factor=s.gamma,
+                                   patience=s.patience, min_lr=s.min_lr)
     raise ConfigError(f"scheduler.name: unknown {s.name!r}")

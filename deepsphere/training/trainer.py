@@ -152,7 +152,6 @@ class Trainer:
             self._wrap_distributed()
         self.loss_fn = build_loss(config, self.dataset).to(self.device)
         self.optimizer = build_optimizer(config, self.model)
-        self.scheduler = build_scheduler(config, self.optimizer)
         self.amp = bool(t.amp and self.device.type == "cuda")
         self.amp_dtype = getattr(torch, t.amp_dtype)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and t.amp_dtype == "float16")
@@ -176,6 +175,7 @@ class Trainer:
                 "to a built-in metric"
             )
         self.greater = M.GREATER_IS_BETTER[base] if t.mode == "auto" else t.mode == "max"
+        self.scheduler = build_scheduler(config, self.optimizer, self.greater)
 
         self.epoch = 0  # epochs completed
         self.history: List[Dict[str, float]] = []
@@ -344,7 +344,9 @@ class Trainer:
             value = row[self.monitor]
             if self.scheduler is not None:
                 if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                    self.scheduler.step(-value if self.greater else value)
+                    # checkpoints from before the scheduler took the direction hold "min"
+                    flip = self.greater and self.scheduler.mode == "min"
+                    self.scheduler.step(-value if flip else value)
                 else:
                     self.scheduler.step()
             # NaN (a diverged or undefined value) is never an improvement, and any number beats it

@@ -303,7 +303,7 @@ def test_weighted_validation_loss_is_the_loss_of_the_whole_split(tmp_path):
         assert t.predict_split("val")[3] == pytest.approx(whole.item(), rel=1e-5)
 
 
-def test_a_nan_monitored_value_never_becomes_the_best(tmp_path, monkeypatch):
+def test_a_nan_monitored_value_never_becomes_the_best(tmp_path, monkeypatch, capsys):
     """NaN compares False with everything: a NaN first epoch stayed the best for good
     (best.pt frozen at it, early stopping counting every later epoch as no better)."""
     t = Trainer(tiny_config(tmp_path / "run", epochs=4, monitor="val_loss", early_stopping=2))
@@ -313,6 +313,11 @@ def test_a_nan_monitored_value_never_becomes_the_best(tmp_path, monkeypatch):
     t.fit()
     assert len(t.history) == 4 and t.best_epoch == 4 and t.best == 0.5
     assert load(tmp_path / "run" / "checkpoints" / "best.pt")["epoch"] == 4
+    t = Trainer(tiny_config(tmp_path / "nan", epochs=2, monitor="val_loss"))
+    monkeypatch.setattr(t, "evaluate", lambda split="val": {**real(split), "loss": float("nan")})
+    t.fit()
+    assert t.best is None and not (tmp_path / "nan" / "checkpoints" / "best.pt").exists()
+    assert "val_loss was NaN at every epoch" in capsys.readouterr().out
 
 
 def error_rate(scores, target):

@@ -394,6 +394,9 @@ class Trainer:
         """Test metrics of the best checkpoint, and plots."""
         if (self.out / BEST).exists():
             self.model.load_state_dict(ckpt.load(self.out / BEST)["model"])
+        else:  # every monitored value was NaN: no epoch was ever the best
+            print(f"note: {self.monitor} was NaN at every epoch, so there is no best checkpoint; "
+                  "the test metrics are those of the last epoch", flush=True)
         results = evaluate_split(self, "test", self.out)
         acc = {k: v for k, v in results.items() if np.ndim(v) == 0}
         print("test (best epoch %d): " % self.best_epoch

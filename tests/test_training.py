@@ -226,6 +226,16 @@ def test_resume_in_process_equals_uninterrupted(tmp_path):
     assert same_weights(weights(tmp_path / "full"), weights(tmp_path / "part"))
 
 
+def test_extending_a_cosine_run_follows_the_longer_schedule_at_once(tmp_path):
+    """Resuming a finished cosine run with more epochs kept, for the first new epoch, the
+    rate the old schedule ends at (min_lr = 0: an epoch that trains nothing)."""
+    full = train(tiny_config(tmp_path / "full", epochs=4)).history
+    train(tiny_config(tmp_path / "part", epochs=2))
+    part = train(tiny_config(tmp_path / "part", epochs=4), resume=True).history
+    assert [r["lr"] for r in part[2:]] == pytest.approx([r["lr"] for r in full[2:]], rel=1e-12, abs=0)
+    assert part[2]["lr"] > 0
+
+
 def test_existing_run_and_changed_config_are_refused(tmp_path):
     run = tmp_path / "run"
     train(tiny_config(run, epochs=1))

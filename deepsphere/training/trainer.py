@@ -445,9 +445,14 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
-            for f in getattr(self.scheduler, "lr_lambdas", ()):
-                if isinstance(f, WarmupCosine):  # trainer.epochs may have been extended
+            lambdas = getattr(self.scheduler, "lr_lambdas", ())
+            if any(isinstance(f, WarmupCosine) for f in lambdas):
+                # trainer.epochs may have been extended: the next epoch's rate too comes from
+                # the new schedule (the same number when it was not)
+                for f in lambdas:
                     f.epochs = self.config.trainer.epochs
+                for g, base, f in zip(self.optimizer.param_groups, self.scheduler.base_lrs, lambdas):
+                    g["lr"] = base * f(self.scheduler.last_epoch)
         self.scaler.load_state_dict(state["scaler"])
         self.epoch = int(state["epoch"])
         self.history = list(state["history"])

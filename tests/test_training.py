@@ -697,6 +697,15 @@ def test_schedules_by_epoch_and_their_state_loads_weights_only(scheduler, expect
     assert load(tmp_path / "s.pt")["s"]["last_epoch"] == 5
 
 
+def test_cosine_min_lr_above_lr_is_refused():
+    """min_lr > lr made the cosine "decay" raise the rate, silently."""
+    from deepsphere.training.builders import build_optimizer, build_scheduler
+
+    c = Config.from_dict({"optim": {"lr": 1e-3}, "scheduler": {"name": "cosine", "min_lr": 1e-2}})
+    with pytest.raises(ConfigError, match=r"scheduler\.min_lr: 0\.01 is above optim\.lr 0\.001"):
+        build_scheduler(c, build_optimizer(c, torch.nn.Linear(2, 2)))
+
+
 def test_partial_sky_maps_are_filled_with_unseen():
     import healpy as hp
 

@@ -175,6 +175,11 @@ def build_scheduler(config: Config, optimizer, greater: bool = False):
     if s.name in ("none", "cosine"):
         if s.name == "none" and s.warmup_epochs == 0:
             return None
+        if s.name == "cosine" and s.min_lr > config.optim.lr:  # the "decay" would raise the rate
+            raise ConfigError(
+                f"scheduler.min_lr: {s.min_lr} is above optim.lr {config.optim.lr}; the cosine "
+                "schedule decays from optim.lr down to min_lr, so min_lr must be <= optim.lr"
+            )
         f = WarmupCosine(s.warmup_epochs, epochs, s.name == "cosine", s.min_lr / config.optim.lr)
         return L.LambdaLR(optimizer, f)
     if s.warmup_epochs:

@@ -67,6 +67,27 @@ def test_regression_metrics_pool_every_output(rng):
     assert np.isnan(M.r2(np.arange(3.0), np.ones(3)))  # constant target: undefined
 
 
+def test_mean_r2_is_sklearns_uniform_average_over_stations(rng):
+    """mean_r2 of a [days, stations, 1] output is the mean of each station's R^2 over the
+    days (sklearn's multioutput='uniform_average' on [days, stations]): the GHCN protocol.
+    Station offsets inflate the pooled r2 but not mean_r2."""
+    days, stations = 40, 6
+    y = rng.normal(size=(days, stations, 1)) + 10 * np.arange(stations)[None, :, None]
+    p = y + 0.7 * rng.normal(size=y.shape)
+    ref = sk.r2_score(y[..., 0], p[..., 0], multioutput="uniform_average")
+    assert M.mean_r2(p, y) == pytest.approx(ref, rel=1e-12)
+    assert M.r2(p, y) > 0.99 > ref                              # pooled: credits the offsets
+    y[:, 2] = 3.0                                               # a constant station is left out
+    keep = [0, 1, 3, 4, 5]
+    assert M.mean_r2(p, y) == pytest.approx(
+        sk.r2_score(y[:, keep, 0], p[:, keep, 0], multioutput="uniform_average"), rel=1e-12)
+    assert M.mean_r2(np.arange(4.0), np.arange(4.0) + 1) == M.r2(np.arange(4.0), np.arange(4.0) + 1)
+    assert np.isnan(M.mean_r2(np.zeros((3, 2)), np.ones((3, 2))))
+    with pytest.raises(ValueError, match="differs from target shape"):
+        M.mean_r2(np.zeros((3, 2)), np.zeros((3, 3)))
+    assert "mean_r2" in M.DEFAULTS["regression"] and M.GREATER_IS_BETTER["mean_r2"]
+
+
 def test_scores_must_be_finite_and_labels_integers():
     """A NaN row was scored as a prediction of class 0 (numpy's arg-max of NaN), and float
     labels were truncated (1.7 -> class 1); both are errors now."""

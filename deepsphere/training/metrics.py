@@ -167,19 +167,45 @@ def r2(pred: np.ndarray, target: np.ndarray) -> float:
     return float(1.0 - np.sum((p - t) ** 2) / ss_tot)
 
 
+def mean_r2(pred: np.ndarray, target: np.ndarray) -> float:
+    r"""Mean over outputs (stations, pixels, channels) of each output's :math:`R^2` across
+    the samples (days, maps):
+
+    .. math:: \overline{R^2} = \frac{1}{V} \sum_v \Big(1 - \frac{\sum_n (p_{nv} - t_{nv})^2}
+              {\sum_n (t_{nv} - \bar t_v)^2}\Big),
+
+    sklearn's ``r2_score(target, pred, multioutput="uniform_average")`` on ``[samples,
+    outputs]``, the figure of DeepSphere's GHCN experiments. Unlike :func:`r2`, which pools
+    all values, it gives no credit for the differences between stations' means (a station
+    always warmer than another). Outputs with a constant target are left out; NaN if all are.
+    """
+    p = np.asarray(pred, dtype=np.float64)
+    t = np.asarray(target, dtype=np.float64)
+    if p.shape != t.shape:
+        raise ValueError(f"prediction shape {p.shape} differs from target shape {t.shape}")
+    if p.ndim < 2:
+        return r2(p, t)
+    p, t = p.reshape(len(p), -1), t.reshape(len(t), -1)
+    ss_tot = np.sum((t - t.mean(axis=0)) ** 2, axis=0)
+    ok = ss_tot > 0
+    if not ok.any():
+        return float("nan")
+    return float(np.mean(1.0 - np.sum((p - t) ** 2, axis=0)[ok] / ss_tot[ok]))
+
+
 #: Metrics computed by default for each task (the first is monitored for early stopping
 #: and the best checkpoint, except regression where the validation loss is).
 DEFAULTS = {
     "classification": ["accuracy", "mean_average_precision", "precision", "recall"],
     "segmentation": ["accuracy", "mean_iou", "mean_average_precision", "iou",
                      "mean_class_accuracy"],
-    "regression": ["mse", "mae", "r2"],
+    "regression": ["mse", "mae", "r2", "mean_r2"],
 }
 #: Whether larger is better, for picking the best checkpoint.
 GREATER_IS_BETTER = {
     "accuracy": True, "mean_class_accuracy": True, "precision": True, "recall": True,
     "average_precision": True,
-    "mean_average_precision": True, "iou": True, "mean_iou": True, "r2": True,
+    "mean_average_precision": True, "iou": True, "mean_iou": True, "r2": True, "mean_r2": True,
     "mse": False, "mae": False, "loss": False,
 }
 

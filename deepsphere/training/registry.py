@@ -135,7 +135,7 @@ LOSSES.register("mse", "deepsphere.training.losses:mse")
 LOSSES.register("l1", "deepsphere.training.losses:l1")
 
 for _m in ("accuracy", "mean_class_accuracy", "confusion_matrix", "precision", "recall",
-           "average_precision", "mean_average_precision", "iou", "mean_iou", "mse", "mae", "r2"):
+           "average_precision", "mean_average_precision", "iou", "mean_iou", "mse", "mae", "r2", "mean_r2"):
     METRICS.register(_m, f"deepsphere.training.metrics:{_m}")
 
 # applications (deepsphere.data.cosmology, deepsphere.data.digits)

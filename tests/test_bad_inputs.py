@@ -608,6 +608,12 @@ CASES = [
          lambda f: _spectral().rotate_coefficients(torch.ones(4, dtype=torch.float64), (np.nan, 0.0, 0.0)),
          ValueError, r"Euler angles must be finite, got \(nan, 0.0, 0.0\)"),
     # ---- configs ---------------------------------------------------------------------------
+    Case("metric-nan-scores", "training", "a NaN row of scores to accuracy (was scored as class 0)",
+         lambda f: _metrics().accuracy(np.array([[np.nan, 0.0], [0.0, 1.0]]), np.array([1, 1])),
+         ValueError, r"scores must be finite: 1 of 2 rows contain NaN or inf"),
+    Case("metric-fractional-labels", "training", "target labels 1.7 and 0.2 (1.7 was truncated to 1)",
+         lambda f: _metrics().accuracy(np.eye(2), np.array([1.7, 0.2])), ValueError,
+         r"target labels must be integers"),
     Case("config-unknown-section", "config", "section 'trainr'",
          lambda f: Config.from_dict({"trainr": {}}), ConfigError,
          r"unknown section 'trainr'; valid sections: data, sampling"),
@@ -821,6 +827,10 @@ CASES = [
          lambda f: _cosmology().read_healpix_maps(f.dir / "truncated.npy", ordering="RING"), ValueError,
          r"truncated.npy.*(truncated|corrupt)"),
 ]
+
+
+def _metrics():
+    return __import__("deepsphere.training.metrics", fromlist=["x"])
 
 
 def _closure():

@@ -560,6 +560,25 @@ def test_predict_order_ring_needs_healpix():
         as_batch(np.zeros((2, s.npix)), s, 1, order="RING")
 
 
+def test_predict_unseen_pixels_get_advice_predict_can_follow():
+    """A map missing values on the run's pixels is refused with advice that applies to
+    predict (was: the dataset advice 'pass unseen=...', an argument predict does not take)."""
+    import healpy as hp
+
+    from deepsphere.sampling import HEALPix
+    from deepsphere.training.predict import as_batch
+
+    s = HEALPix.from_pixels(4, np.arange(32))
+    m = np.ones(192)
+    m[100:] = hp.UNSEEN  # off the run's pixels: fine
+    assert as_batch(m, s, 1).shape == (1, 32, 1)
+    m[5] = np.nan
+    with pytest.raises(ValueError, match=r"1 UNSEEN/NaN/inf .*positions \[5\]\): predict needs "
+                                         r"a value at each of the run's pixels") as e:
+        as_batch(m, s, 1)
+    assert "unseen=" not in str(e.value) and "from_map" not in str(e.value)
+
+
 def test_predict_applies_the_training_normalisation(tmp_path, capsys, monkeypatch):
     """Raw maps given to predict get the normalisation the training data had (here: maps
     divided by their training rms; stations standardised and centred), so predict on a raw

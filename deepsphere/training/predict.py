@@ -67,7 +67,19 @@ def as_batch(x: np.ndarray, sampling, in_channels: int, order: str = "NESTED") -
     if x.shape[2] != in_channels:
         raise ValueError(f"maps have {x.shape[2]} channels, the model takes {in_channels}")
     if isinstance(sampling, HEALPix):
-        x = np.moveaxis(sampling.take(np.moveaxis(x, 1, -1), order), -1, 1)
+        try:
+            x = np.moveaxis(sampling.take(np.moveaxis(x, 1, -1), order), -1, 1)
+        except ValueError as e:
+            if "UNSEEN" not in str(e):
+                raise
+            # take's advice (a new sampling, unseen='zero') is for building datasets; here
+            # the run's pixels are fixed and every one of them needs a value
+            where = str(e).split(". Restrict")[0]  # the count and first positions
+            raise ValueError(
+                f"{where}: predict needs a value at each of the run's pixels (positions "
+                "count in the run's sampling order). Fill the missing ones "
+                "(e.g. with the map's mean) or predict with a run trained on the observed "
+                "pixels only") from None
     elif not np.all(np.isfinite(x)):
         raise ValueError("maps contain NaN or inf values")
     return np.ascontiguousarray(x, dtype=np.float32)

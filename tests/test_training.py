@@ -550,6 +550,24 @@ def test_cli_predict_bad_files_get_one_line(tmp_path, capsys, monkeypatch):
                                np.load(run / "predictions" / "ok.npy"), atol=1e-2)
 
 
+def test_cli_predict_fits_input_says_how_to_convert(tmp_path):
+    """A FITS map given to predict (which reads .npy) is named as such, with the conversion
+    to a NESTED .npy (was: 'not a .npy array, and it is never unpickled')."""
+    import healpy as hp
+
+    from deepsphere.training.commands import _load_npy
+
+    m = np.random.default_rng(0).normal(size=192)
+    hp.write_map(str(tmp_path / "m.fits"), hp.reorder(m, n2r=True), nest=False, dtype=np.float64)
+    (tmp_path / "m.npy").write_bytes((tmp_path / "m.fits").read_bytes())  # misnamed
+    for name in ("m.fits", "m.npy"):
+        with pytest.raises(ValueError, match="a FITS file; predict reads .npy arrays") as e:
+            _load_npy(str(tmp_path / name))
+        assert "unpickled" not in str(e.value) and "nest=True" in str(e.value)
+    # the advised conversion gives the map in predict's default (NESTED) order
+    np.testing.assert_allclose(hp.read_map(str(tmp_path / "m.fits"), nest=True), m)
+
+
 def test_predict_order_ring_needs_healpix():
     from deepsphere.sampling import Equiangular
     from deepsphere.training.predict import as_batch

@@ -172,6 +172,12 @@ def _load_npy(path: str) -> np.ndarray:
         raise FileNotFoundError(f"{path}: no such file") from None
     except (ValueError, EOFError, OSError) as e:
         # numpy's messages suggest unpickling, which can run code: never here
+        if _is_fits(path):
+            raise ValueError(
+                f"{path}: a FITS file; predict reads .npy arrays: convert it with "
+                f"np.save('maps.npy', healpy.read_map({path!r}, nest=True)) (NESTED "
+                "whatever the file's ORDERING; predict's default --order) and predict on that"
+            ) from None
         if "Object arrays" in str(e):
             e = "it holds Python objects, and predict reads numeric arrays only"
         elif "pickle" in str(e):
@@ -181,6 +187,17 @@ def _load_npy(path: str) -> np.ndarray:
     if not isinstance(x, np.ndarray):  # an .npz archive
         raise ValueError(f"{path}: an .npz archive, not one .npy array; save the maps with np.save")
     return x
+
+
+def _is_fits(path: str) -> bool:
+    """A FITS file by its name or its first card (``SIMPLE  =``)."""
+    if str(path).lower().endswith((".fits", ".fits.gz", ".fit", ".fit.gz", ".fts")):
+        return True
+    try:
+        with open(path, "rb") as f:
+            return f.read(9) == b"SIMPLE  ="
+    except OSError:
+        return False
 
 
 def _atomic_save_npy(array: np.ndarray, dest: Path) -> None:

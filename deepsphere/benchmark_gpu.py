@@ -251,6 +251,9 @@ def run(args: argparse.Namespace) -> int:
     if device.type == "cuda" and not torch.cuda.is_available():
         print("benchmark-gpu: no CUDA device is available", file=sys.stderr)
         return 2
+    if device.type == "cuda" and device.index is not None:
+        # CUDA events, synchronize() and the peak-memory counters act on the current device
+        torch.cuda.set_device(device)
     print(f"# device: {device_name(device) if device.type == 'cuda' else 'cpu'}")
     print(f"# command: {' '.join(sys.argv)}\n", flush=True)
     out: Dict[str, list] = {}

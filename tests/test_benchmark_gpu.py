@@ -100,3 +100,22 @@ def test_benchmarks_refuse_a_bad_nside_when_reading_arguments(command, option, c
     with pytest.raises(SystemExit):
         main([command, option, "x"])
     assert "invalid nside 'x'" in capsys.readouterr().err
+
+
+def test_a_named_cuda_device_becomes_the_current_one(monkeypatch):
+    # CUDA events, synchronize() and the peak-memory counters act on the current device:
+    # without this, --device cuda:1 timed kernels on device 1 with events on device 0
+    made_current = []
+
+    class Stop(Exception):
+        pass
+
+    def device_name(device):
+        raise Stop
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_device", made_current.append)
+    monkeypatch.setattr(bg, "device_name", device_name)
+    with pytest.raises(Stop):
+        bg.main(["bandwidth", "--device", "cuda:1"])
+    assert made_current == [torch.device("cuda:1")]

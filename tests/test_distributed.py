@@ -81,3 +81,21 @@ def test_vertex_batchnorm_converts_to_a_synchronised_twin():
     torch.testing.assert_close(conv(x, L), expected)
     np.testing.assert_array_equal(conv.norm.running_var.numpy(), running_var.numpy())
     assert conv.norm.weight is weight  # same Parameter: an optimizer built before still trains it
+
+
+def test_world_size_without_torchrun_says_how_to_launch(monkeypatch):
+    """WORLD_SIZE > 1 without the rest of torchrun's environment is a clear error (was a
+    KeyError: 'RANK'), and no process group is joined."""
+    import torch.distributed as dist
+
+    from deepsphere.training.distributed import init
+
+    for k in ("RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(RuntimeError, match="WORLD_SIZE=2 .* RANK, MASTER_ADDR, MASTER_PORT is not set: "
+                                           "launch with torchrun"):
+        init("cpu")
+    assert not dist.is_initialized()
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert not init("cpu").enabled

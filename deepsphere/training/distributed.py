@@ -34,6 +34,13 @@ def init(device_type: str) -> DistInfo:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
+    needed = ("RANK",) if dist.is_initialized() else ("RANK", "MASTER_ADDR", "MASTER_PORT")
+    missing = [k for k in needed if k not in os.environ]
+    if missing:  # WORLD_SIZE left in the environment by hand or by another launcher
+        raise RuntimeError(
+            f"WORLD_SIZE={world} asks for data-parallel training, but {', '.join(missing)} "
+            "is not set: launch with torchrun (torchrun --nproc_per_node=N -m deepsphere.cli "
+            "train ...), or unset WORLD_SIZE for one process")
     info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
     if not dist.is_initialized():
         backend = "nccl" if device_type == "cuda" else "gloo"

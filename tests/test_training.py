@@ -568,6 +568,14 @@ def test_cli_predict_fits_input_says_how_to_convert(tmp_path):
     np.testing.assert_allclose(hp.read_map(str(tmp_path / "m.fits"), nest=True), m)
 
 
+def test_load_model_checkpoint_name_is_checked(tmp_path):
+    from deepsphere.training.predict import load_model
+
+    for which in ("Best", "bst", "final"):  # was: any of these loaded the last checkpoint
+        with pytest.raises(ValueError, match=f"which={which!r}: choose 'best'"):
+            load_model(tmp_path, which)
+
+
 def test_predict_order_ring_needs_healpix():
     from deepsphere.sampling import Equiangular
     from deepsphere.training.predict import as_batch

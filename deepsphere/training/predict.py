@@ -16,6 +16,9 @@ from .trainer import BEST, CONFIG_FILE, LAST, info_namespace, resolve_device
 def load_model(run_dir: Union[str, Path], which: str = "best", device: Optional[str] = None):
     """``(model, sampling, data_info, device)`` of a run directory, the model in eval mode
     with the ``best`` or ``last`` checkpoint's weights."""
+    if which not in ("best", "last"):  # anything else read as 'last' before
+        raise ValueError(f"which={which!r}: choose 'best' (the best-validation checkpoint) "
+                         "or 'last' (the last epoch's)")
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_FILE).is_file():
         raise FileNotFoundError(f"{str(run_dir)!r} is not a run directory (no {CONFIG_FILE})")

@@ -576,6 +576,25 @@ def test_load_model_checkpoint_name_is_checked(tmp_path):
             load_model(tmp_path, which)
 
 
+def test_predict_feeds_the_model_on_its_own_device_by_default():
+    """Maps go to the device of the model load_model returned (was: always 'cpu', a torch
+    device-mismatch error for a model on CUDA). 'meta' stands in for an accelerator."""
+    from deepsphere.sampling import HEALPix
+    from deepsphere.training.predict import predict
+
+    class OnMeta(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1, device="meta"))
+
+        def forward(self, x):
+            assert x.device == self.w.device, x.device
+            return torch.zeros(len(x), 2)
+
+    out = predict(OnMeta(), HEALPix(1), {"task": "classification", "in_channels": 1}, np.zeros((3, 12)))
+    np.testing.assert_allclose(out, 0.5)
+
+
 def test_predict_order_ring_needs_healpix():
     from deepsphere.sampling import Equiangular
     from deepsphere.training.predict import as_batch

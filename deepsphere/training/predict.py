@@ -122,7 +122,7 @@ def _with_time_features(x, sampling, info: dict, order: str, times) -> np.ndarra
 
 
 @torch.no_grad()
-def predict(model, sampling, info: dict, x: np.ndarray, order: str = "NESTED", device="cpu",
+def predict(model, sampling, info: dict, x: np.ndarray, order: str = "NESTED", device=None,
             batch_size: int = 32, times=None) -> np.ndarray:
     """Class probabilities ``(n, n_classes)`` (classification), per-pixel labels
     ``(n, npix)`` (segmentation) or values (regression). ``x`` holds raw maps: the run's
@@ -138,7 +138,11 @@ def predict(model, sampling, info: dict, x: np.ndarray, order: str = "NESTED", d
     only and ``times``, one per map (dates such as ``'2020-03-01'`` for the day predicted;
     hours of the day, UTC, for ``sao_hourly``), and the features are computed; or give all
     ``info["in_channels"]`` channels, features included (unnormalised), and no ``times``.
+
+    ``device`` defaults to the model's (where :func:`load_model` put it).
     """
+    if device is None:  # a "cpu" default failed on a CUDA model with torch's device mismatch
+        device = next(iter(model.parameters()), torch.empty(0)).device
     batch = _with_time_features(x, sampling, info, order, times)
     tf = info.get("input_transform")  # the training data's normalisation, applied to raw maps
     if tf is not None:

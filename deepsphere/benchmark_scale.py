@@ -25,7 +25,8 @@ Five measurements (``python -m deepsphere.benchmark_scale
     number of threads.
 ``layer``
     :class:`~deepsphere.nn.ChebConv` forward and forward+backward with torch's sparse product
-    and with the compiled kernel, alternating call by call in one process.
+    and with the compiled kernel, alternating call by call in one process (their outputs
+    checked to agree first).
 ``scaling``
     :class:`~deepsphere.nn.ChebConv` forward and forward+backward time against the number of
     vertices, with the exponent :math:`q` of a least-squares fit ``time ~ n^q``.
@@ -156,7 +157,8 @@ def spmm_rows(Lt, columns: Sequence[int], threads: Sequence[int], repeats: int,
     """Time ``out <- L X`` (beta=0) and ``out <- out + 2 L X`` (beta=1) with each product:
     ``torch`` is ``out.addmm_(L, X)`` (MKL on x86), ``kernel`` the layer's
     :func:`~deepsphere.nn.spmm.sparse_addmm_` (the compiled CPU kernel; skipped where it
-    does not build). Both run on the same operator and blocks, interleaved."""
+    does not build). Both run on the same operator and blocks, one after the other in each
+    case (columns, threads, beta), after a check that they agree."""
     from .nn import SparseOperator
     from .nn.spmm import native_available, sparse_addmm_
 
@@ -171,6 +173,8 @@ def spmm_rows(Lt, columns: Sequence[int], threads: Sequence[int], repeats: int,
     for C in columns:
         X = torch.randn(n, C)
         out = torch.zeros(n, C)
+        if "kernel" in products:
+            _check_kernel(out, L, X)
         for th in threads:
             for beta in (0, 1):
                 alpha = 1.0 if beta == 0 else 2.0
@@ -193,6 +197,21 @@ def spmm_rows(Lt, columns: Sequence[int], threads: Sequence[int], repeats: int,
                         speedup_vs_torch=best["torch"] / min(ts) if "torch" in best else None))
         del X, out
     return rows
+
+
+def _check_kernel(out: torch.Tensor, L: torch.Tensor, X: torch.Tensor, block: int = 64) -> None:
+    """Raise unless the kernel's ``L X`` (into ``out``) is torch's, column block by block
+    (no second full-size block: X can be gigabytes)."""
+    from .nn.spmm import sparse_addmm_
+
+    sparse_addmm_(out, L, X, beta=0.0, alpha=1.0)
+    for j in range(0, X.shape[1], block):
+        ref = torch.sparse.mm(L, X[:, j:j + block].contiguous())
+        err = float((out[:, j:j + block] - ref).abs().max())
+        if not err <= 1e-4 * float(ref.abs().max()):
+            raise RuntimeError(f"the compiled kernel's L @ X differs from torch's (max |diff| "
+                               f"{err:.2e} in columns {j}..{j + ref.shape[1] - 1}): its "
+                               "timings would be of another product")
 
 
 def format_spmm(rows: List[dict]) -> str:
@@ -237,6 +256,16 @@ def layer_rows(cases: Sequence[Tuple[int, int]], K: int, channels: int, repeats:
         conv = ChebConv(channels, channels, K)
         x = torch.randn(B, L.n, channels, requires_grad=True)
         g = torch.randn(B, L.n, channels)
+        with torch.no_grad():
+            outputs = {}
+            for p in ("torch", "kernel"):
+                with _product(p):
+                    outputs[p] = conv(x, L)
+            if not torch.allclose(outputs["kernel"], outputs["torch"], rtol=1e-4,
+                                  atol=1e-4 * float(outputs["torch"].abs().max())):
+                raise RuntimeError("ChebConv with the compiled kernel differs from ChebConv with "
+                                   "torch's sparse product: nothing to compare")
+            del outputs
         times = {p: ([], []) for p in ("torch", "kernel")}
         for rep in range(repeats + 1):
             for p in ("torch", "kernel"):

@@ -1,5 +1,6 @@
 """Smoke and arithmetic tests of the at-scale benchmark (tiny sizes, no timed assertions)."""
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -75,3 +76,22 @@ def test_scaling_lists_a_shared_timing_in_both_series():
     assert [(r["batch_asked"], r["batch"]) for r in rows] == [(4, 1), (2, 1)]
     assert rows[0]["fwd_ms"] == rows[1]["fwd_ms"]
     assert [f["batch"] for f in bs.scaling_fits(rows, 0)] == []  # one nside: nothing to fit
+
+
+@pytest.mark.skipif(not spmm.native_available(), reason="the compiled kernel does not build here")
+def test_spmm_and_layer_stop_when_the_kernel_computes_something_else(monkeypatch):
+    # a product that is fast because it is wrong must not be timed as the layer's kernel
+    right = spmm.sparse_addmm_
+
+    def wrong(out, L, X, *, alpha=1.0, beta=1.0):
+        off = 1.0 if spmm.backend() == "torch" else 1.01  # only the kernel path is off
+        return right(out, L, X, alpha=off * alpha, beta=beta)
+
+    Lt = bs.conv_graph(2)
+    assert len(bs.spmm_rows(Lt, [4], [1], repeats=1, triad={})) == 4  # the right one passes
+    monkeypatch.setattr(spmm, "sparse_addmm_", wrong)
+    monkeypatch.setattr(sys.modules["deepsphere.nn.cheb_conv"], "sparse_addmm_", wrong)
+    with pytest.raises(RuntimeError, match="differs from torch's"):
+        bs.spmm_rows(Lt, [4], [1], repeats=1, triad={})
+    with pytest.raises(RuntimeError, match="differs from ChebConv with torch's"):
+        bs.layer_rows([(2, 2)], K=3, channels=4, repeats=1)

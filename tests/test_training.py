@@ -595,6 +595,16 @@ def test_predict_feeds_the_model_on_its_own_device_by_default():
     np.testing.assert_allclose(out, 0.5)
 
 
+def test_predict_integer_maps_are_told_how_to_convert():
+    from deepsphere.sampling import HEALPix
+    from deepsphere.training.predict import as_batch
+
+    with pytest.raises(ValueError, match=r"got dtype int64: convert them with maps.astype\(np.float32\)"):
+        as_batch(np.zeros((2, 12), np.int64), HEALPix(1), 1)
+    with pytest.raises(ValueError, match=r"got dtype complex128$"):  # no advice that drops a part
+        as_batch(np.zeros((2, 12), complex), HEALPix(1), 1)
+
+
 def test_predict_order_ring_needs_healpix():
     from deepsphere.sampling import Equiangular
     from deepsphere.training.predict import as_batch

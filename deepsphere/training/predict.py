@@ -43,7 +43,9 @@ def as_batch(x: np.ndarray, sampling, in_channels: int, order: str = "NESTED") -
         raise ValueError(f"order={order!r} is a HEALPix pixel ordering, but this run's sampling is "
                          f"{type(sampling).__name__}: give its points in the sampling's own order")
     if not np.issubdtype(x.dtype, np.floating):
-        raise ValueError(f"maps must be floating point, got dtype {x.dtype}")
+        how = (": convert them with maps.astype(np.float32)"
+               if np.issubdtype(x.dtype, np.integer) or x.dtype == bool else "")
+        raise ValueError(f"maps must be floating point, got dtype {x.dtype}{how}")
     sizes = {sampling.npix}
     if isinstance(sampling, HEALPix):
         sizes.add(12 * sampling.nside**2)

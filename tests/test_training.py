@@ -413,6 +413,38 @@ def test_cli_help(command, capsys):
     assert f"deepsphere {command}" in capsys.readouterr().out
 
 
+def test_predict_returns_per_pixel_outputs_in_the_input_order():
+    """A RING input of a full-sky segmentation run gave NESTED labels: overlaid on the RING
+    map, every pixel's label belonged to another pixel. Labels now follow the input's order;
+    partial skies keep the run's pixel order."""
+    import healpy as hp
+
+    from deepsphere import models
+    from deepsphere.sampling import HEALPix
+    from deepsphere.training.predict import predict
+
+    torch.manual_seed(0)
+    s = HEALPix(4)
+    net = models.SphericalUNet(s, 1, 3, channels=[4, 4], K=2).eval()
+    info = {"task": "segmentation", "in_channels": 1}
+    maps = np.random.default_rng(0).normal(size=(2, s.npix))
+    nested = predict(net, s, info, maps)
+    ring = predict(net, s, info, np.stack([hp.reorder(m, n2r=True) for m in maps]), order="RING")
+    with torch.no_grad():
+        direct = net(torch.tensor(maps[:, :, None], dtype=torch.float32)).argmax(-1).numpy()
+    np.testing.assert_array_equal(nested, direct)                       # NESTED in, NESTED out
+    np.testing.assert_array_equal(ring, direct[:, hp.ring2nest(4, np.arange(s.npix))])
+    part = HEALPix.from_pixels(4, np.arange(64))                        # base pixels 0 to 3
+    pnet = models.SphericalUNet(part, 1, 3, channels=[4, 4], K=2).eval()
+    full = np.random.default_rng(1).normal(size=(1, s.npix))
+    a = predict(pnet, part, info, full)
+    b = predict(pnet, part, info, hp.reorder(full[0], n2r=True)[None], order="RING")
+    np.testing.assert_array_equal(a, b)                                 # the run's 64 pixels
+    assert a.shape == (1, 64)
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1"):
+        predict(net, s, info, maps, batch_size=0)
+
+
 def test_cli_train_evaluate_predict(tmp_path, capsys, monkeypatch):
     monkeypatch.syspath_prepend(str(HERE))
     cfg = tmp_path / "c.yaml"

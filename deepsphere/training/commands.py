@@ -122,7 +122,9 @@ def _predict_arguments(p: argparse.ArgumentParser) -> None:
                    help=".npy file(s): maps of shape (npix,), (n, npix) or (n, npix, channels); "
                         "full-sky HEALPix maps are restricted to the run's pixels")
     p.add_argument("--order", default="NESTED", choices=("NESTED", "RING"),
-                   help="pixel ordering of full-sky HEALPix inputs (default NESTED)")
+                   help="pixel ordering of full-sky HEALPix inputs (default NESTED); per-pixel "
+                        "outputs of a full-sky run come back in the same ordering, those of a "
+                        "partial-sky run in the order of the run's pixels (NESTED indices)")
     p.add_argument("--checkpoint", default="best", choices=("best", "last"),
                    help="the best-validation checkpoint (default) or the last epoch's")
     p.add_argument("--output", default=None,

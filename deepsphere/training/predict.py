@@ -141,8 +141,14 @@ def predict(model, sampling, info: dict, x: np.ndarray, order: str = "NESTED", d
     hours of the day, UTC, for ``sao_hourly``), and the features are computed; or give all
     ``info["in_channels"]`` channels, features included (unnormalised), and no ``times``.
 
+    Per-pixel outputs (segmentation, per-pixel regression) of a full-sky HEALPix run come back
+    in the input's ``order`` (a RING input gives RING labels); on a partial sky they follow the
+    run's pixels, ``sampling.pixels`` (NESTED indices).
+
     ``device`` defaults to the model's (where :func:`load_model` put it).
     """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
     if device is None:  # a "cpu" default failed on a CUDA model with torch's device mismatch
         device = next(iter(model.parameters()), torch.empty(0)).device
     batch = _with_time_features(x, sampling, info, order, times)
@@ -156,5 +162,19 @@ def predict(model, sampling, info: dict, x: np.ndarray, order: str = "NESTED", d
     if info["task"] == "classification":
         return out.softmax(-1).numpy()
     if info["task"] == "segmentation":
-        return out.argmax(-1).numpy()
-    return out.numpy() + (0.0 if tf is None else np.float32(tf.get("target_shift", 0.0)))
+        return _in_input_order(out.argmax(-1).numpy(), sampling, order)
+    return _in_input_order(out.numpy() + (0.0 if tf is None else np.float32(tf.get("target_shift", 0.0))),
+                           sampling, order)
+
+
+def _in_input_order(y: np.ndarray, sampling, order: str) -> np.ndarray:
+    """Per-pixel outputs ``(n, npix, ...)`` of a full-sky HEALPix run from NESTED to the
+    input's ``order`` (they were returned NESTED for a RING input, scrambling any overlay)."""
+    from ..sampling import HEALPix
+
+    if order != "RING" or not isinstance(sampling, HEALPix) or not sampling.full_sky \
+            or y.ndim < 2 or y.shape[1] != sampling.npix:
+        return y
+    import healpy as hp
+
+    return y[:, hp.ring2nest(sampling.nside, np.arange(sampling.npix))]

@@ -608,6 +608,14 @@ CASES = [
          lambda f: _spectral().rotate_coefficients(torch.ones(4, dtype=torch.float64), (np.nan, 0.0, 0.0)),
          ValueError, r"Euler angles must be finite, got \(nan, 0.0, 0.0\)"),
     # ---- configs ---------------------------------------------------------------------------
+    Case("predict-nan-on-run-pixels", "training",
+         "a map with NaN on a partial-sky run's pixels to predict (the advice was take's unseen='zero')",
+         lambda f: _predict().as_batch(np.r_[np.zeros(5), np.nan, np.zeros(186)],
+                                       HEALPix.from_pixels(4, np.arange(32)), 1), ValueError,
+         r"predict needs a value at each of the run's pixels.*Fill the missing ones"),
+    Case("predict-integer-maps", "training", "int64 maps to predict",
+         lambda f: _predict().as_batch(np.zeros((2, 192), dtype=np.int64), HEALPix(4), 1), ValueError,
+         r"maps must be floating point, got dtype int64: convert them with maps.astype\(np.float32\)"),
     Case("metric-nan-scores", "training", "a NaN row of scores to accuracy (was scored as class 0)",
          lambda f: _metrics().accuracy(np.array([[np.nan, 0.0], [0.0, 1.0]]), np.array([1, 1])),
          ValueError, r"scores must be finite: 1 of 2 rows contain NaN or inf"),
@@ -827,6 +835,10 @@ CASES = [
          lambda f: _cosmology().read_healpix_maps(f.dir / "truncated.npy", ordering="RING"), ValueError,
          r"truncated.npy.*(truncated|corrupt)"),
 ]
+
+
+def _predict():
+    return __import__("deepsphere.training.predict", fromlist=["x"])
 
 
 def _metrics():

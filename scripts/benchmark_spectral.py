@@ -18,14 +18,26 @@ import sys
 
 # Threads must be fixed before torch/healpy start their OpenMP pools: --threads N (default 1,
 # a fair single-core comparison that is also robust on a shared machine).
-_threads = sys.argv[sys.argv.index("--threads") + 1] if "--threads" in sys.argv else "1"
-os.environ["OMP_NUM_THREADS"] = _threads
+def _threads_from_argv(argv) -> str:
+    """The value of --threads N or --threads=N (argparse checks it later; '1' if absent or
+    malformed, so that argparse, not an IndexError, reports the mistake)."""
+    for i, a in enumerate(argv):
+        if a.startswith("--threads="):
+            return a.split("=", 1)[1] or "1"
+        if a == "--threads" and i + 1 < len(argv):
+            return argv[i + 1]
+    return "1"
+
+
+_threads = _threads_from_argv(sys.argv[1:])
+os.environ["OMP_NUM_THREADS"] = _threads if _threads.isdigit() and int(_threads) > 0 else "1"
 
 import healpy as hp
 import numpy as np
 import torch
 
 from deepsphere.benchmark_scale import wall_times
+from deepsphere.cli import nside_arg, positive_int
 from deepsphere.sampling import Equiangular, HEALPix
 from deepsphere.spectral import (SHT, InverseSHT, from_healpy_alm, num_coefficients,
                                  random_rotation, rotate_coefficients, to_healpy_alm)
@@ -242,11 +254,15 @@ def convolutions(batch=4, lmaxes=(4, 8, 12, 16, 24), channels=8):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=["accuracy", "equivariance", "timing", "convolutions", "all"])
-    p.add_argument("--max-nside", type=int, default=128)
-    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--max-nside", type=nside_arg, default=128,
+                   help="timing: largest nside (16, 32, ... up to it)")
+    p.add_argument("--batch", type=positive_int, default=4, help="maps per transform")
     p.add_argument("--figure", default=None, help="save the timing plot here (PNG)")
-    p.add_argument("--threads", type=int, default=1, help="OpenMP/torch threads for both libraries")
+    p.add_argument("--threads", type=positive_int, default=1,
+                   help="OpenMP/torch threads for both libraries")
     a = p.parse_args(argv)
+    if a.what in ("timing", "all") and a.max_nside < 16:
+        p.error(f"--max-nside {a.max_nside}: timing starts at nside 16; give 16 or more")
     if a.what in ("accuracy", "all"):
         accuracy()
     if a.what in ("equivariance", "all"):

@@ -280,10 +280,19 @@ def _check_input(x: Tensor, weight: Tensor) -> None:
         raise TypeError(f"x must be a floating-point tensor, got {x.dtype}")
     if x.layout != torch.strided:
         raise TypeError(f"x must be a dense tensor, got layout {x.layout}; use x.to_dense()")
+    check_layer_dtype(x, weight, "ChebConv")
+
+
+def check_layer_dtype(x: Tensor, weight: Tensor, layer: str) -> None:
+    """Refuse an input whose dtype or device is not the layer's weights' (ChebConv and the
+    spectral layers): a float64 input into a float32 layer would be computed in float64 with
+    the weights cast up (and a float32 input into a float64 layer rounded silently), so the
+    precision would be the input's, not the layer's."""
     if x.dtype != weight.dtype or x.device != weight.device:
         raise TypeError(
-            f"x is {x.dtype} on {x.device} but the layer's weight is {weight.dtype} on "
-            f"{weight.device}; move one of them with .to()"
+            f"{layer}: x is {x.dtype} on {x.device} but the layer's weight is {weight.dtype} on "
+            f"{weight.device}; move one of them with .to(): x.to({weight.dtype}) for the "
+            f"layer's precision, or layer.to({x.dtype}) (e.g. model.double()) for the input's"
         )
 
 

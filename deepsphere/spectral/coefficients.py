@@ -35,6 +35,8 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from ..nn.cheb_conv import check_layer_dtype  # noqa: F401  (the spectral layers check as ChebConv does)
+
 
 def num_coefficients(lmax: int) -> int:
     """Number of real coefficients up to degree ``lmax``: :math:`(L+1)^2`."""
@@ -145,19 +147,6 @@ def autocast_on(x) -> bool:
     transforms' FFTs and the rounding of the quadratures want float32 at least)."""
     return (isinstance(x, torch.Tensor) and x.is_floating_point()
             and torch.is_autocast_enabled(x.device.type))
-
-
-def check_layer_dtype(x: torch.Tensor, weight: torch.Tensor, layer: str) -> None:
-    """Refuse an input whose dtype or device is not the layer's weights', as
-    :class:`deepsphere.nn.ChebConv` does: a float64 input into a float32 layer would be computed
-    in float64 with the weights cast up (and a float32 input into a float64 layer rounded
-    silently), so the precision would be the input's, not the layer's."""
-    if x.dtype != weight.dtype or x.device != weight.device:
-        raise TypeError(
-            f"{layer}: x is {x.dtype} on {x.device} but the layer's weight is {weight.dtype} on "
-            f"{weight.device}; move one of them with .to(): x.to({weight.dtype}) for the "
-            f"layer's precision, or layer.to({x.dtype}) (e.g. model.double()) for the input's"
-        )
 
 
 def _check_real(c: torch.Tensor, lmax: int) -> None:

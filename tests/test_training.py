@@ -404,6 +404,15 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
         assert same_weights(weights(tmp_path / "full", which), weights(tmp_path / "killed", which))
 
 
+def small_cli_config(tmp_path, monkeypatch, n_train: int):
+    """KILL_CONFIG at nside 4 with ``n_train`` maps, written to ``tmp_path/c.yaml``, with this
+    folder importable (the config names a plug-in dataset defined here)."""
+    monkeypatch.syspath_prepend(str(HERE))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(KILL_CONFIG.replace("n_train: 256", f"n_train: {n_train}").replace("nside: 8", "nside: 4"))
+    return cfg
+
+
 # ---- command line ----------------------------------------------------------------------
 @pytest.mark.parametrize("command", ["train", "evaluate", "predict"])
 def test_cli_help(command, capsys):
@@ -446,9 +455,7 @@ def test_predict_returns_per_pixel_outputs_in_the_input_order():
 
 
 def test_cli_train_evaluate_predict(tmp_path, capsys, monkeypatch):
-    monkeypatch.syspath_prepend(str(HERE))
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(KILL_CONFIG.replace("n_train: 256", "n_train: 32").replace("nside: 8", "nside: 4"))
+    cfg = small_cli_config(tmp_path, monkeypatch, n_train=32)
     run = tmp_path / "run"
     assert cli(["train", str(cfg), "--out", str(run), "--set", "trainer.epochs=2"]) == 0
     assert cli(["train", str(cfg), "--out", str(run)]) == 2
@@ -504,9 +511,7 @@ def test_cli_train_never_overwrites_the_config_it_reads(tmp_path, capsys, monkey
 
 
 def test_cli_ctrl_c_says_how_to_resume_and_resume_is_exact(tmp_path, capsys, monkeypatch):
-    monkeypatch.syspath_prepend(str(HERE))
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(KILL_CONFIG.replace("n_train: 256", "n_train: 32").replace("nside: 8", "nside: 4"))
+    cfg = small_cli_config(tmp_path, monkeypatch, n_train=32)
     args = ["train", str(cfg), "--set", "trainer.epochs=3"]
     assert cli(args + ["--out", str(tmp_path / "full")]) == 0
     real = Trainer.train_epoch
@@ -549,9 +554,7 @@ def test_metrics_and_monitor_checked_before_training(tmp_path, monkeypatch):
 
 
 def test_cli_predict_bad_files_get_one_line(tmp_path, capsys, monkeypatch):
-    monkeypatch.syspath_prepend(str(HERE))
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(KILL_CONFIG.replace("n_train: 256", "n_train: 16").replace("nside: 8", "nside: 4"))
+    cfg = small_cli_config(tmp_path, monkeypatch, n_train=16)
     run = tmp_path / "run"
     assert cli(["train", str(cfg), "--out", str(run), "--set", "trainer.epochs=1"]) == 0
     maps = np.random.default_rng(0).normal(size=(2, 192))

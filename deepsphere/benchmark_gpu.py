@@ -100,6 +100,13 @@ def spmm_rows(L, nside: int, columns: Sequence[int], repeats: int, triad: float)
     ib = A.crow_indices().element_size()
     rows = []
     for C in columns:
+        need = 2 * n * C * 4  # X and out, float32
+        torch.cuda.empty_cache()  # blocks cached from the previous width count as free
+        free = torch.cuda.mem_get_info(A.device)[0]
+        if need > 0.95 * free:  # an 80 GB card cannot hold nside 1024 at B·F = 1024
+            rows.append(dict(nside=nside, n=n, nnz=nnz, columns=C,
+                             error=f"needs {need / 1e9:.0f} GB, {free / 1e9:.0f} GB free"))
+            continue
         X = torch.randn(n, C, device=A.device)
         out = torch.empty(n, C, device=A.device)
         ts = cuda_times(lambda: out.addmm_(A, X, beta=0), repeats)
@@ -114,7 +121,9 @@ def spmm_rows(L, nside: int, columns: Sequence[int], repeats: int, triad: float)
 def format_spmm(rows: List[dict]) -> str:
     return _table(["nside", "n", "nnz", "B·F", "bytes MB", "best ms", "median ms", "GB/s",
                    "of triad"],
-                  [(r["nside"], r["n"], r["nnz"], r["columns"], f"{r['MB']:.0f}",
+                  [(r["nside"], r["n"], r["nnz"], r["columns"], "-", "-", "-", "-",
+                    f"not run: {r['error']}") if "error" in r else
+                   (r["nside"], r["n"], r["nnz"], r["columns"], f"{r['MB']:.0f}",
                     f"{r['best_ms']:.3f}", f"{r['median_ms']:.3f}", f"{r['GBps']:.0f}",
                     f"{100 * r['fraction']:.0f} %") for r in rows])
 
@@ -147,17 +156,24 @@ def conv_rows(L, nside: int, batch: int, channels: int, K: int, repeats: int,
             tf = float(np.median(cuda_times(fwd, repeats)))
             tb = float(np.median(cuda_times(train, repeats)))
             peak = torch.cuda.max_memory_allocated() - base
+        except torch.cuda.OutOfMemoryError:
+            total = torch.cuda.get_device_properties(L.device).total_memory
+            rows.append(dict(nside=nside, n=L.n, dtype=name,
+                             error=f"out of memory on a {total / 2**30:.0f} GiB device; "
+                                   "lower --batch or --channels"))
         except (RuntimeError, NotImplementedError) as e:  # e.g. no bf16 cuSPARSE kernel
             rows.append(dict(nside=nside, n=L.n, dtype=name, error=str(e).splitlines()[0][:120]))
-            continue
-        rows.append(dict(nside=nside, n=L.n, nnz=L.nnz, dtype=name, batch=batch,
-                         channels=channels, K=K, fwd_ms=tf, fwdbwd_ms=tb,
-                         fwd_us_per_vertex=1e3 * tf / (L.n * batch),
-                         fwdbwd_us_per_vertex=1e3 * tb / (L.n * batch),
-                         peak_MB=peak / 2**20))
-        del conv, Ld, x, g
-        gc.collect()
-        torch.cuda.empty_cache()
+        else:
+            rows.append(dict(nside=nside, n=L.n, nnz=L.nnz, dtype=name, batch=batch,
+                             channels=channels, K=K, fwd_ms=tf, fwdbwd_ms=tb,
+                             fwd_us_per_vertex=1e3 * tf / (L.n * batch),
+                             fwdbwd_us_per_vertex=1e3 * tb / (L.n * batch),
+                             peak_MB=peak / 2**20))
+        finally:
+            # a failed row must not leave its tensors behind for the next dtype
+            conv = Ld = x = g = None
+            gc.collect()
+            torch.cuda.empty_cache()
     return rows
 
 

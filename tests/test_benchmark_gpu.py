@@ -27,6 +27,19 @@ def test_inference_runs_on_cpu_and_writes_json(tmp_path, capsys):
     assert json.loads(out.read_text())["inference"][0]["batch"] == 1
 
 
+def test_rows_that_did_not_fit_are_reported_not_fatal():
+    # an 80 GB card cannot hold nside 1024 at B·F = 1024 (103 GB) or the float32 layer (86 GB):
+    # those rows say so and the table goes on
+    spmm = bg.format_spmm([dict(nside=1024, n=12, nnz=99, columns=1024,
+                                error="needs 103 GB, 78 GB free"),
+                           dict(nside=1024, n=12, nnz=99, columns=256, MB=2.0, best_ms=1.0,
+                                median_ms=1.5, GBps=1000.0, fraction=0.5)])
+    assert "not run: needs 103 GB, 78 GB free" in spmm and "| 50 % |" in spmm
+    conv = bg.format_conv([dict(nside=1024, n=12, dtype="float32",
+                                error="out of memory on a 79 GiB device")])
+    assert "not run: out of memory" in conv
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_smoke(tmp_path):
     out = tmp_path / "gpu.json"

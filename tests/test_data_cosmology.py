@@ -412,3 +412,41 @@ def test_three_cosmologies_and_bad_pairs():
     np.testing.assert_array_equal(ds.class_counts(), [12, 12, 12])
     with pytest.raises(ValueError, match="cosmologies"):
         C.CosmologyPatches(s, cosmologies=[[0.3, 0.8]])
+
+
+def _class_moments(ds):
+    """Variance and skewness of each class's clean pixels (in convergence units)."""
+    tr = ds.split("train")
+    out = []
+    for c in range(ds.n_classes):
+        x = tr.maps[tr.labels == c].ravel() * ds.scale
+        x = x - x.mean()
+        var = np.mean(x**2)
+        out.append((var, np.mean(x**3) / var**1.5))
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_matched_spectra_leave_only_the_lognormal_shift(seed):
+    """spectrum='matched': both classes get the mean C_l, so their pixel variance
+    sum (2l+1)/4pi C_l is the same, while each keeps its shift lam and with it the lognormal
+    skewness (e + 2) sqrt(e - 1), e = 1 + sigma^2 / lam^2 (larger for the smaller shift)."""
+    s = C.healpix_patch(32, 1)
+    kw = dict(n_train=24, n_val=1, n_test=1, noise=0.0, backend="analytic", seed=seed)
+    ell = np.arange(96)
+    cls = [C.convergence_cl(om, s8, 95, 1.0, "analytic") for om, s8 in C.COSMOLOGIES]
+    own = _class_moments(C.CosmologyPatches(s, **kw))
+    var_own = [np.sum((2 * ell + 1) / (4 * np.pi) * cl) for cl in cls]
+    assert var_own[1] / var_own[0] == pytest.approx(1.109, abs=0.005)
+    assert own[1][0] / own[0][0] == pytest.approx(var_own[1] / var_own[0], rel=0.03)
+
+    ds = C.CosmologyPatches(s, spectrum="matched", **kw)
+    matched = _class_moments(ds)
+    var_th = np.sum((2 * ell + 1) / (4 * np.pi) * np.mean(cls, axis=0))
+    for c, (var, skew) in enumerate(matched):
+        assert var == pytest.approx(var_th, rel=0.03)
+        e = 1 + var_th / ds.shifts[c] ** 2
+        assert skew == pytest.approx((e + 2) * np.sqrt(e - 1), rel=0.08)
+    assert ds.shifts[0] > ds.shifts[1] and matched[1][1] > 1.08 * matched[0][1]
+    with pytest.raises(ValueError, match="spectrum must be 'own'"):
+        C.CosmologyPatches(s, spectrum="equal", **kw)

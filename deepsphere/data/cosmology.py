@@ -330,6 +330,13 @@ class CosmologyPatches(LabelledDataset):
         Source redshift.
     lognormal : bool
         Shifted-lognormal maps (default) or Gaussian maps with the same spectra.
+    spectrum : {'own', 'matched'}
+        ``'own'`` (default): each class has its cosmology's :math:`C_\ell^{\kappa\kappa}`.
+        ``'matched'``: every class gets the mean of the classes' spectra and keeps its own
+        lognormal shift, so the power spectrum carries no class information by construction
+        and only the non-Gaussian (one-point and higher-order) signature separates the
+        classes. This is the premise of DeepSphere's task ("near-identical power spectra")
+        made exact; with ``lognormal=False`` the classes are indistinguishable.
     backend : {'auto', 'pyccl', 'analytic'}
         Where the spectra come from (:func:`convergence_cl`).
     lmax : int, optional
@@ -344,13 +351,16 @@ class CosmologyPatches(LabelledDataset):
 
     def __init__(self, sampling: Sampling, n_train: int = 16, n_val: int = 4, n_test: int = 8,
                  cosmologies: Optional[List[List[float]]] = None, noise: float = 1.0, redraw_noise: bool = True, z_source: float = 1.0,
-                 lognormal: bool = True, backend: str = "auto", lmax: Optional[int] = None,
-                 seed: int = 0):
+                 lognormal: bool = True, spectrum: str = "own", backend: str = "auto",
+                 lmax: Optional[int] = None, seed: int = 0):
         for name, n in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
             if n < 1:
                 raise ValueError(f"{name} (full-sky maps per class) must be >= 1, got {n}")
         if noise < 0:
             raise ValueError(f"noise must be >= 0, got {noise}")
+        if spectrum not in ("own", "matched"):
+            raise ValueError(f"spectrum must be 'own' (each cosmology's C_l) or 'matched' (one "
+                             f"mean C_l for every class), got {spectrum!r}")
         cosmo = [tuple(map(float, c)) for c in (COSMOLOGIES if cosmologies is None else cosmologies)]
         if len(cosmo) < 2 or any(len(c) != 2 or c[0] <= 0 or c[1] <= 0 for c in cosmo):
             raise ValueError(f"cosmologies must list at least two [Omega_m, sigma_8] pairs of "
@@ -366,6 +376,9 @@ class CosmologyPatches(LabelledDataset):
         self.scale = kappa_scale(lmax, z_source, self.backend, cosmo)
         self.shifts = [lognormal_shift(om, z_source) for om, _ in cosmo]
         cls = [convergence_cl(om, s8, lmax, z_source, self.backend) for om, s8 in cosmo]
+        if spectrum == "matched":
+            cls = [np.mean(cls, axis=0)] * len(cls)
+        self.spectrum = spectrum
         gcls = [gaussian_cl_for_lognormal(c, s) for c, s in zip(cls, self.shifts)]
         self._splits = {}
         for split, n in zip(SPLITS, (n_train, n_val, n_test)):

@@ -234,3 +234,39 @@ def test_pooling_refuses_fractional_levels_foreign_inputs_and_float_indices():
         unpool(y, idx.float())
     out = unpool(y, idx)
     assert torch.equal(out.gather(1, idx), y) and int((out != 0).sum()) == y.numel()
+
+
+def test_max_unpool_refuses_indices_out_of_range_or_of_another_parent():
+    """An index >= 192 or < 0 gave torch's bare "index 192 is out of bounds" (a device assert
+    on a GPU); an index in range but outside its coarse vertex's children was scattered
+    silently, overwriting another winner's place."""
+    y, idx = HEALPixPool(4, mode="max", return_indices=True)(torch.randn(2, 192, 3))
+    unpool = HEALPixUnpool(4, mode="max")
+    for bad in (192, -1, 10**6):
+        i = idx.clone()
+        i[1, 5, 2] = bad
+        with pytest.raises(ValueError, match=r"indices must lie in \[0, 192\).*got " + str(bad)):
+            unpool(y, i)
+    i = idx.clone()
+    i[0, 0, 0] = 100  # in range, but a child of coarse vertex 25, not 0
+    with pytest.raises(ValueError, match=r"indices\[0, 0, 0\] = 100 is not a child of its coarse vertex"):
+        unpool(y, i)
+    # the same on a grid whose children are not consecutive (a permuted hierarchy)
+    s = Equiangular(8, "DH")
+    ym, im = HierarchyPool(s, mode="max", return_indices=True)(torch.randn(1, s.npix, 2))
+    up = HierarchyUnpool(s, mode="max")
+    torch.testing.assert_close(up(ym, im).gather(1, im), ym)
+    i = im.clone()
+    i[0, 3, 1] = im[0, 4, 1]
+    with pytest.raises(ValueError, match=r"indices\[0, 3, 1\] = \d+ is not a child of its coarse vertex"):
+        up(ym, i)
+    i[0, 3, 1] = s.npix
+    with pytest.raises(ValueError, match=rf"indices must lie in \[0, {s.npix}\)"):
+        up(ym, i)
+    # shapes: a batch or channel count that differs from x
+    with pytest.raises(ValueError, match=r"indices must have the shape of x, \(2, 48, 3\); got \(1, 48, 3\)"):
+        unpool(y, idx[:1])
+    with pytest.raises(ValueError, match=r"indices must have the shape of x"):
+        unpool(y, idx[..., :2])
+    # an empty batch is fine
+    assert unpool(y[:0], idx[:0]).shape == (0, 192, 3)

@@ -254,8 +254,36 @@ class HierarchyUnpool(_Hierarchy):
             raise ValueError(
                 f"indices must have the shape of x, {tuple(x.shape)}; got {tuple(indices.shape)}"
             )
+        self._check_indices(indices)
         out = x.new_zeros(x.shape[0], self.n_fine, x.shape[2])
         return out.scatter(1, indices, x)
+
+    def _check_indices(self, indices: Tensor) -> None:
+        """Every index must be a child of its own coarse vertex: torch's scatter reports an
+        out-of-range index as a bare error (a device assert on a GPU), and silently lets a
+        foreign child overwrite another winner's place."""
+        if indices.numel() == 0:
+            return
+        lo, hi = int(indices.min()), int(indices.max())
+        if lo < 0 or hi >= self.n_fine:
+            raise ValueError(
+                f"indices must lie in [0, {self.n_fine}) (vertices of the fine sampling "
+                f"{self.fine_sampling!r}); got {lo if lo < 0 else hi}. Pass the indices returned "
+                f"by the matching HierarchyPool(..., levels={self.levels}, mode='max', "
+                "return_indices=True)."
+            )
+        parent = indices // self.factor if self.perm is None else self.parent[indices]
+        own = torch.arange(self.n_coarse, device=indices.device).view(1, -1, 1)
+        bad = parent != own
+        if bool(bad.any()):
+            b, p, c = (int(v) for v in bad.nonzero()[0])
+            raise ValueError(
+                f"indices[{b}, {p}, {c}] = {int(indices[b, p, c])} is not a child of its coarse "
+                f"vertex: position ({b}, {p}, {c}) must hold one of the {self.factor} fine "
+                f"vertices that pool into coarse vertex {p}. Pass the indices returned by the "
+                f"matching HierarchyPool(..., levels={self.levels}, mode='max', "
+                "return_indices=True)."
+            )
 
     def extra_repr(self) -> str:
         return f"{self.n_coarse} -> {self.n_fine} vertices, levels={self.levels}, mode={self.mode!r}"

@@ -79,8 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        if argv and argv[0] not in ("-h", "--help"):
+    if not argv:  # a missing required argument: usage, one error line, status 2
+        parser.error(f"a command is required; choose from {', '.join(COMMANDS)} "
+                     "(deepsphere --help says what each does)")
+    if argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        if argv[0] not in ("-h", "--help"):
             parser.error(f"unknown command {argv[0]!r}; choose from {', '.join(COMMANDS)}")
         parser.print_help()
         return 0

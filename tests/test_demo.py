@@ -69,3 +69,20 @@ def test_every_command_option_has_help_and_counts_are_checked(capsys):
             main(argv)
         assert e.value.code == 2
         assert f"argument {option}:" in capsys.readouterr().err
+
+
+def test_no_command_is_a_usage_error(capsys):
+    """Plain ``deepsphere`` printed the help and exited 0, so a script that lost its command
+    word (``deepsphere $CMD`` with CMD unset) looked successful; argparse's convention for a
+    missing required argument is the usage line, one error line on stderr, and status 2."""
+    with pytest.raises(SystemExit) as e:
+        main([])
+    assert e.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("usage: deepsphere")
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("deepsphere: error: a command is required") and "demo" in last
+    # --help still prints the help on stdout and succeeds
+    assert main(["--help"]) == 0
+    assert "COMMAND" in capsys.readouterr().out

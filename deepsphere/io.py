@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import tempfile
@@ -19,8 +20,13 @@ def atomic_path(path: Union[str, Path]) -> Iterator[Path]:
     permissions of the one it replaces, or those of a plain ``open`` (0666 less the umask)
     for a new one: ``mkstemp``'s private 0600 would otherwise hide every output from the
     user's group.
+
+    A symbolic link is written through, as ``open(path, "w")`` would: the temporary file
+    goes beside the link's final target and replaces the target, so the link stays a link.
     """
-    path = Path(path)
+    path = Path(os.path.realpath(path))
+    if path.is_symlink():  # realpath stops at a loop of links; open() would raise ELOOP
+        raise OSError(errno.ELOOP, "cannot write through a loop of symbolic links", str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix or ".tmp")
     try:

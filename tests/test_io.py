@@ -51,3 +51,46 @@ def test_atomic_path_keeps_permissions(tmp_path):
         assert stat.S_IMODE(old.stat().st_mode) == 0o640 and old.read_text() == "new\n"
     finally:
         os.umask(umask)
+
+
+def test_atomic_path_writes_through_a_symbolic_link(tmp_path):
+    """A link (config.yaml -> shared/config.yaml) was replaced by a regular file: the target
+    kept its old content and the link was gone. Writing through it, like open(path, 'w'),
+    keeps the link, updates the target in place of its own name and keeps its mode."""
+    import os
+    import stat
+
+    from deepsphere.io import atomic_write_text
+
+    real_dir = tmp_path / "shared"
+    real_dir.mkdir()
+    target = real_dir / "out.txt"
+    target.write_text("old\n")
+    target.chmod(0o640)
+    link_dir = tmp_path / "run"
+    link_dir.mkdir()
+    link = link_dir / "out.txt"
+    link.symlink_to(os.path.relpath(target, link_dir))
+    with atomic_path(link) as tmp:
+        assert tmp.parent == real_dir  # the temporary file sits beside the target
+        tmp.write_text("new\n")
+    assert link.is_symlink() and link.resolve() == target.resolve()
+    assert target.read_text() == "new\n" and link.read_text() == "new\n"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+    assert sorted(p.name for p in real_dir.iterdir()) == ["out.txt"]
+    assert sorted(p.name for p in link_dir.iterdir()) == ["out.txt"]
+    # a chain of links and a link to a file that does not exist yet (open() creates it)
+    chain = tmp_path / "chain.txt"
+    chain.symlink_to(link)
+    atomic_write_text("newer\n", chain)
+    assert chain.is_symlink() and link.is_symlink() and target.read_text() == "newer\n"
+    dangling = tmp_path / "later.txt"
+    dangling.symlink_to(real_dir / "later.txt")
+    atomic_write_text("first\n", dangling)
+    assert dangling.is_symlink() and (real_dir / "later.txt").read_text() == "first\n"
+    # a loop of links is refused, as open() refuses it, and nothing is replaced
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    with pytest.raises(OSError, match="loop"):
+        atomic_write_text("x\n", tmp_path / "a")
+    assert (tmp_path / "a").is_symlink() and (tmp_path / "b").is_symlink()

@@ -11,12 +11,46 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import Optional
 
 import numpy as np
 
 
+# The demo holds its 650 maps in memory and trains 6 epochs over 400 of them. Measured on
+# 2 CPU cores: nside 64 takes ~1 GB and ~4 minutes, nside 128 ~2.3 GB and ~15 minutes; every
+# doubling of nside costs 4x the memory and 4-9x the time (nside 256: ~1 hour), and at
+# nside 8192 the maps alone would take 2 TB.
+MAX_DEMO_NSIDE = 128
+
+
+def _nside_problem(nside: int) -> Optional[str]:
+    """Why a valid HEALPix ``nside`` is out of the demo's range, or None."""
+    if nside < 4:
+        return (f"must be at least 4: the demo's classifier pools twice (by 4 each), "
+                f"got {nside}")
+    if nside > MAX_DEMO_NSIDE:
+        return (f"at most {MAX_DEMO_NSIDE}, got {nside}: the demo keeps 650 maps in memory "
+                f"and trains on them for minutes (nside 128: ~2.3 GB, ~15 min; each doubling "
+                f"costs at least 4x the memory and time). For larger maps train from a config with "
+                f"'deepsphere train'.")
+    return None
+
+
+def demo_nside(text: str) -> int:
+    """argparse ``type`` of ``--nside``: a HEALPix nside in [4, MAX_DEMO_NSIDE]."""
+    from .cli import nside_arg
+
+    nside = nside_arg(text)
+    problem = _nside_problem(nside)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return nside
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--nside", type=int, default=16, help="HEALPix resolution (default 16)")
+    parser.add_argument("--nside", type=demo_nside, default=16,
+                        help=f"HEALPix resolution, a power of two from 4 to {MAX_DEMO_NSIDE} "
+                             "(default 16)")
     parser.add_argument("--k", type=int, default=8, help="neighbours per vertex (default 8)")
     parser.add_argument("--epochs", type=int, default=6, help="training epochs (default 6)")
     parser.add_argument("--seed", type=int, default=0,
@@ -65,9 +99,9 @@ def run(args: argparse.Namespace) -> int:
         if args.seed < 0:  # numpy's own words: "expected non-negative integer"
             raise ValueError(f"--seed must be >= 0, got {args.seed}")
         sampling.check_nside(args.nside)
-        if args.nside < 4:  # checked before step 1 runs: the classifier pools twice
-            raise ValueError(f"--nside must be at least 4: the demo's classifier pools twice "
-                             f"(by 4 each), got {args.nside}")
+        problem = _nside_problem(args.nside)  # for callers that skip the parser
+        if problem:
+            raise ValueError(f"--nside {problem}")
         return _run(args)
     except (ValueError, TypeError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -19,18 +19,47 @@ def test_cli_help_lists_commands(capsys):
 
 def test_bad_arguments_get_one_line(capsys):
     # were tracebacks (nside, k) or a test accuracy without training (epochs 0)
-    for args, message in ((["--nside", "3"], "nside=3 is not a valid HEALPix resolution"),
-                          (["--k", "0"], "k must be a positive integer"),
+    for args, message in ((["--k", "0"], "k must be a positive integer"),
                           (["--epochs", "0"], "--epochs must be >= 1"),
-                          # were numpy's "expected non-negative integer", and the model's
-                          # "Give at most 0 entries in channels" after step 1 had run
-                          (["--seed", "-1"], "--seed must be >= 0"),
-                          (["--nside", "2"], "--nside must be at least 4"),
-                          (["--nside", "1"], "--nside must be at least 4")):
+                          # were numpy's "expected non-negative integer"
+                          (["--seed", "-1"], "--seed must be >= 0")):
         assert main(["demo", *args]) == 2
         out, err = capsys.readouterr()
         assert err.startswith("error: ") and message in err and "Traceback" not in err
         assert "[1]" not in out  # refused before any step ran
+
+
+def test_demo_nside_is_checked_when_the_arguments_are_read(capsys):
+    """--nside 8192 was accepted: the demo keeps 650 maps in memory (2 TB at nside 8192) and
+    its graph alone would not fit; nside 2 gave the model's "Give at most 0 entries in
+    channels" after step 1 had run. Both are now usage errors that say the valid range."""
+    from deepsphere.demo import MAX_DEMO_NSIDE
+
+    assert MAX_DEMO_NSIDE == 128
+    for nside, message in (("3", "nside=3 is not a valid HEALPix resolution"),
+                           ("2", "must be at least 4: the demo's classifier pools twice"),
+                           ("1", "must be at least 4"),
+                           ("256", "at most 128"),
+                           ("8192", "at most 128"),
+                           ("16384", "not a valid HEALPix resolution"),
+                           ("many", "not an integer")):
+        with pytest.raises(SystemExit) as e:
+            main(["demo", "--nside", nside])
+        assert e.value.code == 2
+        out, err = capsys.readouterr()
+        assert "[1]" not in out and "Traceback" not in err
+        assert f"deepsphere demo: error: argument --nside: " in err and message in err, err
+    with pytest.raises(SystemExit):
+        main(["demo", "--nside", "8192"])
+    err = capsys.readouterr().err
+    assert "memory" in err and "deepsphere train" in err  # why, and what to do instead
+    # run() called without the parser (a script building its own Namespace) refuses too
+    import argparse
+
+    from deepsphere import demo
+
+    assert demo.run(argparse.Namespace(nside=512, k=8, epochs=1, seed=0)) == 2
+    assert "at most 128" in capsys.readouterr().err
 
 
 def test_every_option_of_demo_and_equivariance_says_what_it_does():

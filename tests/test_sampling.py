@@ -411,3 +411,20 @@ def test_irregular_from_csv_with_spaces_after_commas(tmp_path):
     np.testing.assert_allclose(s.lat, [46.2, -0.22])
     np.testing.assert_allclose(s.lon, [6.14, 360 - 78.5])
     assert list(s.names) == ["Geneva", "Quito"]
+
+
+def test_dh_weights_are_the_closed_form_and_never_negative():
+    """The DH north-pole weight came out of the linear solve as about -1e-16 (b = 2, 4, 16,
+    32): a negative area for 2b pixels. The Driscoll-Healy closed form,
+    w_j = (2/b) sin(theta_j) sum_l sin((2l+1) theta_j) / (2l+1), is exactly 0 at the pole."""
+    for b in (1, 2, 3, 4, 5, 8, 16, 32, 64):
+        s = Equiangular(b, "DH")
+        theta = np.pi * np.arange(2 * b) / (2 * b)
+        odd = 2 * np.arange(b) + 1
+        ref = (2 / b) * np.sin(theta) * (np.sin(np.outer(theta, odd)) / odd).sum(axis=1)
+        np.testing.assert_allclose(s.ring_weights, ref, rtol=0, atol=1e-14)
+        assert s.ring_weights[0] == 0.0 and np.all(s.areas[: s.nlon] == 0.0)
+        assert np.all(s.areas >= 0)
+    for kind in ("SOFT", "CC", "GL"):
+        for b in (1, 2, 3, 4, 8, 16, 33, 64):
+            assert np.all(Equiangular(b, kind).ring_weights > 0), (kind, b)

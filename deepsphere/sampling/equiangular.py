@@ -47,7 +47,14 @@ def _ring_weights(bandwidth: int, kind: str) -> np.ndarray:
     rhs = np.zeros(n)
     even = m % 2 == 0
     rhs[even] = 2.0 / (1.0 - m[even].astype(float) ** 2)
-    return np.linalg.solve(A, rhs)
+    w = np.linalg.solve(A, rhs)
+    if kind == "DH":
+        # the DH closed form, (2/b) sin(θ_j) Σ_l sin((2l+1)θ_j)/(2l+1), vanishes at the
+        # pole ring; the solve leaves ~1e-16 of either sign there
+        w[0] = 0.0
+    # These weights are non-negative in exact arithmetic; clip round-off so that areas
+    # are never negative.
+    return np.clip(w, 0.0, None)
 
 
 class Equiangular(Sampling):
@@ -97,7 +104,10 @@ class Equiangular(Sampling):
 
     @property
     def ring_weights(self) -> np.ndarray:
-        """Quadrature weights in :math:`\\cos\\theta`, shape ``(nlat,)``, summing to 2."""
+        """Quadrature weights in :math:`\\cos\\theta`, shape ``(nlat,)``, summing to 2.
+
+        Non-negative: DH's north-pole ring has weight exactly 0 (its :math:`2b` pixels are one
+        point), and round-off below 0 is clipped."""
         return _ring_weights(self.bandwidth, self.kind)
 
     @property

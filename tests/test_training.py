@@ -916,3 +916,63 @@ def test_cli_equivariance_bad_config_gets_one_line(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.startswith("error: ") and message in err and "Traceback" not in err, err
     assert not (tmp_path / "out").exists()
+
+
+def _recorded_train_epoch(trainer):
+    """Run one training epoch; return its train_loss and the (output, target) of every batch,
+    recorded as the loss module saw them."""
+    seen = []
+    handle = trainer.loss_fn.register_forward_hook(
+        lambda m, inp, out: seen.append((inp[0].detach().clone(), inp[1].clone())))
+    try:
+        value = trainer.train_epoch(0)
+    finally:
+        handle.remove()
+    return value, seen
+
+
+def test_weighted_train_loss_is_the_loss_of_the_whole_epoch(tmp_path):
+    """train_loss averaged the per-batch weighted losses (weighted by batch size) while
+    val_loss is sum_i w_i l_i / sum_i w_i over the split: with class weights the two curves
+    were not the same quantity. train_loss is now sum_i w_i l_i / sum_i w_i over the epoch's
+    batches, each as the optimiser saw it (computed here by hand from the batches' outputs)."""
+    import torch.nn.functional as F
+
+    w = torch.tensor([0.1, 20.0])
+    c = Config.from_dict({
+        "data": {"name": "synthetic_segmentation", "n_train": 10, "n_val": 4, "n_test": 4},
+        "sampling": {"name": "healpix", "nside": 4, "base_pixels": [0, 4]},
+        "model": {"name": f"{__name__}:PixelSegmenter"},
+        "optim": {"name": "adam", "lr": 0.05},
+        "trainer": {"epochs": 1, "batch_size": 4, "class_weights": w.tolist(),
+                    "progress": False, "plots": False, "out": str(tmp_path / "run")},
+    })
+    value, seen = _recorded_train_epoch(Trainer(c))
+    assert [len(o) for o, _ in seen] == [4, 4, 2]
+    num = den = 0.0
+    per_batch, sizes = [], []
+    for out, y in seen:
+        nll = F.cross_entropy(out.double().transpose(1, 2), y.long(), reduction="none")
+        wy = w.double()[y.long()]
+        num, den = num + float((wy * nll).sum()), den + float(wy.sum())
+        per_batch.append(float((wy * nll).sum() / wy.sum()))
+        sizes.append(len(out))
+    assert value == pytest.approx(num / den, rel=1e-5)
+    # the old estimator, a size-weighted mean of the batch ratios, is another number here
+    old = float(np.dot(per_batch, sizes) / sum(sizes))
+    assert abs(old - num / den) > 1e-3 * abs(num / den)
+
+
+def test_train_loss_is_the_per_sample_mean_with_a_short_last_batch(tmp_path):
+    """Unweighted: the mean of the per-sample losses of the epoch (10 maps in batches of
+    4, 4, 2), not the mean of the three batch means."""
+    import torch.nn.functional as F
+
+    c = tiny_config(tmp_path / "run", batch_size=4, epochs=1)
+    c.data.params.update(n_train=10)
+    value, seen = _recorded_train_epoch(Trainer(c))
+    assert [len(o) for o, _ in seen] == [4, 4, 2]
+    losses = [F.cross_entropy(o.double(), y.long(), reduction="none") for o, y in seen]
+    per_sample = torch.cat(losses).mean().item()
+    assert value == pytest.approx(per_sample, rel=1e-6)
+    assert abs(np.mean([float(l.mean()) for l in losses]) - per_sample) > 1e-4

@@ -267,14 +267,17 @@ class Trainer:
         if hasattr(split, "set_epoch"):
             split.set_epoch(epoch)
         self.net.train()
-        total, count = 0.0, 0
+        # train_loss is the estimator val_loss uses: sum_i w_i l_i / sum_i w_i over the whole
+        # epoch (per-sample mean without weights), not a mean of the per-batch losses
+        num, den = 0.0, 0.0
         bar = self._progress(loader, len(loader), f"epoch {epoch + 1}/{t.epochs}")
         for x, y in bar:
             x = x.to(self.device, non_blocking=True)
             y = y.to(self.device, non_blocking=True)
             self.optimizer.zero_grad(set_to_none=True)
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
-                loss = self.loss_fn(self.net(x), y)
+                out = self.net(x)
+                loss = self.loss_fn(out, y)
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"loss is {loss.item()} at epoch {epoch + 1}; lower optim.lr, set "
@@ -286,11 +289,17 @@ class Trainer:
                 torch.nn.utils.clip_grad_norm_(self.net.parameters(), t.grad_clip)
             self.scaler.step(self.optimizer)
             self.scaler.update()
-            total += float(loss.detach()) * len(x)
-            count += len(x)
-            if bar is not loader:
-                bar.set_postfix(loss=f"{total / count:.4f}")
-        return dist_.all_reduce_mean(total / max(count, 1), self.dist)
+            if hasattr(self.loss_fn, "sums"):
+                with torch.no_grad():
+                    b_num, b_den = self.loss_fn.sums(out.detach().float(), y)
+            else:  # a mean over items of equal size
+                b_num, b_den = float(loss.detach()) * len(x), len(x)
+            num, den = num + b_num, den + b_den
+            if bar is not loader and den:
+                bar.set_postfix(loss=f"{num / den:.4f}")
+        # the ratio of the ranks' mean sums is the ratio of their sums
+        num, den = dist_.all_reduce_mean(num, self.dist), dist_.all_reduce_mean(den, self.dist)
+        return num / den if den else float("nan")
 
     @torch.no_grad()
     def predict_split(self, split: str, limit: Optional[int] = None):

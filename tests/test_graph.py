@@ -256,3 +256,43 @@ def test_lmax_negative_margin_refused(g8):
     with pytest.raises(ValueError, match="margin must be a finite number >= 0"):
         g8.lmax(margin=-0.5)
     assert g8.lmax(margin=0) <= g8.lmax()
+
+
+@pytest.mark.parametrize("kind", ["DH", "CC"])
+def test_coincident_pole_points_give_finite_psd_graphs(kind):
+    """A DH grid's north-pole ring (and both CC pole rings) holds 2b copies of one point:
+    pairs at distance 0. The kernel graphs stay finite, symmetric, free of self-loops and
+    connected, and their Laplacians positive semi-definite (dense eigenvalues); each copy is
+    linked to the others with the kernel's largest weight, exp(0) = 1 (1/2 where the k-NN
+    relation is one-sided, with 'average')."""
+    from scipy.sparse.csgraph import connected_components
+
+    for b in (4, 8):
+        s = Equiangular(b, kind)
+        pole = np.arange(s.nlon)
+        assert np.allclose(s.vectors[pole], [0, 0, 1])
+        for g in (graph.knn(s, 8), graph.knn(s, 20, kernel_width="heuristic"),
+                  graph.knn(s, 8, symmetrize="maximum"), graph.radius(s, 0.6)):
+            W = g.adjacency
+            assert np.all(np.isfinite(W.data)) and np.all(W.data > 0) and np.all(W.data <= 1)
+            assert W.diagonal().max() == 0 and abs(W - W.T).max() == 0
+            assert connected_components(W)[0] == 1
+            assert W[pole][:, pole].max() == 1.0
+            for lap in ("combinatorial", "normalized"):
+                ev = np.linalg.eigvalsh(g.laplacian(lap).toarray())
+                assert ev[0] > -1e-10 and np.isfinite(ev).all(), (b, g.recipe, lap, ev[0])
+
+
+def test_finite_elements_refuse_coincident_points():
+    """The triangulation keeps one of the 2b DH pole copies; the others got zero lumped mass,
+    so fem_laplacian divided by 0 (inf, NaN in the equivariance sweep) and cotangent_graph
+    left them isolated with a warning. They are now refused with the reason."""
+    from deepsphere.graph import experimental as ex
+
+    msg = r"7 of 64 points are not vertices of the triangulation.*\[1, 2, 3.*coincide"
+    s = Equiangular(4, "DH")
+    for build in (ex.fem_matrices, ex.fem_laplacian, ex.cotangent_graph):
+        with pytest.raises(ValueError, match=msg):
+            build(s)
+    C, m = ex.fem_matrices(Equiangular(4, "SOFT"))  # no pole: fine
+    assert np.all(m > 0) and np.allclose(m.sum(), 4 * np.pi, rtol=0.1)

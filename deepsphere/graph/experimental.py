@@ -60,6 +60,17 @@ def fem_matrices(sampling: Sampling):
     v = sampling.vectors
     tri = _triangles(v)
     n = len(v)
+    # the convex hull keeps one of coincident points: the others would get zero mass (M^-1
+    # infinite) and no edge
+    missing = np.setdiff1d(np.arange(n), tri)
+    if missing.size:
+        raise ValueError(
+            f"{missing.size} of {n} points are not vertices of the triangulation "
+            f"(e.g. {missing[:10].tolist()}): they coincide with other points (the pole ring "
+            "of a DH grid, or both pole rings of a CC grid, is 2b copies of one point) or lie "
+            "inside the hull. The finite-element Laplacian needs distinct points on the "
+            "sphere: use a SOFT or GL grid, HEALPix, or a k-NN graph."
+        )
     rows, cols, vals = [], [], []
     area = np.zeros(n)
     for i in range(3):

@@ -428,3 +428,13 @@ def test_dh_weights_are_the_closed_form_and_never_negative():
     for kind in ("SOFT", "CC", "GL"):
         for b in (1, 2, 3, 4, 8, 16, 33, 64):
             assert np.all(Equiangular(b, kind).ring_weights > 0), (kind, b)
+
+
+def test_ring_weights_are_a_copy_of_the_cached_quadrature():
+    """ring_weights returned the cached array itself: one caller's in-place edit changed the
+    weights (and areas) of every later grid of that bandwidth and kind."""
+    s = Equiangular(4, "DH")
+    w = s.ring_weights
+    w *= 0
+    assert Equiangular(4, "DH").ring_weights.sum() == pytest.approx(2.0)
+    assert s.areas.sum() == pytest.approx(4 * np.pi)

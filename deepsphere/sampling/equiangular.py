@@ -108,7 +108,7 @@ class Equiangular(Sampling):
 
         Non-negative: DH's north-pole ring has weight exactly 0 (its :math:`2b` pixels are one
         point), and round-off below 0 is clipped."""
-        return _ring_weights(self.bandwidth, self.kind)
+        return _ring_weights(self.bandwidth, self.kind).copy()  # the cache stays intact
 
     @property
     def vectors(self) -> np.ndarray:

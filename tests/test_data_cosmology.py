@@ -450,3 +450,26 @@ def test_matched_spectra_leave_only_the_lognormal_shift(seed):
     assert ds.shifts[0] > ds.shifts[1] and matched[1][1] > 1.08 * matched[0][1]
     with pytest.raises(ValueError, match="spectrum must be 'own'"):
         C.CosmologyPatches(s, spectrum="equal", **kw)
+
+
+def test_smoothed_moments_follow_the_linear_filter_formula():
+    """Independent pixels of skewness g smoothed by h: skewness g sum h^3 / (sum h^2)^(3/2),
+    with the 2D Gaussian h = h1 x h1 (scipy's kernel: exp(-t^2 / 2w^2), |t| <= 4w + 0.5);
+    white Gaussian noise stays at skewness 0."""
+    s = C.healpix_patch(256, 1)
+    rng = np.random.default_rng(0)
+    x = rng.gamma(1.0, size=(6, 256 * 256))  # exponential pixels: skewness 2
+    for w in (1, 2):
+        t = np.arange(-int(4 * w + 0.5), int(4 * w + 0.5) + 1)
+        h = np.exp(-t**2 / (2 * w * w))
+        h /= h.sum()
+        expected = 2 * (np.sum(h**3) / np.sum(h**2) ** 1.5) ** 2
+        got = C.smoothed_moments(x, s, [w])
+        assert got.shape == (6, 2)
+        assert got[:, 0].mean() == pytest.approx(expected, rel=0.12)
+    noise = C.smoothed_moments(rng.normal(size=(6, 256 * 256)), s, [1, 2])
+    assert np.all(np.abs(noise[:, [0, 2]].mean(0)) < 0.05)
+    feats = C.psd_histogram_features(x[:2], s, psd="flat", moment_scales=[1, 2])
+    assert feats.shape == (2, 10 + 20 + 4)
+    with pytest.raises(ValueError, match="must be > 0"):
+        C.smoothed_moments(x[:1], s, [0])

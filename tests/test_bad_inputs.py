@@ -193,6 +193,24 @@ def _build(what, d):
     return builders.build_dataset(config, HEALPix(2))
 
 
+def _unpool_with_index(value, at=(1, 5, 2)):
+    x = torch.randn(2, 192, 3, generator=torch.Generator().manual_seed(0))
+    y, idx = nn.HEALPixPool(4, mode="max", return_indices=True)(x)
+    idx = idx.clone()
+    idx[at] = value
+    return nn.HEALPixUnpool(4, mode="max")(y, idx)
+
+
+def _write_through_link_loop(d):
+    from deepsphere.io import atomic_write_text
+
+    a, b = d / "loop-a.txt", d / "loop-b.txt"
+    for link, target in ((a, b), (b, a)):
+        if not link.is_symlink():
+            link.symlink_to(target)
+    atomic_write_text("x", a)
+
+
 def _validate(d):
     d = dict(d)
     d.setdefault("sampling", {"name": "healpix", "nside": 4})
@@ -415,6 +433,9 @@ CASES = [
          r"needs a deepsphere Sampling.*Irregular\(lon, lat"),
     Case("healpix-graph-on-irregular", "graph", "the 8-neighbour HEALPix graph on stations",
          lambda f: graph.healpix_neighbours(IRR3), TypeError, r"needs a HEALPix sampling"),
+    Case("fem-coincident-points", "graph", "the finite-element Laplacian on a DH grid (pole copies)",
+         lambda f: __import__("deepsphere.graph.experimental", fromlist=["x"]).fem_laplacian(
+             Equiangular(4, "DH")), ValueError, r"7 of 64 points are not vertices of the triangulation"),
     Case("radius-too-small", "graph", "a radius with no pair of points inside",
          lambda f: graph.radius(S8, 1e-6), ValueError, r"increase the radius.*typical spacing"),
     Case("radius-not-number", "graph", "radius('big')",
@@ -504,6 +525,13 @@ CASES = [
     Case("pool-input-numpy", "nn", "a numpy array into HEALPixPool",
          lambda f: nn.HEALPixPool(4)(np.zeros((1, 192, 1))), TypeError,
          r"input must be a torch.Tensor, got ndarray.*torch.as_tensor"),
+    Case("unpool-index-out-of-range", "nn", "max-unpooling indices past the last fine vertex",
+         lambda f: _unpool_with_index(192), ValueError, r"indices must lie in \[0, 192\)"),
+    Case("unpool-index-negative", "nn", "a negative max-unpooling index",
+         lambda f: _unpool_with_index(-1), ValueError, r"indices must lie in \[0, 192\).*got -1"),
+    Case("unpool-index-foreign-child", "nn", "an unpooling index that is another coarse vertex's child",
+         lambda f: _unpool_with_index(100, at=(0, 0, 0)), ValueError,
+         r"indices\[0, 0, 0\] = 100 is not a child of its coarse vertex"),
     # ---- equivariance measurement ------------------------------------------------------------
     Case("equivariance-degrees-fractional", "equivariance", "degrees [2.5] (was measured as 2)",
          lambda f: _equivariance().equivariance_error(np.eye(192), HEALPix(4), [2.5], 1, 1),
@@ -728,6 +756,8 @@ CASES = [
          r"trainer.loss: 'mse' is a loss for regression, but data 'synthetic_fields' is a "
          r"classification task; use 'cross_entropy'"),
     # ---- checkpoints -----------------------------------------------------------------------
+    Case("atomic-write-link-loop", "files", "writing through a loop of symbolic links",
+         lambda f: _write_through_link_loop(f.dir), OSError, r"loop of symbolic links"),
     Case("checkpoint-truncated", "checkpoint", "a checkpoint cut in half",
          lambda f: checkpoint.load(f.dir / "truncated.pt"), ValueError,
          r"truncated.pt: not a readable checkpoint.*truncated.*retrain"),
@@ -876,7 +906,9 @@ def _check(case: Case, files) -> None:
         warnings.simplefilter("ignore")
         with pytest.raises(case.exc) as info:
             case.call(files)
-    message = str(info.value.args[0]) if info.value.args else str(info.value)
+    # the first argument is the message, except for OSError(errno, message)
+    first = info.value.args[0] if info.value.args else None
+    message = first if isinstance(first, str) else str(info.value)
     assert re.search(case.match, message, re.S), (
         f"{case.id}: message does not match {case.match!r}:\n{message}")
 

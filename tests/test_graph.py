@@ -296,3 +296,132 @@ def test_finite_elements_refuse_coincident_points():
             build(s)
     C, m = ex.fem_matrices(Equiangular(4, "SOFT"))  # no pole: fine
     assert np.all(m > 0) and np.allclose(m.sum(), 4 * np.pi, rtol=0.1)
+
+
+# ---- connectivity ------------------------------------------------------------------------
+def _clusters(n_clusters=4, per=12, spread=0.03, seed=0):
+    """Tight clusters of points far apart: a k-NN graph with k < per splits into them."""
+    rng = np.random.default_rng(seed)
+    c = rng.normal(size=(n_clusters, 3))
+    p = np.repeat(c / np.linalg.norm(c, axis=1, keepdims=True), per, 0) + spread * rng.normal(size=(n_clusters * per, 3))
+    p /= np.linalg.norm(p, axis=1, keepdims=True)
+    return Irregular(np.degrees(np.arctan2(p[:, 1], p[:, 0])), np.degrees(np.arcsin(p[:, 2])), units="deg")
+
+
+def _build_recording(build):
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        g = build()
+    return g, [str(w.message) for w in caught if "not connected" in str(w.message)]
+
+
+@pytest.mark.parametrize("make, k, n_comp", [
+    (lambda: Equiangular(8, "DH"), 8, 1),
+    (lambda: Equiangular(16, "DH"), 8, 2),   # the 2b copies of the north pole link only each other
+    (lambda: Equiangular(16, "CC"), 8, 3),   # both poles
+    (lambda: Equiangular(16, "SOFT"), 8, 1),
+    (lambda: Equiangular(16, "DH"), 20, 1),
+    (lambda: HEALPix(8), 8, 1),
+    (lambda: _clusters(), 5, 4),
+])
+def test_disconnected_graph_warned_exactly_when_laplacian_has_several_zero_eigenvalues(make, k, n_comp):
+    """The number of connected components is the multiplicity of the eigenvalue 0 of the
+    combinatorial Laplacian (dense eigendecomposition); the warning fires exactly when it
+    exceeds 1, and names the count."""
+    g, msgs = _build_recording(lambda: graph.knn(make(), k))
+    ev = np.linalg.eigvalsh(g.laplacian("combinatorial").toarray())
+    zeros = int(np.sum(ev < 1e-9))
+    assert ev[zeros] > 1e-6  # a clear gap: the count is not a matter of tolerance
+    assert zeros == n_comp == g.n_components
+    assert len(msgs) == (n_comp > 1)
+    if n_comp > 1:
+        assert f"graph is not connected: {n_comp} connected components" in msgs[0]
+
+
+def test_disconnected_warning_names_the_smallest_component_and_the_fixes():
+    """Driscoll-Healy b = 32, k = 8 (configs/digits_graph_equiangular.yaml): the north pole's
+    64 copies, the rings at 2.8 and 177.2 degrees, and the rest."""
+    s = Equiangular(32, "DH")
+    with pytest.warns(UserWarning, match=r"4 connected components \(sizes 3904, 64, 64, 64\); the "
+                      r"smallest has 64 vertices, e.g. \[0, 1, 2.*connect=True.*radius graph"):
+        g = graph.knn(s, 8, kernel_width="heuristic")
+    assert g.n_components == 4
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # connected graphs stay silent
+        assert graph.knn(s, 40).n_components == 1
+        assert graph.knn(HEALPix(16), 8).n_components == 1
+        assert graph.build(s, {"kind": "knn", "k": 8, "connect": True}).n_components == 1
+
+
+def test_connect_adds_a_minimum_spanning_tree_of_the_components():
+    """connect=True keeps every k-NN edge and adds c - 1 edges whose total length is that of
+    the minimum spanning tree of the components, the distance between two components being
+    that of their closest points (brute force over all pairs), each weighted exp(-d^2/4t)."""
+    from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
+
+    s = _clusters(n_clusters=6, per=10)
+    g0, msgs = _build_recording(lambda: graph.knn(s, 5, kernel_width=0.3))
+    assert g0.n_components == 6 and msgs
+    g1, msgs = _build_recording(lambda: graph.knn(s, 5, kernel_width=0.3, connect=True))
+    assert not msgs and g1.n_components == 1 and g1.recipe["connect"] is True
+    W0, W1 = g0.adjacency.toarray(), g1.adjacency.toarray()
+    np.testing.assert_array_equal(W1[W0 > 0], W0[W0 > 0])
+    added = np.argwhere(np.triu((W1 > 0) & (W0 == 0)))
+    assert len(added) == 6 - 1
+    d = np.sqrt(dense_d2(s.vectors))
+    np.testing.assert_allclose(W1[added[:, 0], added[:, 1]],
+                               np.exp(-d[added[:, 0], added[:, 1]] ** 2 / (4 * g1.recipe["t"])), rtol=1e-12)
+    _, lab = connected_components(g0.adjacency)
+    Dc = np.array([[d[np.ix_(lab == a, lab == b)].min() if a != b else 0 for b in range(6)] for a in range(6)])
+    mst = minimum_spanning_tree(Dc).sum()
+    np.testing.assert_allclose(d[added[:, 0], added[:, 1]].sum(), mst, rtol=1e-12)
+    ev = np.linalg.eigvalsh(g1.laplacian("normalized").toarray())
+    assert ev[0] > -1e-12 and ev[1] > 1e-8  # one zero eigenvalue: connected
+
+
+@pytest.mark.parametrize("kind", ["DH", "SOFT", "CC", "GL"])
+def test_connect_repairs_equiangular_grids_and_leaves_connected_graphs_alone(kind):
+    for b, k in ((32, 8), (32, 20), (8, 8)):
+        s = Equiangular(b, kind)
+        g0, _ = _build_recording(lambda: graph.knn(s, k))
+        g1, msgs = _build_recording(lambda: graph.knn(s, k, connect=True))
+        assert not msgs and g1.n_components == 1
+        diff = g1.adjacency - g0.adjacency
+        diff.eliminate_zeros()
+        assert diff.nnz >= 2 * (g0.n_components - 1) and np.all(diff.data > 0)  # only additions
+        if g0.n_components == 1:
+            assert diff.nnz == 0 and "connect" in g1.recipe  # bit for bit the same weights
+        assert abs(g1.adjacency - g1.adjacency.T).max() == 0 and g1.adjacency.diagonal().max() == 0
+    # radius graphs: CC rings are pi/2b apart, more than pi/nlat: only the pole rings link
+    s = Equiangular(4, "CC")
+    g0, msgs = _build_recording(lambda: graph.radius(s, 1.01 * np.pi / s.nlat))
+    assert g0.n_components > 1 and msgs
+    g1, msgs = _build_recording(lambda: graph.radius(s, 1.01 * np.pi / s.nlat, connect=True))
+    assert g1.n_components == 1 and not msgs
+
+
+def test_connect_must_be_a_boolean_and_recipes_without_it_are_unchanged(tmp_path):
+    s = Equiangular(16, "DH")
+    with pytest.raises(TypeError, match="connect must be True or False, got 'yes'"):
+        graph.knn(s, 8, connect="yes")
+    with pytest.raises(TypeError, match="connect must be True or False"):
+        graph.radius(s, 0.2, connect=1)
+    g = graph.build(s, {"kind": "knn", "k": 8, "connect": True}, cache_dir=tmp_path)
+    again = graph.build(s, {"kind": "knn", "k": 8, "connect": True}, cache_dir=tmp_path)
+    assert (g.adjacency != again.adjacency).nnz == 0 and again.n_components == 1
+    plain = graph.knn(HEALPix(4), 8)
+    assert "connect" not in plain.recipe
+    assert (graph.knn(HEALPix(4), 8, connect=True).adjacency != plain.adjacency).nnz == 0
+
+
+def test_connect_warns_when_the_kernel_is_too_narrow_for_the_links():
+    """Clusters a radian apart under the width tuned for their spacing: the links' weights
+    underflow (or fall below float32 resolution), so the graph stays disconnected in effect;
+    both facts are reported."""
+    s = _clusters(n_clusters=3, per=10)
+    with pytest.warns(UserWarning, match=r"connect=True: 2 of the 2 links added between "
+                      r"components are too long for the kernel.*widen the kernel"):
+        graph.knn(s, 5, connect=True)

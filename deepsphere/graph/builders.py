@@ -132,6 +132,98 @@ def equivalent_nside(sampling: Sampling) -> float:
     return 32.0 * _HEALPIX32_NN / dnn
 
 
+def _nearest_between_components(tree, v: np.ndarray, labels: np.ndarray):
+    """For every component, its shortest link to another: ``(i, j, d)`` arrays, one row per
+    component, ``i`` in it, ``j`` outside, ``d`` the chordal distance.
+
+    Each point's nearest neighbour outside its own component is looked for among its ``m``
+    nearest points, ``m`` doubling for the points that found none yet and may still beat
+    their component's best (their ``m``-th distance is a lower bound on their link)."""
+    n, nc = len(v), int(labels.max()) + 1
+    best_d = np.full(nc, np.inf)
+    best_i = np.full(nc, -1, dtype=np.int64)
+    best_j = np.full(nc, -1, dtype=np.int64)
+    pending = np.arange(n)
+    m = min(16, n)
+    while pending.size:
+        d, idx = tree.query(v[pending], k=m, workers=-1)
+        d, idx = d.reshape(len(pending), m), idx.reshape(len(pending), m)
+        other = labels[idx] != labels[pending][:, None]
+        found = other.any(axis=1)
+        first = other.argmax(axis=1)
+        p, q = pending[found], idx[found, first[found]]
+        dq = d[found, first[found]]
+        # the closest candidate of each component (sorted by distance, first of each label)
+        order = np.lexsort((dq, labels[p]))
+        lab = labels[p][order]
+        head = np.ones(len(lab), dtype=bool)
+        head[1:] = lab[1:] != lab[:-1]
+        c, cand = lab[head], order[head]
+        better = dq[cand] < best_d[c]
+        c, cand = c[better], cand[better]
+        best_d[c], best_i[c], best_j[c] = dq[cand], p[cand], q[cand]
+        if m >= n:
+            break
+        rest = pending[~found]
+        pending = rest[d[~found, -1] < best_d[labels[rest]]]
+        m = min(2 * m, n)
+    return best_i, best_j, best_d
+
+
+def _check_connect(connect) -> bool:
+    if not isinstance(connect, (bool, np.bool_)):
+        raise TypeError(f"connect must be True or False, got {connect!r} ({type(connect).__name__})")
+    return bool(connect)
+
+
+def _connect(W: sp.csr_matrix, v: np.ndarray, t: float) -> sp.csr_matrix:
+    r"""Link the connected components of ``W`` by their nearest points (Borůvka rounds):
+    each round adds, for every component, its shortest edge to another component, with the
+    kernel weight :math:`\exp(-d^2/4t)`, until one component is left. The added edges form a
+    minimum spanning tree of the components (the distance between two components being that
+    of their closest points; ties aside), so ``c`` components get ``c - 1`` new edges. A
+    connected ``W`` is returned unchanged."""
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import cKDTree
+
+    nc, labels = connected_components(W, directed=False)
+    if nc == 1:
+        return W
+    tree = cKDTree(v)
+    links = sp.csr_matrix(W.shape)
+    while nc > 1:
+        i, j, d = _nearest_between_components(tree, v, labels)
+        # two components that chose each other keep one link (the DH pole's copies are
+        # equidistant from its neighbours, so they may name different pairs)
+        a, b = np.minimum(labels[i], labels[j]), np.maximum(labels[i], labels[j])
+        order = np.lexsort((d, b, a))
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = (a[order][1:] != a[order][:-1]) | (b[order][1:] != b[order][:-1])
+        i, j = i[order[first]], j[order[first]]
+        links = links + sp.csr_matrix((np.ones(len(i)), (i, j)), shape=W.shape)
+        nc, labels = connected_components(W + links + links.T, directed=False)
+    links = sp.triu(links + links.T).tocoo()  # a pair found from both of its sides, once
+    i, j = links.row.astype(np.int64), links.col.astype(np.int64)
+    d2 = _pair_d2(v, i, j)
+    w = np.exp(-d2 / (4.0 * t))
+    # In float32 (the operators' default dtype) a link far below the graph's typical weight
+    # is lost in the degree sums: connected on paper, no information passes.
+    weak = w < np.finfo(np.float32).eps * np.median(W.data)
+    if weak.any():
+        import warnings
+
+        warnings.warn(
+            f"connect=True: {int(weak.sum())} of the {len(w)} links added between components "
+            f"are too long for the kernel (up to {np.sqrt(d2[weak].max()):.3g} chordal, weight "
+            f"{w[weak].min():.3g} with t={t:.3g}) and carry no information in float32; widen the "
+            "kernel (larger t or sigma) or increase k", stacklevel=3)
+    B = sp.csr_matrix((np.concatenate([w, w]), (np.concatenate([i, j]), np.concatenate([j, i]))),
+                      shape=W.shape)
+    W = sp.csr_matrix(W + B)
+    W.sort_indices()
+    return W
+
+
 def healpix_neighbours(sampling: HEALPix, kernel_width: Union[str, float] = "heuristic") -> SphereGraph:
     r"""The DeepSphere v1 graph: each HEALPix pixel linked to its 8 neighbours (7 at the 8
     special pixels) from ``healpy.get_all_neighbours``; on a partial sky, to those present.
@@ -162,7 +254,8 @@ def healpix_neighbours(sampling: HEALPix, kernel_width: Union[str, float] = "heu
     return SphereGraph(W, sampling, recipe, check=False)
 
 
-def knn(sampling: Sampling, k: int = 8, kernel_width="tuned", symmetrize: str = "average") -> SphereGraph:
+def knn(sampling: Sampling, k: int = 8, kernel_width="tuned", symmetrize: str = "average",
+        connect: bool = False) -> SphereGraph:
     r"""k-nearest-neighbour graph on any sampling (DeepSphere v2).
 
     Parameters
@@ -177,10 +270,18 @@ def knn(sampling: Sampling, k: int = 8, kernel_width="tuned", symmetrize: str = 
         The k-NN relation is not symmetric; ``average`` is :math:`(W + W^T)/2` (pygsp's
         default, with which the tuned widths were derived), ``maximum`` keeps full weight on
         one-sided edges.
+    connect : bool
+        The k-NN graph can fall apart: on equiangular grids the 2b copies of a pole, and the
+        crowded rings next to it, are each other's nearest neighbours (Driscoll–Healy b = 32,
+        k = 8: 4 components); distant clusters of stations too. A disconnected graph is
+        reported with a ``UserWarning``. With ``connect=True`` its components are linked by
+        their closest points, ``c - 1`` edges for ``c`` components (a minimum spanning tree of
+        the components), weighted by the same kernel; a connected graph is left unchanged.
     """
     from scipy.spatial import cKDTree
 
     _check_sampling(sampling, "knn")
+    connect = _check_connect(connect)
     n = sampling.npix
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
@@ -209,14 +310,21 @@ def knn(sampling: Sampling, k: int = 8, kernel_width="tuned", symmetrize: str = 
     W, t = _assemble(np.arange(n + 1, dtype=np.int64) * k, cols, d2, n, t, symmetrize)
     recipe = {"kind": "knn", "k": int(k), "kernel_width": kernel_width, "t": t,
               "symmetrize": symmetrize}
+    if connect:
+        W = _connect(W, v, t)
+        recipe["connect"] = True
     return SphereGraph(W, sampling, recipe, check=False)
 
 
-def radius(sampling: Sampling, r: float, kernel_width="heuristic") -> SphereGraph:
-    """Graph linking all pairs of points within geodesic distance ``r`` (radians)."""
+def radius(sampling: Sampling, r: float, kernel_width="heuristic", connect: bool = False) -> SphereGraph:
+    """Graph linking all pairs of points within geodesic distance ``r`` (radians).
+
+    ``connect=True`` links its connected components by their closest points, as in
+    :func:`knn`; without it a disconnected graph is reported with a ``UserWarning``."""
     from scipy.spatial import cKDTree
 
     _check_sampling(sampling, "radius")
+    connect = _check_connect(connect)
     if isinstance(r, bool) or not isinstance(r, (int, float, np.number)):
         raise TypeError(f"radius r must be a number of radians in (0, pi], got {r!r}")
     if not (0 < r <= np.pi):
@@ -234,14 +342,17 @@ def radius(sampling: Sampling, r: float, kernel_width="heuristic") -> SphereGrap
     indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=sampling.npix))])
     W, t = _assemble(indptr, cols, _pair_d2(v, rows, cols), sampling.npix, t, "maximum")
     recipe = {"kind": "radius", "r": float(r), "kernel_width": kernel_width, "t": t}
+    if connect:
+        W = _connect(W, v, t)
+        recipe["connect"] = True
     return SphereGraph(W, sampling, recipe, check=False)
 
 
 # ---- recipes ------------------------------------------------------------------------
 _RECIPE_KEYS = {
     "healpix": {"kind", "kernel_width"},
-    "knn": {"kind", "k", "kernel_width", "symmetrize"},
-    "radius": {"kind", "r", "kernel_width"},
+    "knn": {"kind", "k", "kernel_width", "symmetrize", "connect"},
+    "radius": {"kind", "r", "kernel_width", "connect"},
 }
 # Keys a recipe may carry for downstream users (Laplacian choice), ignored by builders.
 _PASSTHROUGH = {"laplacian", "lmax", "scale"}

@@ -7,6 +7,7 @@ from typing import Optional
 import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
+from scipy.sparse.csgraph import connected_components
 
 LAPLACIANS = ("normalized", "combinatorial")
 
@@ -26,6 +27,15 @@ class SphereGraph:
     check : bool
         Verify symmetry, sign, finiteness and the absence of self loops (recommended for
         user-supplied matrices; builders skip it since they guarantee it).
+
+    Attributes
+    ----------
+    isolated : ndarray
+        Vertices without an edge.
+    n_components : int
+        Number of connected components; a graph with more than one (or with isolated
+        vertices) is reported with a ``UserWarning`` on construction, since a graph filter
+        never moves information between components.
 
     Notes
     -----
@@ -55,14 +65,13 @@ class SphereGraph:
         self._laplacians: dict = {}
         self._lmax: dict = {}
         self.isolated = np.flatnonzero(self.degrees == 0)
-        if self.isolated.size:
-            warnings.warn(
-                f"graph has {self.isolated.size} isolated vertices (no edges, or only edges whose "
-                f"kernel weight underflowed to 0), e.g. {self.isolated[:10].tolist()}: a graph "
-                "filter cannot move information to or from them. Increase k, the radius or the "
-                "kernel width.",
-                stacklevel=2,
-            )
+        # A k-NN graph can split silently (the 2b coincident copies of a DH pole, or the
+        # tight polar rings of an equiangular grid, are each other's nearest neighbours):
+        # a graph filter then never moves information between the pieces.
+        self.n_components, labels = connected_components(W, directed=False)
+        if self.n_components > 1 or self.isolated.size:
+            warnings.warn(_disconnected_message(self.n_components, labels, self.isolated),
+                          stacklevel=2)
 
     # ---- constructors -------------------------------------------------------------
     @classmethod
@@ -270,6 +279,33 @@ def scipy_to_torch_csr(M: sp.spmatrix, dtype=None, device=None):
             size=M.shape,
             device=device,
         )
+
+
+def _disconnected_message(n_components: int, labels: np.ndarray, isolated: np.ndarray) -> str:
+    """Why a graph is not connected, where, and how to fix it."""
+    parts = []
+    if n_components > 1:
+        sizes = np.bincount(labels)
+        smallest = int(np.argmin(sizes))
+        shown = ", ".join(str(int(x)) for x in np.sort(sizes)[::-1][:10])
+        parts.append(
+            f"graph is not connected: {n_components} connected components (sizes {shown}"
+            f"{', ...' if n_components > 10 else ''}); the smallest has {sizes[smallest]} "
+            f"vertices, e.g. {np.flatnonzero(labels == smallest)[:10].tolist()}"
+        )
+    if isolated.size:
+        parts.append(
+            f"{isolated.size} isolated vertices (no edges, or only edges whose kernel weight "
+            f"underflowed to 0), e.g. {isolated[:10].tolist()}"
+        )
+    return (
+        "; ".join(parts) + ". A graph filter cannot move information between components, nor to "
+        "or from an isolated vertex. Increase k, the radius or the kernel width; link the "
+        "components by their nearest points with knn(..., connect=True) or radius(..., "
+        "connect=True) (recipe key connect: true); or use another graph or sampling (on an "
+        "equiangular grid the crowded polar rings are each other's nearest neighbours; a radius "
+        "graph with r above the ring spacing joins them)."
+    )
 
 
 def _check_kind(kind: str) -> None:

@@ -305,7 +305,7 @@ class LatLonRegridder:
 
     holds to rounding (the area-weighted integral is conserved), where :math:`R_p`
     (:attr:`received_area`) is the area point :math:`p` received; only the sub-cells that a
-    pixel boundary crosses are misplaced, so :math:`R_p` tends to the cell's true area as
+    pixel boundary crosses are misplaced, so :math:`R_p` tends to :math:`|P_p|` as
     :math:`s` grows (error :math:`O(1/s)` per pixel, smaller on average). The default
     :math:`s` makes a sub-cell at most 1/1024 of a point's cell (32 sub-cells across a
     HEALPix pixel): ClimateNet's 768 x 1152 grid gets :math:`s` = 3 / 5 / 10 at nside

@@ -565,3 +565,30 @@ def test_sweep_degrees_choice_is_explicit():
     said.clear()
     assert degrees_for({"degrees_per_nside": [0.5, 2.0]}, s, said.append) == [2, 8]
     assert said == []
+
+
+def test_sweep_connect_links_the_components_of_the_measured_graph():
+    """A k-NN graph on a Driscoll-Healy grid splits (b = 16, k = 8: the 32 copies of the north
+    pole link only each other); the sweep reports it, and ``connect: true`` measures the graph
+    with its components linked (one more edge), for a tuned and an optimised width alike."""
+    import warnings
+
+    from deepsphere.equivariance.sweep import run_sweep
+
+    cfg = dict(degrees=[2, 4], n_signals=1, n_rotations=1, cost={"repeats": 1, "K": 2, "channels": 2},
+               samplings=[{"name": "equiangular", "bandwidth": 16, "kind": "DH"}],
+               optimiser={"n_signals": 1, "n_rotations": 1},
+               graphs=[{"label": "k8", "kind": "knn", "k": 8}])
+    with pytest.warns(UserWarning, match="graph is not connected: 2 connected components"):
+        plain = run_sweep(cfg, log=lambda *a: None)
+    linked_cfg = dict(cfg, graphs=[{"label": "k8c", "kind": "knn", "k": 8, "connect": True},
+                                   {"label": "k8o", "kind": "knn", "k": 8, "connect": True,
+                                    "kernel_width": "optimise"}])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        linked = run_sweep(linked_cfg, log=lambda *a: None)
+    assert not [w for w in caught if "not connected" in str(w.message)]
+    epv = {r["graph"]: float(r["edges_per_vertex"]) for r in plain + linked}
+    npix = 32 * 32
+    assert epv["k8c"] > epv["k8"] and epv["k8o"] == epv["k8c"]  # rounded to 3 decimals
+    assert epv["k8c"] == pytest.approx(epv["k8"] + 2 / npix, abs=1e-3)

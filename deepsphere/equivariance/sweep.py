@@ -21,6 +21,7 @@ Config keys (unknown keys are errors)::
       - {label: fem, kind: fem}                   # M^-1 C on the Delaunay triangulation
       - {label: cot, kind: cotangent}             # cotangent-weight graph (C = D - W)
       - {label: k8-density, kind: knn, k: 8, density_alpha: 1}
+      - {label: k8-linked, kind: knn, k: 8, connect: true}   # components linked (equiangular poles)
       - {label: k8-edges, kind: knn, k: 8, optimise_edges: {steps: 300}}
       - {label: zonal, kind: spectral}            # isotropic spectral filter (exact reference)
       - {label: zonal32, kind: spectral, dtype: float32, compute_dtype: float64, lmax: 2nside, iterations: 10}
@@ -46,7 +47,7 @@ from .rotation import band_limit
 
 TOP_KEYS = {"out", "degrees", "degrees_per_nside", "n_signals", "n_rotations", "seed", "threads",
             "laplacians", "samplings", "graphs", "cost", "plot", "optimiser", "title", "protocol"}
-GRAPH_KEYS = {"label", "kind", "k", "kernel_width", "symmetrize", "density_alpha", "optimise_edges",
+GRAPH_KEYS = {"label", "kind", "k", "kernel_width", "symmetrize", "connect", "density_alpha", "optimise_edges",
               "laplacian", "dtype", "compute_dtype", "lmax", "iterations"}
 GRAPH_KINDS = ("healpix", "knn", "fem", "fem_symmetric", "cotangent", "spectral")
 COLUMNS = ["sampling", "nside", "graph", "kind", "k", "kernel_width", "t", "sigma", "laplacian",
@@ -231,6 +232,10 @@ def _graph_variants(s: Sampling, spec: dict, laplacian: str, degrees, cfg: dict)
             ocfg = cfg.get("optimiser", {})
             # the healpix graph's own width, started from the 8-neighbour tuned width
             builder = (lambda s_, t_: graphs.healpix_neighbours(s_, kernel_width=t_)) if kind == "healpix" else None
+            if kind == "knn" and spec.get("connect", False) is not False:
+                # the width is tuned on the graph that is measured: the linked one
+                builder = (lambda s_, t_: graphs.knn(s_, k=int(k), kernel_width=t_,
+                                                     connect=spec["connect"]))
             res = optimise_kernel_width(s, 8 if kind == "healpix" else k, degrees, laplacian,
                                         ocfg.get("n_signals", 2), ocfg.get("n_rotations", 1),
                                         cfg.get("seed", 0) + 1, builder=builder)
@@ -241,7 +246,8 @@ def _graph_variants(s: Sampling, spec: dict, laplacian: str, degrees, cfg: dict)
         if kind == "healpix":
             g = graphs.healpix_neighbours(s, kernel_width=width)
         else:
-            g = graphs.knn(s, k=int(k), kernel_width=width, symmetrize=spec.get("symmetrize", "average"))
+            g = graphs.knn(s, k=int(k), kernel_width=width, symmetrize=spec.get("symmetrize", "average"),
+                           connect=spec.get("connect", False))
         if "density_alpha" in spec:
             from ..graph import experimental
 

@@ -509,6 +509,26 @@ def test_synthetic_dataset_contract():
         C.ClimateSegmentation(s, variables=["TMQ", "SST"], n_train=1, n_val=1, n_test=1)
 
 
+def test_dataset_regrid_option_reaches_the_regridder():
+    """regrid='centre' is the earlier scheme: the dataset's first map equals the centre
+    regridder applied to the same snapshot, and differs from the conservative default."""
+    s = HEALPix(4)
+    kw = dict(n_train=1, n_val=1, n_test=1, variables=["TMQ"], grid=[16, 32], seed=2)
+    cons = C.ClimateSegmentation(s, **kw)
+    centre = C.ClimateSegmentation(s, regrid="centre", **kw)
+    a = cons.split("train").x.numpy() * cons.channel_std + cons.channel_mean
+    b = centre.split("train").x.numpy() * centre.channel_std + centre.channel_mean
+    lat, lon = C.latlon_grid(16, 32)
+    rng = np.random.default_rng([2, 300])
+    fields = C.synthetic_snapshot(lat, lon, rng)[0][C.VARIABLES.index("TMQ")]
+    for method, got in (("conservative", a), ("centre", b)):
+        want = C.LatLonRegridder(lat, lon, s, method=method)(fields[None])[0]
+        np.testing.assert_allclose(got[0, :, 0], want, rtol=1e-5, atol=1e-4)
+    assert not np.allclose(a, b, rtol=1e-3)
+    with pytest.raises(ValueError, match="regrid must be 'conservative'"):
+        C.ClimateSegmentation(s, regrid="bilinear", **kw)
+
+
 def test_dataset_from_files(tmp_path):
     """A folder of small ClimateNet files, regridded to HEALPix, split in file order."""
     lat, lon = C.latlon_grid(24, 48)

@@ -862,6 +862,9 @@ class ClimateSegmentation(LabelledDataset):
     event_fraction : float
         Smallest class area fraction for an event label in a pixel
         (see :meth:`LatLonRegridder.labels`).
+    regrid : {'conservative', 'centre'}
+        :class:`LatLonRegridder`'s ``method``: overlap areas (default) or each grid cell
+        whole to the point holding its centre (the earlier scheme).
     seed : int
 
     Items are ``(x, y)``: ``x`` float32 ``[npix, len(variables)]``, ``y`` int64 ``[npix]``.
@@ -876,7 +879,8 @@ class ClimateSegmentation(LabelledDataset):
                  split_fractions: List[float] = (0.7, 0.1, 0.2),
                  n_train: int = 300, n_val: int = 50, n_test: int = 100,
                  grid: Optional[List[int]] = None, n_rivers: float = 3.6, n_cyclones: float = 2.0,
-                 event_fraction: float = 0.5, background: Optional[str] = None, seed: int = 0):
+                 event_fraction: float = 0.5, background: Optional[str] = None,
+                 regrid: str = "conservative", seed: int = 0):
         self.sampling = sampling
         self.variables = list(VARIABLES if variables is None else variables)
         unknown = [v for v in self.variables if v not in VARIABLES]
@@ -885,6 +889,9 @@ class ClimateSegmentation(LabelledDataset):
         self.in_channels = len(self.variables)
         if not 0.0 < event_fraction <= 1.0:
             raise ValueError(f"event_fraction must be in (0, 1], got {event_fraction}")
+        if regrid not in ("conservative", "centre"):
+            raise ValueError(f"regrid must be 'conservative' (overlap areas) or 'centre' (each "
+                             f"grid cell whole to one point), got {regrid!r}")
         data = {}
         if files is not None:
             paths = _list_files(files)
@@ -903,7 +910,7 @@ class ClimateSegmentation(LabelledDataset):
                 lat, lon, f, lab = read_climatenet(p, self.variables)
                 if regridder is None or regridder.shape != f.shape[1:] \
                         or not (np.array_equal(regridder.lat, lat) and np.array_equal(regridder.lon, lon)):
-                    regridder = LatLonRegridder(lat, lon, sampling)
+                    regridder = LatLonRegridder(lat, lon, sampling, method=regrid)
                 x = regridder(f).T
                 if not np.all(np.isfinite(x)):  # would become 0 silently in val/test
                     bad = [self.variables[c] for c in np.flatnonzero(~np.isfinite(x).all(0))]
@@ -923,7 +930,7 @@ class ClimateSegmentation(LabelledDataset):
             if len(grid) != 2 or min(grid) < 4:
                 raise ValueError(f"grid must be [nlat, nlon] with each >= 4, got {grid}")
             lat, lon = latlon_grid(int(grid[0]), int(grid[1]))
-            regridder = LatLonRegridder(lat, lon, sampling)
+            regridder = LatLonRegridder(lat, lon, sampling, method=regrid)
             patterns = None if background is None else RealPatterns(background, lat, lon)
             idx = [VARIABLES.index(v) for v in self.variables]
             for s, n in zip(SPLITS, (n_train, n_val, n_test)):

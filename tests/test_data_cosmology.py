@@ -473,3 +473,18 @@ def test_smoothed_moments_follow_the_linear_filter_formula():
     assert feats.shape == (2, 10 + 20 + 4)
     with pytest.raises(ValueError, match="must be > 0"):
         C.smoothed_moments(x[:1], s, [0])
+
+
+def test_smoothed_moments_of_a_flat_patch_are_zero_and_bad_values_are_refused():
+    """A constant patch has no fluctuation to measure: its moments are 0 (as for a Gaussian),
+    not the round-off of the filter divided by itself; NaN or UNSEEN pixels are refused."""
+    s = C.healpix_patch(32, 1)
+    for value in (0.0, 3.7, -1e5):
+        got = C.smoothed_moments(np.full((2, s.npix), value), s, [1, 2])
+        assert np.array_equal(got, np.zeros((2, 4)))
+    x = np.random.default_rng(0).normal(size=(2, s.npix))
+    for bad in (np.nan, np.inf, hp.UNSEEN):
+        y = x.copy()
+        y[1, 5] = bad
+        with pytest.raises(ValueError, match=r"patch 1 .*not finite or UNSEEN"):
+            C.smoothed_moments(y, s, [1])

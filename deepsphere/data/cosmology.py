@@ -738,10 +738,13 @@ def smoothed_moments(patches: np.ndarray, sampling: HEALPix,
 
     The patch is read as its square face image (:func:`patch_image_index`) and convolved with
     a Gaussian of standard deviation :math:`w` pixels (``scipy.ndimage.gaussian_filter``,
-    edges reflected), then :math:`\gamma_1 = \langle y^3 angle / \langle y^2 angle^{3/2}`
-    and :math:`\gamma_2 = \langle y^4 angle / \langle y^2 angle^2 - 3` of the centred
+    edges reflected), then :math:`\gamma_1 = \langle y^3 \rangle / \langle y^2 \rangle^{3/2}`
+    and :math:`\gamma_2 = \langle y^4 \rangle / \langle y^2 \rangle^2 - 3` of the centred
     image :math:`y`. For independent pixels of skewness :math:`\gamma` and a filter
     :math:`h`, :math:`\gamma_1 = \gamma \sum h^3 / (\sum h^2)^{3/2}`.
+
+    A patch without fluctuations (its smoothed variance at round-off level) gets 0 and 0,
+    the values of a Gaussian field.
 
     Returns ``[n_patches, 2 len(scales)]``: (skewness, kurtosis) per scale.
     """
@@ -755,10 +758,19 @@ def smoothed_moments(patches: np.ndarray, sampling: HEALPix,
     out = np.empty((len(patches), 2 * len(scales)))
     for i, x in enumerate(patches):
         img = np.asarray(x, dtype=np.float64)[idx].reshape(side, side)
+        bad = ~np.isfinite(img) | (img == hp.UNSEEN)
+        if bad.any():  # one such pixel would set every moment of the patch
+            raise ValueError(f"patch {i} has {int(bad.sum())} pixels that are not finite or UNSEEN "
+                             "(masked): smoothed moments need a fully observed patch")
+        # the filter's round-off on a constant image is ~1e-16 of its level
+        floor = (1e-12 * np.max(np.abs(img))) ** 2
         for j, w in enumerate(scales):
             y = gaussian_filter(img, w, mode="reflect").ravel()
             y = y - y.mean()
-            m2 = np.mean(y**2) + 1e-300
+            m2 = np.mean(y**2)
+            if m2 <= floor:
+                out[i, 2 * j: 2 * j + 2] = 0.0
+                continue
             out[i, 2 * j] = np.mean(y**3) / m2**1.5
             out[i, 2 * j + 1] = np.mean(y**4) / m2**2 - 3.0
     return out

@@ -425,3 +425,18 @@ def test_connect_warns_when_the_kernel_is_too_narrow_for_the_links():
     with pytest.warns(UserWarning, match=r"connect=True: 2 of the 2 links added between "
                       r"components are too long for the kernel.*widen the kernel"):
         graph.knn(s, 5, connect=True)
+
+
+def test_explicit_zero_weights_do_not_connect_components():
+    """Two triangles joined only by a stored weight of 0 (a kernel weight that underflowed,
+    kept in a user's sparse matrix): the combinatorial Laplacian has two zero eigenvalues, so
+    the graph has two components and is reported, as it is without the stored zeros."""
+    i = np.array([0, 0, 1, 3, 3, 4, 2])
+    j = np.array([1, 2, 2, 4, 5, 5, 3])
+    w = np.array([1.0, 1, 1, 1, 1, 1, 0])  # edge 2-3 stored with weight 0
+    W = sp.csr_matrix((np.r_[w, w], (np.r_[i, j], np.r_[j, i])), shape=(6, 6))
+    assert W.nnz == 14
+    with pytest.warns(UserWarning, match="2 connected components"):
+        g = SphereGraph(W)
+    ev = np.linalg.eigvalsh(g.laplacian("combinatorial").toarray())
+    assert g.n_components == int(np.sum(ev < 1e-9)) == 2

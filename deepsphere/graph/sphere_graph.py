@@ -68,7 +68,12 @@ class SphereGraph:
         # A k-NN graph can split silently (the 2b coincident copies of a DH pole, or the
         # tight polar rings of an equiangular grid, are each other's nearest neighbours):
         # a graph filter then never moves information between the pieces.
-        self.n_components, labels = connected_components(W, directed=False)
+        # csgraph counts a stored 0 as an edge; a weight that underflowed links nothing
+        linked = W
+        if W.nnz and not W.data.all():
+            linked = W.copy()
+            linked.eliminate_zeros()
+        self.n_components, labels = connected_components(linked, directed=False)
         if self.n_components > 1 or self.isolated.size:
             warnings.warn(_disconnected_message(self.n_components, labels, self.isolated),
                           stacklevel=2)

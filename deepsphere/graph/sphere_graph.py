@@ -309,7 +309,9 @@ def _disconnected_message(n_components: int, labels: np.ndarray, isolated: np.nd
         "components by their nearest points with knn(..., connect=True) or radius(..., "
         "connect=True) (recipe key connect: true); or use another graph or sampling (on an "
         "equiangular grid the crowded polar rings are each other's nearest neighbours; a radius "
-        "graph with r above the ring spacing joins them)."
+        "graph with r above the ring spacing joins them). If the sampling covers separate "
+        "regions on purpose (a partial sky of non-adjacent base pixels, stations on several "
+        "continents), the components may be those regions and the warning can be ignored."
     )
 
 

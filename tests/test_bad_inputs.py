@@ -684,6 +684,11 @@ CASES = [
     Case("config-data-range", "config", "data.n_train: -3",
          lambda f: _build("data", {"data": {"name": "synthetic_fields", "n_train": -3}}), ConfigError,
          r"data \(synthetic_fields\): n_train must be >= 1"),
+    Case("moments-nan-pixel", "files", "a NaN pixel in a patch given to smoothed_moments",
+         lambda f: _cosmology().smoothed_moments(
+             np.where(np.arange(2 * 1024).reshape(2, 1024) == 1500, np.nan, 1.0),
+             _cosmology().healpix_patch(32, 1), [1]), ValueError,
+         r"patch 1 has 1 pixels that are not finite or UNSEEN"),
     Case("config-cosmology-spectrum", "config", "data.spectrum: equal (cosmology)",
          lambda f: _build("data", {"data": {"name": "cosmology", "spectrum": "equal"}}), ConfigError,
          r"data \(cosmology\): spectrum must be 'own' .* or 'matched'"),

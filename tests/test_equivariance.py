@@ -592,3 +592,24 @@ def test_sweep_connect_links_the_components_of_the_measured_graph():
     npix = 32 * 32
     assert epv["k8c"] > epv["k8"] and epv["k8o"] == epv["k8c"]  # rounded to 3 decimals
     assert epv["k8c"] == pytest.approx(epv["k8"] + 2 / npix, abs=1e-3)
+
+
+def test_sweep_optimises_the_width_of_the_graph_it_measures(monkeypatch):
+    """kernel_width: optimise with symmetrize: maximum tunes the width on 'maximum' graphs, not
+    on the default 'average' ones (every k-NN graph the sweep builds is recorded)."""
+    from deepsphere.equivariance import sweep
+
+    seen = []
+    real_knn = sweep.graphs.knn
+
+    def recording_knn(*args, **kwargs):
+        seen.append(kwargs.get("symmetrize", "average"))
+        return real_knn(*args, **kwargs)
+
+    monkeypatch.setattr(sweep.graphs, "knn", recording_knn)
+    cfg = dict(degrees=[2, 4], n_signals=1, n_rotations=1, cost={"repeats": 1, "K": 2, "channels": 2},
+               samplings=[{"name": "healpix", "nside": 4}], optimiser={"n_signals": 1, "n_rotations": 1},
+               graphs=[{"label": "k8o", "kind": "knn", "k": 8, "symmetrize": "maximum",
+                        "kernel_width": "optimise"}])
+    sweep.run_sweep(cfg, log=lambda *a: None)
+    assert len(seen) > 3 and set(seen) == {"maximum"}

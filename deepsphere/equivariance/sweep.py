@@ -232,10 +232,12 @@ def _graph_variants(s: Sampling, spec: dict, laplacian: str, degrees, cfg: dict)
             ocfg = cfg.get("optimiser", {})
             # the healpix graph's own width, started from the 8-neighbour tuned width
             builder = (lambda s_, t_: graphs.healpix_neighbours(s_, kernel_width=t_)) if kind == "healpix" else None
-            if kind == "knn" and spec.get("connect", False) is not False:
-                # the width is tuned on the graph that is measured: the linked one
-                builder = (lambda s_, t_: graphs.knn(s_, k=int(k), kernel_width=t_,
-                                                     connect=spec["connect"]))
+            if kind == "knn" and (spec.get("connect", False) is not False
+                                  or spec.get("symmetrize", "average") != "average"):
+                # the width is tuned on the graph that is measured: linked, symmetrised as asked
+                builder = (lambda s_, t_: graphs.knn(
+                    s_, k=int(k), kernel_width=t_, symmetrize=spec.get("symmetrize", "average"),
+                    connect=spec.get("connect", False)))
             res = optimise_kernel_width(s, 8 if kind == "healpix" else k, degrees, laplacian,
                                         ocfg.get("n_signals", 2), ocfg.get("n_rotations", 1),
                                         cfg.get("seed", 0) + 1, builder=builder)

@@ -220,6 +220,139 @@ def test_setup_blocks_do_not_change_the_overlaps(monkeypatch):
         assert abs(blocks - whole).max() < 1e-15
 
 
+def _children_by_brute_force(lat, lon, s, j):
+    """W from every level-j NESTED child of every pixel, each located on its own (latitude
+    edges half-way between centres, longitude columns centred on ``lon``)."""
+    import healpy as hp
+    from scipy import sparse
+
+    ls = np.sort(lat)
+    e = np.clip(np.concatenate([[1.5 * ls[0] - 0.5 * ls[1]], 0.5 * (ls[1:] + ls[:-1]),
+                                [1.5 * ls[-1] - 0.5 * ls[-2]]]), -90, 90)
+    fine = s.nside * 2**j
+    theta, phi = hp.pix2ang(fine, (s.pixels[:, None] * 4**j + np.arange(4**j)).ravel(), nest=True)
+    i = np.searchsorted(np.sin(np.radians(e)), np.cos(theta), side="right") - 1
+    ok = (i >= 0) & (i < lat.size)
+    row = np.argsort(lat)[np.clip(i, 0, lat.size - 1)]
+    step = 360 / lon.size
+    k = np.floor(np.mod(np.degrees(phi) - np.sort(lon)[0] + step / 2, 360) / step).astype(int)
+    col = np.argsort(lon)[k % lon.size]
+    owner = np.repeat(np.arange(s.npix), 4**j)
+    return sparse.csr_matrix((np.full(ok.sum(), hp.nside2pixarea(fine)),
+                              (owner[ok], (row * lon.size + col)[ok])),
+                             shape=(s.npix, lat.size * lon.size))
+
+
+def test_child_path_equals_every_child_located_independently():
+    """Blocks of children that lie in one cell go to it whole, the rest are split: the
+    result is the matrix of all 4^j children located one by one (grids offset so that no
+    child centre lies on a cell edge), also for descending latitudes, longitudes from -180,
+    a Gaussian grid that stops short of the poles, partial skies and a regional grid."""
+    lat, lon = C.latlon_grid(47, 96)
+    lon = lon + 1.234567
+    gauss = np.degrees(np.arcsin(np.polynomial.legendre.leggauss(24)[0]))
+    tropics = np.abs(lat) < 40
+    cases = [(lat, lon, HEALPix(16), 3), (lat[::-1], lon - 180, HEALPix(8), 4),
+             (gauss, np.arange(48) * 7.5 + 0.7654321, HEALPix(16), 3),
+             (lat, lon, HEALPix(16, np.arange(300, 700)), 3),
+             (lat[tropics], lon, HEALPix.from_mask(np.abs(HEALPix(8).lat) < 30, "NESTED"), 4)]
+    for la, lo, s, j in cases:
+        R = C.LatLonRegridder(la, lo, s, child_levels=j)
+        assert R.child_levels == j and R.subdivisions is None
+        want = _children_by_brute_force(la, lo, s, j)
+        assert R._assign.nnz == want.nnz
+        assert abs(R._assign - want).max() < 1e-12 * s.areas[0]
+
+
+def test_child_path_gives_each_pixel_its_exact_area():
+    """Children partition their pixel exactly, so with pixels smaller than the grid cells
+    (where this path is chosen) every pixel receives 4 pi / (12 nside^2) to rounding, and
+    the grid's integral is kept to the children misplaced across cell edges; a grid that
+    stops short of the poles gives the pixels it covers their exact area and the polar
+    pixels the part of it inside the grid (checked against the cap area beyond the edge)."""
+    import healpy as hp
+
+    lat, lon = C.latlon_grid(96, 192)  # cells 1.9 degrees, nside-64 pixels 0.9 degrees
+    s = HEALPix(64)
+    R = C.LatLonRegridder(lat, lon, s)
+    assert R.child_levels == 4 and R.subdivisions is None
+    np.testing.assert_allclose(R.received_area, 4 * np.pi / (12 * 64**2), rtol=1e-12)
+    f = _grid_field(_y32, lat, lon) + 0.5
+    # each cell gets its area to the children cut by its edges (away from the polar slivers)
+    away = np.abs(lat) < 80
+    for r, worst, rms in ((R, 0.08, 0.02), (C.LatLonRegridder(lat, lon, s, child_levels=5), 0.025, 0.008)):
+        e = np.asarray(r._assign.sum(0)).reshape(r.shape)[away] / r.cell_area[away] - 1
+        assert np.abs(e).max() < worst and np.sqrt(np.mean(e**2)) < rms
+    integral = (R.cell_area * f).sum()
+    assert abs((R.received_area * R(f)).sum() - integral) < 1e-5 * np.abs(R.cell_area * f).sum()
+    # a Gaussian grid: cells end at its outermost edges, +-87.9 degrees
+    gauss = np.degrees(np.arcsin(np.polynomial.legendre.leggauss(48)[0]))
+    s = HEALPix(32)
+    top = 1.5 * gauss[-1] - 0.5 * gauss[-2]
+    z = np.array([hp.boundaries(32, p, step=4, nest=True)[2] for p in s.pixels])
+    inside = np.abs(z).max(1) < np.sin(np.radians(top))
+    assert inside.sum() > 0.98 * s.npix
+    caps = 2 * 2 * np.pi * (1 - np.sin(np.radians(top)))  # both caps beyond the grid
+    rim = 2 * 2 * np.pi * np.cos(np.radians(top))  # length of the two edges
+    miss = []
+    for j in (4, 6):
+        R = C.LatLonRegridder(gauss, np.arange(96) * 3.75, s, child_levels=j)
+        np.testing.assert_allclose(R.received_area[inside], s.areas[inside], rtol=1e-12)
+        assert R.empty.size == 0
+        miss.append(abs(4 * np.pi - R.received_area.sum() - caps))  # children cut by the rim
+        assert miss[-1] < 0.5 * rim * np.sqrt(hp.nside2pixarea(32 * 2**j))
+    assert miss[1] < 0.5 * miss[0]
+
+
+def test_child_path_regrids_smooth_fields_to_pixel_averages_in_nested_order():
+    """A degree-3 harmonic regrids to its exact pixel averages, computed here in RING
+    order (children binned by healpy.ang2pix) and reordered to NESTED, on the full sky and
+    on a partial sky, whose pixels get exactly their full-sky values (children of pixels
+    outside the partial sky are not counted)."""
+    import healpy as hp
+
+    lat, lon = C.latlon_grid(192, 288)
+    g = _grid_field(_y32, lat, lon)
+    nside, fine = 64, 512
+    theta, phi = hp.pix2ang(fine, np.arange(hp.nside2npix(fine)))
+    ring = np.bincount(hp.ang2pix(nside, theta, phi), _y32(theta, phi)) / 64
+    exact = hp.reorder(ring, r2n=True)
+    R = C.LatLonRegridder(lat, lon, HEALPix(nside))
+    assert R.child_levels is not None
+    out = R(g)
+    # the grid holds point values at cell centres: 1.7e-3 off the pixel means either way
+    assert np.abs(out - exact).max() < 2e-3 and np.sqrt(np.mean((out - exact) ** 2)) < 7e-4
+    assert np.abs(np.roll(out, 1) - exact).max() > 0.5  # a shifted order would fail
+    sub = C.LatLonRegridder(lat, lon, HEALPix(nside), subdivisions=64)(g)
+    assert np.abs(out - sub).max() < 5e-4
+    part = HEALPix(nside, np.sort(np.random.default_rng(0).choice(12 * nside**2, 5000, replace=False)))
+    P = C.LatLonRegridder(lat, lon, part)
+    assert P.child_levels == R.child_levels
+    np.testing.assert_allclose(P.received_area, part.areas, rtol=1e-12)
+    np.testing.assert_allclose(P(g), out[part.pixels], atol=1e-13)
+    assert abs(P._assign - R._assign[part.pixels]).max() < 1e-18
+
+
+def test_child_and_subcell_paths_converge_to_the_same_overlaps():
+    """The two ways of computing W[p, c] = |C_c n P_p| approach each other as the children
+    (level j) and the sub-cells (s per cell) shrink: the row-normalised matrices differ by
+    O(2^-j) + O(1/s), and each path's own error shrinks with its parameter."""
+    lat, lon = C.latlon_grid(47, 96)
+    lon = lon + 1.234567
+    s = HEALPix(16)
+
+    def norm(R):
+        return (R._assign.multiply(1 / R.received_area[:, None])).tocsr()
+
+    sub = {k: norm(C.LatLonRegridder(lat, lon, s, subdivisions=k)) for k in (4, 16, 64)}
+    kid = {j: norm(C.LatLonRegridder(lat, lon, s, child_levels=j)) for j in (2, 4, 6)}
+    d = lambda a, b: abs(a - b).sum(1).max()  # noqa: E731  (worst row, L1)
+    sub_err = [d(sub[k], kid[6]) for k in (4, 16)]
+    kid_err = [d(kid[j], sub[64]) for j in (2, 4)]
+    assert sub_err[1] < 0.5 * sub_err[0] and kid_err[1] < 0.5 * kid_err[0], (sub_err, kid_err)
+    assert d(sub[64], kid[6]) < 0.05
+
+
 def test_regridder_options_are_checked():
     lat, lon = C.latlon_grid(16, 32)
     with pytest.raises(ValueError, match="method must be 'conservative' or 'centre'"):
@@ -229,6 +362,14 @@ def test_regridder_options_are_checked():
             C.LatLonRegridder(lat, lon, HEALPix(2), subdivisions=bad)
     with pytest.raises(ValueError, match="method='conservative' only"):
         C.LatLonRegridder(lat, lon, HEALPix(2), method="centre", subdivisions=4)
+    for bad in (-1, 2.5, True, 29):
+        with pytest.raises(ValueError, match="child_levels must be an integer from 0 to 28"):
+            C.LatLonRegridder(lat, lon, HEALPix(2), child_levels=bad)
+    for kw in ({"method": "centre"}, {"subdivisions": 2}):
+        with pytest.raises(ValueError, match="child_levels applies to method='conservative' on a HEALPix"):
+            C.LatLonRegridder(lat, lon, HEALPix(2), child_levels=2, **kw)
+    with pytest.raises(ValueError, match="child_levels applies to method='conservative' on a HEALPix"):
+        C.LatLonRegridder(lat, lon, Equiangular(4, "DH"), child_levels=2)
 
 
 def test_climatenet_grid_regridding_against_independent_areas():
@@ -305,9 +446,14 @@ def test_regridder_partial_sky_and_fine_target():
     assert R.empty.size > 0  # many pixels get no whole cell: bilinear fallback
     np.testing.assert_allclose(R(f), expect, atol=0.1)
     # split into sub-cells every pixel gets a share (the value of the 10-degree cell under it)
-    R = C.LatLonRegridder(lat, lon, s)
-    assert R.subdivisions == R.MAX_SUBDIVISIONS and R.empty.size == 0
+    R = C.LatLonRegridder(lat, lon, s, subdivisions=R.MAX_SUBDIVISIONS)
+    assert R.empty.size == 0
     np.testing.assert_allclose(R.received_area, s.areas, rtol=0.05)
+    # the default splits the (smaller) pixels instead: each gets exactly its area
+    K = C.LatLonRegridder(lat, lon, s)
+    assert K.child_levels == 4 and K.subdivisions is None
+    np.testing.assert_allclose(K.received_area, s.areas, rtol=1e-12)
+    np.testing.assert_allclose(K(f), R(f), atol=0.01)
     out = R(f)
     np.testing.assert_allclose(out, expect, atol=0.1)
     labels = np.zeros(LAT.shape, int)

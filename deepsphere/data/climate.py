@@ -312,6 +312,31 @@ class LatLonRegridder:
     16 / 32 / 64, and the pixels receive their true area :math:`4\pi/12N_\text{side}^2`
     to within 1-1.5 % (0.2 % r.m.s.).
 
+    For a :class:`~deepsphere.sampling.HEALPix` target finer than the grid the sub-cells
+    would have to be tiny (1/1024 of a pixel), so the same matrix is computed from the
+    other side when that is cheaper: each pixel is split into its :math:`4^j` NESTED
+    children at :math:`N_\text{side} 2^j`, of exactly equal areas
+    :math:`4\pi / (12 (N_\text{side} 2^j)^2)`, and each child goes to the grid cell
+    holding its centre (found by index arithmetic: ``searchsorted`` on the sines of the
+    latitude edges, longitudes wrapped onto the regular columns),
+
+    .. math:: W_{pc} \approx \frac{4\pi}{12 (N_\text{side} 2^j)^2}\,
+              \#\{q \in \operatorname{children}_j(p) : \hat n_q \in C_c\}.
+
+    The children tile their pixel, so :math:`R_p = |P_p|` exactly wherever the grid covers
+    the pixel (children whose centre lies beyond the grid's outermost latitude edges get no
+    cell); now the children cut by a cell edge are misplaced, between neighbouring cells
+    of the same pixel (error :math:`O(2^{-j})`). A block of descendants whose centres all
+    lie in one cell goes to it whole, which gives the same matrix with work growing with
+    the length of the cell edges instead of the number of children: the centres of a
+    NESTED block fill a square of face coordinates on which :math:`z` grows along both
+    axes and :math:`\phi` along one and falls along the other, so the block's corner
+    descendants bound them. The default :math:`j` makes a child at most 1/1024 of the
+    largest grid cell (32 children across it), at most 6; the path whose estimated work is
+    smaller is taken (sub-cells :math:`N_\text{cells} s^2` against about 9 evaluations
+    per child side along the cell edges). ClimateNet's grid takes the children from nside
+    256 on (:math:`j` = 5 / 4 at nside 256 / 512).
+
     ``method="centre"`` is the earlier scheme: each grid cell goes whole to the point whose
     cell contains the grid cell's centre, so pixels receive 0.78-1.20 times their area
     (768 x 1152 grid, nside 64); kept to reproduce results made with it.
@@ -335,7 +360,13 @@ class LatLonRegridder:
         default the smallest :math:`s` with sub-cells at most 1/1024 of a point's cell
         (a HEALPix pixel, else the median of ``sampling.areas``), at most 64. Setup
         time grows as :math:`s^2`; memory does not (blocks of sub-rows, about 150 MB
-        at most). 768 x 1152 grid, one core: 0.5 / 0.9 / 3.6 s at nside 16 / 32 / 64.
+        at most). 768 x 1152 grid, one core: 0.5 / 0.9 / 4.1 / 14.8 s at nside 16 / 32 /
+        64 / 128 (the children take 22 s at nside 256 and 512, where sub-cells took 58 and
+        163 s). Given, it forces the sub-cells.
+    child_levels : int, optional
+        :math:`j`, levels of NESTED children per HEALPix pixel (``"conservative"`` on a
+        :class:`~deepsphere.sampling.HEALPix` only, not with ``subdivisions``); given, it
+        forces the children. Default: chosen with the path, see above.
 
     Attributes
     ----------
@@ -343,17 +374,24 @@ class LatLonRegridder:
         :math:`|C_c|`, ``(nlat, nlon)``, steradians.
     received_area : ndarray
         :math:`R_p`, ``(npix,)``, steradians.
-    subdivisions : int
-        The :math:`s` used (1 for ``"centre"``).
+    subdivisions : int or None
+        The :math:`s` used (1 for ``"centre"``, None with children).
+    child_levels : int or None
+        The :math:`j` used (None with sub-cells).
     """
 
     #: Sub-cells per point's cell that the default ``subdivisions`` aims at.
     SUBCELLS_PER_PIXEL = 1024
     MAX_SUBDIVISIONS = 64
+    #: Children per (largest) grid cell that the default ``child_levels`` aims at.
+    CHILDREN_PER_CELL = 1024
+    MAX_CHILD_LEVELS = 6
+    _TEST_BELOW = 4.0  # test blocks for lying in one cell once smaller than 1/4 cell
+    _CHILD_COST = 9.0  # measured: time per child side of cell edge / time per sub-cell
     _CHUNK = 1 << 21  # sub-cells per block of sub-rows: bounds setup memory (~150 MB)
 
     def __init__(self, lat, lon, sampling: Sampling, method: str = "conservative",
-                 subdivisions: Optional[int] = None):
+                 subdivisions: Optional[int] = None, child_levels: Optional[int] = None):
         from scipy import sparse
 
         if method not in ("conservative", "centre"):
@@ -365,6 +403,16 @@ class LatLonRegridder:
             if isinstance(subdivisions, bool) or not isinstance(subdivisions, (int, np.integer)) \
                     or subdivisions < 1:
                 raise ValueError(f"subdivisions must be a positive integer, got {subdivisions!r}")
+        if child_levels is not None:
+            if method != "conservative" or not isinstance(sampling, HEALPix) or subdivisions is not None:
+                raise ValueError("child_levels applies to method='conservative' on a HEALPix sampling "
+                                 "only, without subdivisions (it splits HEALPix pixels, subdivisions "
+                                 "split grid cells)")
+            if isinstance(child_levels, bool) or not isinstance(child_levels, (int, np.integer)) \
+                    or not 0 <= child_levels <= 29 - int(np.log2(sampling.nside)):
+                raise ValueError(f"child_levels must be an integer from 0 to "
+                                 f"{29 - int(np.log2(sampling.nside))} (nside * 2**child_levels "
+                                 f"at most 2**29), got {child_levels!r}")
         lat = np.asarray(lat, dtype=np.float64).ravel()
         lon = np.asarray(lon, dtype=np.float64).ravel()
         for name, a in (("lat", lat), ("lon", lon)):
@@ -403,9 +451,19 @@ class LatLonRegridder:
                 (self.cell_area.ravel()[cells], (target[keep], cells)),
                 shape=(sampling.npix, lat.size * lon.size))
         else:
-            s = self._default_subdivisions(sampling) if subdivisions is None else int(subdivisions)
-            self._assign = self._overlaps(lo, hi, locate, s)
+            if child_levels is None and subdivisions is None and isinstance(sampling, HEALPix):
+                s = self._default_subdivisions(sampling)
+                j = self._default_child_levels(sampling)
+                if self._child_work(edges, sampling, j) < self.cell_area.size * s**2:
+                    child_levels = j
+            if child_levels is not None:
+                s = None
+                self._assign = self._child_overlaps(order, edges, int(child_levels))
+            else:
+                s = self._default_subdivisions(sampling) if subdivisions is None else int(subdivisions)
+                self._assign = self._overlaps(lo, hi, locate, s)
         self.subdivisions = s
+        self.child_levels = None if child_levels is None else int(child_levels)
         self.received_area = np.asarray(self._assign.sum(axis=1)).ravel()
         self.empty = np.flatnonzero(self.received_area == 0)
         self._check_covered(sampling.lat[self.empty])
@@ -444,6 +502,111 @@ class LatLonRegridder:
                 pixel = 4 * np.pi / sampling.npix
         s = np.ceil(np.sqrt(self.SUBCELLS_PER_PIXEL * self.cell_area.max() / pixel))
         return int(np.clip(s, 1, self.MAX_SUBDIVISIONS))
+
+    def _child_work(self, edges: np.ndarray, sampling: HEALPix, j: int) -> float:
+        """Children the refinement of :meth:`_child_overlaps` visits, in sub-cell
+        equivalents: about ``_CHILD_COST`` per child side along the cell edges (the blocks
+        that straddle an edge, at every level), on the sampling's share of the sphere."""
+        b = np.radians(edges)
+        length = 2 * np.pi * np.cos(b).sum() + self.shape[1] * (b[-1] - b[0])  # radians
+        side = np.sqrt(4 * np.pi / (12.0 * (sampling.nside * 2**j) ** 2))
+        share = sampling.npix / (12.0 * sampling.nside**2)
+        return self._CHILD_COST * share * length / side + sampling.npix
+
+    def _default_child_levels(self, sampling: HEALPix) -> int:
+        """Smallest :math:`j` with children at most 1/``CHILDREN_PER_CELL`` of the largest
+        grid cell, at most ``MAX_CHILD_LEVELS``."""
+        cell = float(self.cell_area.max())
+        pixel = 4 * np.pi / (12 * sampling.nside**2)
+        j = np.ceil(0.5 * np.log2(max(self.CHILDREN_PER_CELL * pixel / cell, 1.0)) - 1e-9)
+        return int(np.clip(j, 0, min(self.MAX_CHILD_LEVELS, 29 - int(np.log2(sampling.nside)))))
+
+    def _child_overlaps(self, order: np.ndarray, edges: np.ndarray, j: int):
+        """Sparse ``(npix, ncells)`` overlap areas from the ``4**j`` NESTED children of each
+        HEALPix pixel, each given to the grid cell holding its centre.
+
+        A pixel (or an intermediate descendant) whose level-``j`` descendants' centres all
+        lie in one grid cell goes to that cell whole, which is what its children would give:
+        the centres of a NESTED block of descendants fill a square of the base face's
+        coordinates, on which :math:`z` and :math:`\\phi` are monotonic along both axes,
+        so their extremes are the block's four corner descendants. Only the blocks that
+        straddle a cell edge are split further, so the work grows with the length of the
+        cell edges, not with the number of children."""
+        import healpy as hp
+        from scipy import sparse
+
+        nlat, nlon = self.shape
+        nside = self.sampling.nside
+        fine = nside * 2**j
+        child_area = 4 * np.pi / (12.0 * fine**2)
+        z_edges = np.sin(np.radians(edges))  # ascending, rows in the order of lat[order]
+        lon_order = np.argsort(self.lon)
+        step = np.abs(np.median(np.diff(self.lon)))
+        start = self.lon[lon_order[0]] - 0.5 * step  # western edge of the first sorted column
+        pixels = self.sampling.pixels
+        per_chunk = max(1, self._CHUNK // 4**j)
+        first_test = float(np.median(self.cell_area)) / self._TEST_BELOW
+        out_rows, out_cols, out_vals = [], [], []
+
+        def row_of(z):  # index into the sorted rows: -1 south of the grid, nlat north of it
+            return np.searchsorted(z_edges, z, side="right") - 1
+
+        def column_of(u):  # u in units of columns from ``start``; periodic
+            return np.mod(np.floor(u), nlon).astype(np.int64)
+
+        def u_of(phi):
+            return np.mod(np.degrees(phi) - start, 360.0) / step
+
+        def emit(owner, i, k, area):
+            keep = (i >= 0) & (i < nlat)
+            out_rows.append(owner[keep])
+            out_cols.append(order[i[keep]] * nlon + lon_order[k[keep]])
+            out_vals.append(np.full(int(keep.sum()), area))
+
+        for p0 in range(0, pixels.size, per_chunk):
+            owner = np.arange(p0, min(pixels.size, p0 + per_chunk))
+            pix = pixels[owner].astype(np.int64)
+            rows0 = len(out_rows)
+            for level in range(j):
+                if 4 * np.pi / (12.0 * (nside * 2**level) ** 2) > first_test:
+                    # blocks larger than a cell straddle its edges: split without testing
+                    pix = ((pix << 2)[:, None] + np.arange(4)).ravel()
+                    owner = np.repeat(owner, 4)
+                    continue
+                left = j - level  # levels of descendants below these pixels
+                n_desc = 4**left
+                # corner descendants: (0, 0) and (max, max) bound z, (max, 0) and (0, max) phi
+                corners = (pix << (2 * left))[:, None] + np.array(
+                    [0, n_desc - 1, (n_desc - 1) // 3, 2 * (n_desc - 1) // 3])
+                theta, phi = hp.pix2ang(fine, corners.ravel(), nest=True)
+                theta, phi = theta.reshape(-1, 4), phi.reshape(-1, 4)
+                z0, z1 = np.cos(theta[:, 0]), np.cos(theta[:, 1])
+                ilo, ihi = row_of(np.minimum(z0, z1)), row_of(np.maximum(z0, z1))
+                u0 = u_of(phi[:, 2])
+                d = np.mod(phi[:, 3] - phi[:, 2] + np.pi, 2 * np.pi) - np.pi  # unwrapped
+                u1 = u0 + np.degrees(d) / step
+                ulo, uhi = np.floor(np.minimum(u0, u1)), np.floor(np.maximum(u0, u1))
+                beyond = (ilo == ihi) & ((ilo < 0) | (ilo >= nlat))  # wholly off the grid
+                whole = (ilo == ihi) & (ulo == uhi) & ~beyond  # in one cell
+                emit(owner[whole], ilo[whole], column_of(ulo[whole]), child_area * n_desc)
+                split = ~whole & ~beyond
+                pix = ((pix[split] << 2)[:, None] + np.arange(4)).ravel()
+                owner = np.repeat(owner[split], 4)
+            theta, phi = hp.pix2ang(fine, pix, nest=True)
+            emit(owner, row_of(np.cos(theta)), column_of(u_of(phi)), child_area)
+            if len(out_rows) > rows0:  # sum duplicates chunk by chunk: bounded memory
+                block = sparse.coo_matrix(
+                    (np.concatenate(out_vals[rows0:]),
+                     (np.concatenate(out_rows[rows0:]) - p0, np.concatenate(out_cols[rows0:]))),
+                    shape=(per_chunk, nlat * nlon)).tocsr().tocoo()
+                out_rows[rows0:] = [block.row + p0]
+                out_cols[rows0:] = [block.col]
+                out_vals[rows0:] = [block.data]
+        if not out_rows:
+            out_rows, out_cols, out_vals = [np.zeros(0, np.int64)] * 2 + [np.zeros(0)]
+        return sparse.csr_matrix((np.concatenate(out_vals), (np.concatenate(out_rows),
+                                                             np.concatenate(out_cols))),
+                                 shape=(self.sampling.npix, nlat * nlon))
 
     def _overlaps(self, lo: np.ndarray, hi: np.ndarray, locate, s: int):
         """Sparse ``(npix, ncells)`` overlap areas from ``s x s`` sub-cells per grid cell,

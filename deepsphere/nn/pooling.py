@@ -264,26 +264,30 @@ class HierarchyUnpool(_Hierarchy):
         foreign child overwrite another winner's place."""
         if indices.numel() == 0:
             return
-        lo, hi = int(indices.min()), int(indices.max())
-        if lo < 0 or hi >= self.n_fine:
+        # one device sync in the common (valid) case; the details only when something is wrong
+        outside = (indices < 0) | (indices >= self.n_fine)
+        safe = indices.clamp(0, self.n_fine - 1)
+        parent = safe // self.factor if self.perm is None else self.parent[safe]
+        own = torch.arange(self.n_coarse, device=indices.device).view(1, -1, 1)
+        bad = outside | (parent != own)
+        if not bool(bad.any()):
+            return
+        if bool(outside.any()):
+            lo, hi = int(indices.min()), int(indices.max())
             raise ValueError(
                 f"indices must lie in [0, {self.n_fine}) (vertices of the fine sampling "
                 f"{self.fine_sampling!r}); got {lo if lo < 0 else hi}. Pass the indices returned "
                 f"by the matching HierarchyPool(..., levels={self.levels}, mode='max', "
                 "return_indices=True)."
             )
-        parent = indices // self.factor if self.perm is None else self.parent[indices]
-        own = torch.arange(self.n_coarse, device=indices.device).view(1, -1, 1)
-        bad = parent != own
-        if bool(bad.any()):
-            b, p, c = (int(v) for v in bad.nonzero()[0])
-            raise ValueError(
-                f"indices[{b}, {p}, {c}] = {int(indices[b, p, c])} is not a child of its coarse "
-                f"vertex: position ({b}, {p}, {c}) must hold one of the {self.factor} fine "
-                f"vertices that pool into coarse vertex {p}. Pass the indices returned by the "
-                f"matching HierarchyPool(..., levels={self.levels}, mode='max', "
-                "return_indices=True)."
-            )
+        b, p, c = (int(v) for v in bad.nonzero()[0])
+        raise ValueError(
+            f"indices[{b}, {p}, {c}] = {int(indices[b, p, c])} is not a child of its coarse "
+            f"vertex: position ({b}, {p}, {c}) must hold one of the {self.factor} fine "
+            f"vertices that pool into coarse vertex {p}. Pass the indices returned by the "
+            f"matching HierarchyPool(..., levels={self.levels}, mode='max', "
+            "return_indices=True)."
+        )
 
     def extra_repr(self) -> str:
         return f"{self.n_coarse} -> {self.n_fine} vertices, levels={self.levels}, mode={self.mode!r}"

@@ -333,6 +333,33 @@ def test_child_path_regrids_smooth_fields_to_pixel_averages_in_nested_order():
     assert abs(P._assign - R._assign[part.pixels]).max() < 1e-18
 
 
+def test_child_path_on_a_longitude_window_leaves_children_outside_it_out():
+    """A regional grid covering 9.3-69.3 degrees of longitude, and pixels cut by its
+    western edge: their children west of it lie in no cell (the sub-cells give them no
+    share there either), instead of being wrapped onto the columns at the eastern edge.
+    Reference: each child tested against every column's own longitude interval."""
+    import healpy as hp
+
+    lon, lat = np.arange(10.3, 70, 2.0), np.arange(-40.2, 41, 2.0)
+    full = HEALPix(8)
+    s = HEALPix.from_mask((full.lon > 8) & (full.lon < 72) & (np.abs(full.lat) < 30), "NESTED")
+    j = 3
+    R = C.LatLonRegridder(lat, lon, s, child_levels=j)
+    theta, phi = hp.pix2ang(8 * 2**j, (s.pixels[:, None] * 4**j + np.arange(4**j)).ravel(), nest=True)
+    clat, clon = 90 - np.degrees(theta), np.degrees(phi)
+    inside = (clat >= lat[0] - 1) & (clat < lat[-1] + 1) & (clon >= lon[0] - 1) & (clon < lon[-1] + 1)
+    row = np.floor((clat - lat[0] + 1) / 2).astype(int)
+    col = np.floor((clon - lon[0] + 1) / 2).astype(int)
+    owner = np.repeat(np.arange(s.npix), 4**j)
+    want = np.zeros((s.npix, lat.size * lon.size))
+    np.add.at(want, (owner[inside], (row * lon.size + col)[inside]), hp.nside2pixarea(8 * 2**j))
+    assert (want.sum(1) < 0.9 * s.areas).any()  # some pixels stick out of the window
+    assert abs(R._assign.toarray() - want).max() < 1e-12 * s.areas[0]
+    LAT, LON = np.meshgrid(lat, lon, indexing="ij")
+    sub = C.LatLonRegridder(lat, lon, s, subdivisions=32)
+    assert np.abs(R(LON) - sub(LON)).max() < 0.2  # was 13 degrees off
+
+
 def test_child_and_subcell_paths_converge_to_the_same_overlaps():
     """The two ways of computing W[p, c] = |C_c n P_p| approach each other as the children
     (level j) and the sub-cells (s per cell) shrink: the row-normalised matrices differ by

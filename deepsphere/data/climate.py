@@ -551,14 +551,20 @@ class LatLonRegridder:
         def row_of(z):  # index into the sorted rows: -1 south of the grid, nlat north of it
             return np.searchsorted(z_edges, z, side="right") - 1
 
-        def column_of(u):  # u in units of columns from ``start``; periodic
-            return np.mod(np.floor(u), nlon).astype(np.int64)
+        # a longitude window (regional grid) leaves columns nlon .. 360/step - 1 off the grid
+        window = nlon * step < 360.0 - 0.5 * step
+
+        def column_of(u):  # u in units of columns from ``start``; periodic; -1 off the grid
+            k = np.floor(u)
+            if window:
+                return np.where(k < nlon, k, -1).astype(np.int64)
+            return np.mod(k, nlon).astype(np.int64)
 
         def u_of(phi):
             return np.mod(np.degrees(phi) - start, 360.0) / step
 
         def emit(owner, i, k, area):
-            keep = (i >= 0) & (i < nlat)
+            keep = (i >= 0) & (i < nlat) & (k >= 0)
             out_rows.append(owner[keep])
             out_cols.append(order[i[keep]] * nlon + lon_order[k[keep]])
             out_vals.append(np.full(int(keep.sum()), area))
@@ -587,6 +593,8 @@ class LatLonRegridder:
                 u1 = u0 + np.degrees(d) / step
                 ulo, uhi = np.floor(np.minimum(u0, u1)), np.floor(np.maximum(u0, u1))
                 beyond = (ilo == ihi) & ((ilo < 0) | (ilo >= nlat))  # wholly off the grid
+                if window:  # u0 < 360/step, so the block lies in the gap east of the window
+                    beyond |= ulo >= nlon
                 whole = (ilo == ihi) & (ulo == uhi) & ~beyond  # in one cell
                 emit(owner[whole], ilo[whole], column_of(ulo[whole]), child_area * n_desc)
                 split = ~whole & ~beyond

@@ -360,6 +360,21 @@ def test_child_path_on_a_longitude_window_leaves_children_outside_it_out():
     assert np.abs(R(LON) - sub(LON)).max() < 0.2  # was 13 degrees off
 
 
+def test_default_takes_pixel_centres_where_capped_sub_cells_would_miss_pixels():
+    """Cells of ~4000 pixels: the children need no level (j = 0, one centre per pixel, no
+    refinement, so no work along the cell edges) and give each pixel exactly its area;
+    the sub-cells, capped at 64 per side, would be 1.4 degrees tall against 0.46-degree
+    pixels and leave some pixels without any (the work estimate charged j = 0 for edge
+    refinement and took them)."""
+    lat, lon = np.array([-45.0, 45.0]), np.arange(26) * (360 / 26)
+    s = HEALPix(128)
+    R = C.LatLonRegridder(lat, lon, s)
+    assert R.child_levels == 0 and R.subdivisions is None
+    np.testing.assert_allclose(R.received_area, s.areas, rtol=1e-12)
+    capped = C.LatLonRegridder(lat, lon, s, subdivisions=R.MAX_SUBDIVISIONS)
+    assert capped.empty.size > 0  # what the default took before
+
+
 def test_child_and_subcell_paths_converge_to_the_same_overlaps():
     """The two ways of computing W[p, c] = |C_c n P_p| approach each other as the children
     (level j) and the sub-cells (s per cell) shrink: the row-normalised matrices differ by

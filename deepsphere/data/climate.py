@@ -506,7 +506,10 @@ class LatLonRegridder:
     def _child_work(self, edges: np.ndarray, sampling: HEALPix, j: int) -> float:
         """Children the refinement of :meth:`_child_overlaps` visits, in sub-cell
         equivalents: about ``_CHILD_COST`` per child side along the cell edges (the blocks
-        that straddle an edge, at every level), on the sampling's share of the sphere."""
+        that straddle an edge, at every level), on the sampling's share of the sphere.
+        With ``j = 0`` nothing is refined: one centre per pixel."""
+        if j == 0:
+            return float(sampling.npix)
         b = np.radians(edges)
         length = 2 * np.pi * np.cos(b).sum() + self.shape[1] * (b[-1] - b[0])  # radians
         side = np.sqrt(4 * np.pi / (12.0 * (sampling.nside * 2**j) ** 2))

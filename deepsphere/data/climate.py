@@ -432,6 +432,7 @@ class LatLonRegridder:
                 "longitude must appear once: drop the last column (lon[:-1], fields[..., :-1])."
             )
         self.lat, self.lon, self.sampling, self.method = lat, lon, sampling, method
+        self._step = step  # longitude spacing, degrees
         self.shape = (lat.size, lon.size)
         # cell edges and areas, rows in the given (possibly descending) order
         order = np.argsort(lat)
@@ -451,8 +452,8 @@ class LatLonRegridder:
                 (self.cell_area.ravel()[cells], (target[keep], cells)),
                 shape=(sampling.npix, lat.size * lon.size))
         else:
+            s = self._default_subdivisions(sampling) if subdivisions is None else int(subdivisions)
             if child_levels is None and subdivisions is None and isinstance(sampling, HEALPix):
-                s = self._default_subdivisions(sampling)
                 j = self._default_child_levels(sampling)
                 if self._child_work(edges, sampling, j) < self.cell_area.size * s**2:
                     child_levels = j
@@ -460,7 +461,6 @@ class LatLonRegridder:
                 s = None
                 self._assign = self._child_overlaps(order, edges, int(child_levels))
             else:
-                s = self._default_subdivisions(sampling) if subdivisions is None else int(subdivisions)
                 self._assign = self._overlaps(lo, hi, locate, s)
         self.subdivisions = s
         self.child_levels = None if child_levels is None else int(child_levels)
@@ -544,7 +544,7 @@ class LatLonRegridder:
         child_area = 4 * np.pi / (12.0 * fine**2)
         z_edges = np.sin(np.radians(edges))  # ascending, rows in the order of lat[order]
         lon_order = np.argsort(self.lon)
-        step = np.abs(np.median(np.diff(self.lon)))
+        step = self._step
         start = self.lon[lon_order[0]] - 0.5 * step  # western edge of the first sorted column
         pixels = self.sampling.pixels
         per_chunk = max(1, self._CHUNK // 4**j)
@@ -625,7 +625,7 @@ class LatLonRegridder:
         from scipy import sparse
 
         nlat, nlon = self.shape
-        step = np.abs(np.median(np.diff(self.lon)))
+        step = self._step
         frac = (np.arange(s) + 0.5) / s
         phi = np.radians(np.mod((self.lon[:, None] + step * (frac - 0.5)).ravel(), 360.0))
         col = np.repeat(np.arange(nlon), s)  # grid column of each sub-column

@@ -60,13 +60,17 @@ class CrossEntropy(torch.nn.Module):
         return "" if self.weight is None else f"weight={self.weight.tolist()}"
 
 
-def loss_sums(loss_fn: torch.nn.Module, output: torch.Tensor, target: torch.Tensor):
+def loss_sums(loss_fn: torch.nn.Module, output: torch.Tensor, target: torch.Tensor,
+              loss: Optional[torch.Tensor] = None):
     """``(numerator, denominator)`` of ``loss_fn`` on a batch, to be summed over batches:
     the loss's own ``sums`` where it has one, else the batch mean times the batch size
-    (exact for a mean over items of equal size)."""
+    (exact for a mean over items of equal size). ``loss``, the batch's loss when already
+    computed, spares computing it again."""
     if hasattr(loss_fn, "sums"):
         return loss_fn.sums(output, target)
-    return float(loss_fn(output, target)) * len(output), len(output)
+    if loss is None:
+        loss = loss_fn(output, target)
+    return float(loss) * len(output), len(output)
 
 
 def balanced_weights(counts: Sequence[int]) -> np.ndarray:

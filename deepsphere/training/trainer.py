@@ -289,11 +289,8 @@ class Trainer:
                 torch.nn.utils.clip_grad_norm_(self.net.parameters(), t.grad_clip)
             self.scaler.step(self.optimizer)
             self.scaler.update()
-            if hasattr(self.loss_fn, "sums"):
-                with torch.no_grad():
-                    b_num, b_den = self.loss_fn.sums(out.detach().float(), y)
-            else:  # a mean over items of equal size
-                b_num, b_den = float(loss.detach()) * len(x), len(x)
+            with torch.no_grad():
+                b_num, b_den = loss_sums(self.loss_fn, out.detach().float(), y, loss=loss.detach())
             num, den = num + b_num, den + b_den
             if bar is not loader and den:
                 bar.set_postfix(loss=f"{num / den:.4f}")

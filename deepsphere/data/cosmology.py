@@ -693,6 +693,19 @@ class ConvergenceMapFiles(LabelledDataset):
 # --------------------------------------------------------------------------------------
 # baselines
 # --------------------------------------------------------------------------------------
+def _as_patches(patches: np.ndarray, sampling: HEALPix) -> np.ndarray:
+    """``[n_patches, sampling.npix]`` float array from one patch, a stack of them, or a
+    stack with a trailing channel axis of size 1 (the datasets' items)."""
+    x = np.asarray(patches, dtype=np.float64)
+    if x.ndim == 3 and x.shape[2] == 1:
+        x = x[..., 0]
+    x = np.atleast_2d(x)
+    if x.ndim != 2 or x.shape[1] != sampling.npix:
+        raise ValueError(f"patches must be [n_patches, {sampling.npix}] (the sampling's pixels), "
+                         f"got shape {np.shape(patches)}")
+    return x
+
+
 def psd_histogram_features(patches: np.ndarray, sampling: HEALPix, n_ell_bins: int = 10,
                            hist_range: float = 5.0, n_hist_bins: int = 20,
                            psd: str = "sphere", moment_scales: Sequence[float] = ()) -> np.ndarray:
@@ -720,7 +733,7 @@ def psd_histogram_features(patches: np.ndarray, sampling: HEALPix, n_ell_bins: i
     if psd not in ("sphere", "flat"):
         raise ValueError(f"psd must be 'sphere' (anafast of the zero-padded patch) or 'flat' "
                          f"(FFT of the patch image), got {psd!r}")
-    patches = np.atleast_2d(patches)
+    patches = _as_patches(patches, sampling)
     hb = np.linspace(-hist_range, hist_range, n_hist_bins + 1)
     hist = np.stack([np.histogram(np.clip(x, -hist_range, hist_range), bins=hb)[0] / len(x)
                      for x in patches])
@@ -754,7 +767,7 @@ def smoothed_moments(patches: np.ndarray, sampling: HEALPix,
     if any(not w > 0 for w in scales):
         raise ValueError(f"moment scales are Gaussian widths in pixels and must be > 0, got {scales}")
     idx, side = patch_image_index(sampling)
-    patches = np.atleast_2d(patches)
+    patches = _as_patches(patches, sampling)
     out = np.empty((len(patches), 2 * len(scales)))
     for i, x in enumerate(patches):
         img = np.asarray(x, dtype=np.float64)[idx].reshape(side, side)

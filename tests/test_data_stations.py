@@ -257,6 +257,20 @@ def test_season_channels(tmp_path):
     np.testing.assert_allclose(x[:, 2:].numpy(), np.tile([np.sin(a), np.cos(a)], (4, 1)), atol=1e-6)
 
 
+def test_day_of_year_times_must_name_the_day():
+    """``predict --times`` passes strings, and numpy reads '98' or '2001' as a year and
+    '2001-04' as a month: a day number (or an hour meant for local-time features) became
+    January 1st, silently."""
+    s = S.random_stations(5)
+    d = 97  # 2001-04-08 is day 97 of the year, counted from 0
+    want = [np.sin(2 * np.pi * d / 365.25), np.cos(2 * np.pi * d / 365.25)]
+    for t in (["2001-04-08"], np.array(["2001-04-08T13"], "datetime64[h]")):
+        np.testing.assert_allclose(S.time_features("day_of_year", t, s), np.tile(want, (1, 5, 1)))
+    for t in (["98"], ["13"], ["2001"], ["2001-04"], np.array(["2001-04"], "datetime64[M]")):
+        with pytest.raises(ValueError, match=r"times must be dates .*year or a month alone"):
+            S.time_features("day_of_year", t, s)
+
+
 # ---- synthetic stations ---------------------------------------------------------------
 def test_random_stations():
     s = S.random_stations(200, seed=1, lat_range=[-50, 60])

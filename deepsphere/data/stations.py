@@ -509,13 +509,21 @@ def time_features(kind: str, times, sampling: Sampling) -> np.ndarray:
     if t.ndim != 1 or t.size == 0:
         raise ValueError(f"times must be a non-empty list, one per map, got shape {np.shape(times)}")
     if kind == "day_of_year":
+        days, coarse = None, False
         try:
-            days = t.astype("datetime64[D]") if t.dtype.kind in "MU" or t.dtype == object else None
+            if t.dtype.kind in "MU" or t.dtype == object:
+                days = t.astype("datetime64[D]")
+                # numpy reads '98' or '2001' as a year and '2001-04' as a month, i.e. their
+                # first day: a day number or an hour given by mistake became January 1st
+                units = ([np.datetime_data(t.dtype)[0]] if t.dtype.kind == "M" else
+                         [np.datetime_data(np.datetime64(str(v)).dtype)[0] for v in t])
+                coarse = any(u in ("Y", "M") for u in units)
         except ValueError:
             days = None
-        if days is None or np.isnat(days).any():
-            raise ValueError(f"times must be dates ('YYYY-MM-DD' or numpy datetime64) for "
-                             f"day-of-year features, got {t[:3].tolist()}")
+        if days is None or coarse or np.isnat(days).any():
+            raise ValueError(f"times must be dates ('YYYY-MM-DD' or numpy datetime64 in days or "
+                             f"finer) for day-of-year features, got {t[:3].tolist()}"
+                             + (": a year or a month alone does not say the day" if coarse else ""))
         return np.broadcast_to(day_of_year_features(days), (t.size, sampling.npix, 2))
     try:
         hours = t.astype(np.float64)

@@ -829,3 +829,80 @@ def test_real_patterns_as_pressure_backgrounds(tmp_path):
         C.RealPatterns(str(p), lat, lon)
     with pytest.raises(KeyError, match="HGT2"):
         C.RealPatterns(f"{p}:HGT2", lat, lon)
+
+
+# ---- regional grids: a longitude window ---------------------------------------------
+def test_points_outside_a_longitude_window_are_refused_by_every_method():
+    """A grid covering longitudes 0-90 and a sampling reaching beyond it, on the full sky or
+    a partial sky poking 6 pixels out of the window: every path (sub-cells, children,
+    whole cells, and the default) refuses the same points, saying which longitudes the grid
+    covers, which points lie outside and how to fix it (was "bilinear interpolation needs a
+    global, regular longitude axis", or, with the sub-cells, pixels outside kept a sliver
+    of the edge column); a sampling inside the window is fine."""
+    lat, lon = C.latlon_grid(48, 96)
+    window = lon[lon <= 90]
+    full = HEALPix(8)
+    pokes = HEALPix.from_mask((full.lon > -5) & (full.lon < 100), "NESTED")
+    inside = HEALPix.from_mask((full.lon > 5) & (full.lon < 85), "NESTED")
+    for s, n in ((full, 550), (pokes, 6)):
+        for kw in ({}, {"method": "centre"}, {"subdivisions": 4}, {"child_levels": 2}):
+            with pytest.raises(ValueError, match=rf"covers longitudes 0 to 90 degrees only .*but {n} of "
+                               r"the sampling's points lie outside that window: points \d+ \(lon \d+\.\d\)"
+                               r".*Restrict the sampling to the window .*HEALPix.from_mask.*"
+                               r" or pass a global grid"):
+                C.LatLonRegridder(lat, window, s, **kw)
+    # a Voronoi sampling too: the point at 120 degrees would take the window's eastern strip
+    pts = Irregular([10, 45, 80, 120], [0, 10, -10, 0], units="deg")
+    with pytest.raises(ValueError, match=r"1 of the sampling's points .*points 3 \(lon 120.0\)"):
+        C.LatLonRegridder(lat, window, pts)
+    for kw in ({}, {"method": "centre"}, {"subdivisions": 4}, {"child_levels": 2}):
+        R = C.LatLonRegridder(lat, window, inside, **kw)
+        np.testing.assert_allclose(R(np.full((48, window.size), 1.5)), 1.5, rtol=1e-13)
+
+
+def test_points_without_cells_in_a_longitude_window_are_interpolated_inside_it():
+    """Whole cells (or coarse sub-cells) leave fine pixels without a cell: inside a regional
+    window they take the bilinear interpolation, which reproduces a field linear in latitude
+    and longitude exactly (was refused as needing a global grid), also for a window across
+    the meridian 0 given from -30; within 1.5 columns of an edge it is clamped to the edge
+    column, as at the outermost latitudes."""
+    lat, lon = C.latlon_grid(48, 96)
+    for window, keep, unwrap in ((lon[lon <= 90], lambda x: (x > 5) & (x < 85), lambda x: x),
+                                 (lon[(lon <= 30) | (lon >= 330)] % 360, None, None)):
+        if keep is None:  # -30 .. 30, monotonic
+            window = np.sort(np.where(window > 180, window - 360, window))
+            keep = lambda x: (x < 25) | (x > 335)  # noqa: E731
+            unwrap = lambda x: np.where(x > 180, x - 360, x)  # noqa: E731
+        s = HEALPix.from_mask(keep(HEALPix(64).lon) & (np.abs(HEALPix(64).lat) < 80), "NESTED")
+        LAT, LON = np.meshgrid(lat, window, indexing="ij")
+        f = LAT + 2 * LON
+        for kw in ({"method": "centre"}, {"subdivisions": 2}):
+            R = C.LatLonRegridder(lat, window, s, **kw)
+            assert R.empty.size > 100
+            e = R.empty
+            np.testing.assert_allclose(R(f)[e], s.lat[e] + 2 * unwrap(s.lon[e]), atol=1e-9)
+    # 1 column beyond the eastern edge: the edge column's value (clamped), not the western one
+    w = lon[lon <= 90]
+    M = C.bilinear_matrix(lat, w, [0.0, 0.0, 10.0], [91.0, 358.0, 45.0])
+    LAT, LON = np.meshgrid(lat, w, indexing="ij")
+    np.testing.assert_allclose(M @ LON.ravel(), [90.0, 0.0, 45.0], atol=1e-9)
+    with pytest.raises(ValueError, match=r"covers longitudes 0 to 90 degrees only .*1 of the sampling's "
+                                         r"points lie outside that window: points 1 \(lon 180.0\)"):
+        C.bilinear_matrix(lat, w, [0.0, 0.0], [45.0, 180.0])
+    # a global grid stays periodic: 359 degrees lies between the last column and the first
+    G = C.bilinear_matrix(lat, lon, [0.0], [359.0])
+    g = np.cos(np.radians(np.meshgrid(lat, lon, indexing="ij")[1]))
+    np.testing.assert_allclose(G @ g.ravel(), np.cos(np.radians(359.0)), atol=1e-3)
+
+
+def test_irregular_longitudes_are_refused():
+    """Columns of unequal widths: the sub-cells used each column's own longitude, the
+    children and the interpolation its index times the median step (silently different)."""
+    lat, _ = C.latlon_grid(16, 32)
+    lon = np.r_[np.arange(0, 90, 10.0), 200.0]
+    f = HEALPix(4)
+    inside = HEALPix.from_mask((f.lon > 5) & (f.lon < 75), "NESTED")  # the two paths were 11.5 degrees apart
+    with pytest.raises(ValueError, match=r"lon must be regularly spaced .*steps from 10 to 120 degrees"):
+        C.LatLonRegridder(lat, lon, inside)
+    with pytest.raises(ValueError, match=r"lon must be regularly spaced"):
+        C.bilinear_matrix(lat, lon, [0.0], [5.0])

@@ -252,10 +252,53 @@ def _cell_edges(centres: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return np.clip(np.concatenate([[2 * centres[0] - mid[0]], mid, [2 * centres[-1] - mid[-1]]]), lo, hi)
 
 
+def _lon_step(lon: np.ndarray) -> float:
+    """The longitude spacing of a regular axis (degrees); irregular spacing is refused."""
+    d = np.abs(np.diff(np.sort(lon)))
+    step = float(np.median(d))
+    if np.abs(d - step).max() > 1e-3 * step:
+        raise ValueError(
+            f"lon must be regularly spaced (equal columns), got steps from {d.min():g} to "
+            f"{d.max():g} degrees; interpolate the fields to a regular longitude axis first")
+    return step
+
+
+def _is_global(step: float, nlon: int) -> bool:
+    """Whether ``nlon`` columns of ``step`` degrees go round the globe (else a window)."""
+    return nlon * step >= 360.0 - 0.5 * step
+
+
+def _lon_offset(lon: np.ndarray, plon: np.ndarray) -> np.ndarray:
+    """Longitudes ``plon`` relative to the westernmost centre of the window ``lon``, in
+    degrees: in ``[0, span]`` inside it, above ``span`` east of it, negative west of it
+    (points beyond the window go to its nearer side)."""
+    west, span = lon.min(), lon.max() - lon.min()
+    d = np.mod(np.asarray(plon, dtype=np.float64) - west, 360.0)
+    return np.where(d > 0.5 * (span + 360.0), d - 360.0, d)
+
+
+def _outside_window_error(lon: np.ndarray, step: float, plon: np.ndarray,
+                          which: np.ndarray) -> ValueError:
+    """The error for points (indices ``which``, longitudes ``plon``) farther than 1.5
+    columns outside a regional grid's longitude window."""
+    shown = ", ".join(f"{i} (lon {x:.1f})" for i, x in zip(which[:5], np.mod(plon[:5], 360.0)))
+    more = f" and {which.size - 5} more" if which.size > 5 else ""
+    return ValueError(
+        f"the lat-lon grid covers longitudes {lon.min():g} to {lon.max():g} degrees only (cells "
+        f"from {lon.min() - 0.5 * step:g} to {lon.max() + 0.5 * step:g}), but {which.size} of "
+        f"the sampling's points lie outside that window: points {shown}{more}, more than 1.5 "
+        "columns beyond its edges (their values would be extrapolated from the edge columns, "
+        "or wrapped around). Restrict the sampling to the window (a partial sky: "
+        "HEALPix.from_mask(mask, 'NESTED') of the pixels inside, or an Irregular sampling of "
+        "points inside), or pass a global grid; longitudes must be in degrees (not radians).")
+
+
 def bilinear_matrix(lat: np.ndarray, lon: np.ndarray, plat: np.ndarray, plon: np.ndarray):
-    """Sparse ``(len(plat), nlat * nlon)`` matrix of the bilinear interpolation of a global
-    lat-lon grid (cell centres ``lat``, ``lon`` in degrees, monotonic, ``lon`` regular) at
-    points ``(plat, plon)``; periodic in longitude, clamped beyond the outermost latitudes."""
+    """Sparse ``(len(plat), nlat * nlon)`` matrix of the bilinear interpolation of a lat-lon
+    grid (cell centres ``lat``, ``lon`` in degrees, monotonic, ``lon`` regular) at points
+    ``(plat, plon)``; clamped beyond the outermost latitudes. A global grid is periodic in
+    longitude; a regional one (a longitude window) is clamped at its edge columns, and
+    points farther than 1.5 columns outside the window are refused (``ValueError``)."""
     from scipy import sparse
 
     lat = np.asarray(lat, dtype=np.float64)
@@ -267,15 +310,24 @@ def bilinear_matrix(lat: np.ndarray, lon: np.ndarray, plat: np.ndarray, plon: np
     i = np.clip(np.searchsorted(ls, plat) - 1, 0, ls.size - 2)
     wy = np.clip((plat - ls[i]) / (ls[i + 1] - ls[i]), 0.0, 1.0)
     i0, i1 = lat_order[i], lat_order[i + 1]
-    step = 360.0 / lon.size
-    if not np.isclose(abs(np.median(np.diff(lon))) * lon.size, 360.0, rtol=1e-3):
-        raise ValueError("bilinear interpolation needs a global, regular longitude axis")
-    u = np.mod(plon - lon.min(), 360.0) / step
-    j = np.floor(u).astype(np.int64)
-    wx = u - j
-    lon_order = np.argsort(lon)
-    j0, j1 = lon_order[j % lon.size], lon_order[(j + 1) % lon.size]
+    step = _lon_step(lon)
     nlon = lon.size
+    lon_order = np.argsort(lon)
+    if _is_global(step, nlon):
+        u = np.mod(plon - lon.min(), 360.0) / step
+        j = np.floor(u).astype(np.int64)
+        wx = u - j
+        j0, j1 = lon_order[j % nlon], lon_order[(j + 1) % nlon]
+    else:  # a window: never wrapped onto its far side
+        x = _lon_offset(lon, plon)
+        span = lon.max() - lon.min()
+        out = (x < -1.5 * step) | (x > span + 1.5 * step)
+        if out.any():
+            raise _outside_window_error(lon, step, plon[out], np.flatnonzero(out))
+        u = np.clip(x / step, 0.0, nlon - 1.0)
+        j = np.minimum(np.floor(u).astype(np.int64), nlon - 2)
+        wx = u - j
+        j0, j1 = lon_order[j], lon_order[j + 1]
     rows = np.repeat(np.arange(plat.size), 4)
     cols = np.stack([i0 * nlon + j0, i0 * nlon + j1, i1 * nlon + j0, i1 * nlon + j1], 1).ravel()
     w = np.stack([(1 - wy) * (1 - wx), (1 - wy) * wx, wy * (1 - wx), wy * wx], 1).ravel()
@@ -344,14 +396,18 @@ class LatLonRegridder:
     Points that receive no area (``method="centre"`` with a target finer than the grid, or
     a grid that stops short of the poles) take the bilinear interpolation of the grid at
     the point; points farther than 1.5 grid spacings beyond the grid's outermost latitudes
-    are refused (a regional grid, or latitudes in radians). Labels are regridded by class
-    area fraction (:meth:`labels`). NaN cells (missing values) are left out of the means.
+    are refused (a regional grid, or latitudes in radians). A regional grid may also cover a
+    window of longitudes: points farther than 1.5 columns outside it are refused whatever
+    the method (restrict the sampling to the window, e.g. a partial HEALPix sky), and inside
+    it the interpolation is clamped at the edge columns, never wrapped around. Labels are
+    regridded by class area fraction (:meth:`labels`). NaN cells (missing values) are left
+    out of the means.
 
     Parameters
     ----------
     lat, lon : array_like
-        Cell centres in degrees, 1-D, strictly monotonic; ``lon`` regular and spanning the
-        globe (periodic).
+        Cell centres in degrees, 1-D, strictly monotonic; ``lon`` regular, spanning the
+        globe (periodic) or a window of it (a regional grid).
     sampling : Sampling
     method : {"conservative", "centre"}
         Split grid cells by overlap area (default), or give each whole to one point.
@@ -423,7 +479,7 @@ class LatLonRegridder:
                 raise ValueError(f"{name} must be strictly monotonic")
         if lat.min() < -90 or lat.max() > 90:
             raise ValueError(f"latitudes must be in [-90, 90] degrees, got [{lat.min()}, {lat.max()}]")
-        step = np.abs(np.median(np.diff(lon)))
+        step = _lon_step(lon)
         if abs(lon[-1] - lon[0]) > 360.0 - 0.5 * step:
             # a cyclic column (0 and 360 both present) would count its meridian twice
             raise ValueError(
@@ -433,6 +489,7 @@ class LatLonRegridder:
             )
         self.lat, self.lon, self.sampling, self.method = lat, lon, sampling, method
         self._step = step  # longitude spacing, degrees
+        self._check_window(sampling.lon)
         self.shape = (lat.size, lon.size)
         # cell edges and areas, rows in the given (possibly descending) order
         order = np.argsort(lat)
@@ -555,7 +612,7 @@ class LatLonRegridder:
             return np.searchsorted(z_edges, z, side="right") - 1
 
         # a longitude window (regional grid) leaves columns nlon .. 360/step - 1 off the grid
-        window = nlon * step < 360.0 - 0.5 * step
+        window = not _is_global(step, nlon)
 
         def column_of(u):  # u in units of columns from ``start``; periodic; -1 off the grid
             k = np.floor(u)
@@ -650,6 +707,20 @@ class LatLonRegridder:
             vals.append(block.data)
         return sparse.csr_matrix((np.concatenate(vals), (np.concatenate(cols), np.concatenate(rows))),
                                  shape=(self.sampling.npix, nlat * nlon))
+
+    def _check_window(self, plon: np.ndarray) -> None:
+        """A regional grid (a longitude window) refuses points whose position lies farther
+        than 1.5 columns outside it, whatever their cells receive: the answer must not
+        depend on the method (a pixel straddling the edge gets a sliver from the sub-cells
+        and nothing from whole cells), and no value is wrapped or extrapolated."""
+        if _is_global(self._step, self.lon.size):
+            return
+        plon = np.asarray(plon, dtype=np.float64)
+        x = _lon_offset(self.lon, plon)
+        span = self.lon.max() - self.lon.min()
+        outside = (x < -1.5 * self._step) | (x > span + 1.5 * self._step)
+        if outside.any():
+            raise _outside_window_error(self.lon, self._step, plon[outside], np.flatnonzero(outside))
 
     def _check_covered(self, plat: np.ndarray) -> None:
         """Points that get no grid cell are interpolated, and clamped beyond the outermost

@@ -185,6 +185,16 @@ def test_from_pyg_bad_edge_index():
             SphereGraph.from_pyg(Data(edge_index=torch.tensor(ei), num_nodes=3))
     with pytest.raises(TypeError, match="integer vertex indices"):
         SphereGraph.from_pyg(Data(edge_index=torch.tensor([[0.0, 1.0], [1.0, 0.0]]), num_nodes=2))
+    # a weight per edge, [E]: other lengths and shapes failed inside scipy's COO constructor
+    ei = torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]])
+    with pytest.raises(ValueError, match=r"edge_weight must be a tensor of shape \[E\] = \[4\].*\(2,\)"):
+        SphereGraph.from_pyg(Data(edge_index=ei, edge_weight=torch.ones(2), num_nodes=3))
+    with pytest.raises(ValueError, match=r"\(4, 1\).*edge_weight.view\(-1\)"):
+        SphereGraph.from_pyg(Data(edge_index=ei, edge_weight=torch.ones(4, 1), num_nodes=3))
+    with pytest.raises(ValueError, match=r"not symmetric.*both directions.*to_undirected"):
+        SphereGraph.from_pyg(Data(edge_index=ei[:, ::2], num_nodes=3))  # one direction only
+    g = SphereGraph.from_pyg(Data(edge_index=ei, edge_weight=torch.tensor([1.0, 1.0, 0.5, 0.5]), num_nodes=3))
+    np.testing.assert_array_equal(g.adjacency.toarray(), [[0, 1, 0], [1, 0, 0.5], [0, 0.5, 0]])
 
 
 def test_user_adjacency_checks():

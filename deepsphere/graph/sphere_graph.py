@@ -103,10 +103,27 @@ class SphereGraph:
                 f"the graph has num_nodes={n} (valid indices 0..{n - 1})"
             )
         ew = getattr(data, "edge_weight", None)
+        if ew is not None and (not isinstance(ew, torch.Tensor) or tuple(ew.shape) != (ei.shape[1],)):
+            # scipy's words ("all index and data arrays must have the same length") named neither
+            raise ValueError(
+                f"data.edge_weight must be a tensor of shape [E] = [{ei.shape[1]}], one weight per "
+                f"column of edge_index, got {tuple(getattr(ew, 'shape', ()))!r} "
+                f"({type(ew).__name__})"
+                + ("; a [E, 1] edge_attr-style tensor goes in as edge_weight.view(-1)"
+                   if isinstance(ew, torch.Tensor) and ew.numel() == ei.shape[1] else "")
+            )
         w = np.ones(ei.shape[1]) if ew is None else ew.detach().cpu().double().numpy()
         ei = ei.detach().cpu().numpy()
         W = sp.coo_matrix((w, (ei[0], ei[1])), shape=(n, n)).tocsr()
-        return cls(W, sampling=sampling, recipe={"kind": "pyg"}, check=True)
+        try:
+            return cls(W, sampling=sampling, recipe={"kind": "pyg"}, check=True)
+        except ValueError as e:
+            if "not symmetric" not in str(e):
+                raise
+            raise ValueError(  # the fix in edge_index terms, not the adjacency's
+                f"{str(e).split('. Symmetrize')[0]}: edge_index must list every edge in both "
+                "directions, with equal weights; e.g. torch_geometric.utils.to_undirected("
+                "edge_index, edge_weight, reduce='mean')") from None
 
     # ---- basic properties ---------------------------------------------------------
     @property

@@ -906,3 +906,25 @@ def test_irregular_longitudes_are_refused():
         C.LatLonRegridder(lat, lon, inside)
     with pytest.raises(ValueError, match=r"lon must be regularly spaced"):
         C.bilinear_matrix(lat, lon, [0.0], [5.0])
+
+
+def test_default_never_takes_capped_sub_cells_on_a_healpix_target():
+    """Grid cells larger than 4 pixels cap the sub-cells at 64 per side, short of their
+    1/1024-of-a-pixel target: long thin cells (192 x 2, 768 x 2, 2 x 512) or cells of
+    thousands of pixels (4 x 3 at nside 64, 2 x 144 at nside 128) gave pixels 0.72-1.34
+    times their area, or none (then interpolated), because the work estimate favoured the
+    sub-cells; the default now takes the children (j = 0 to 4), which give each pixel
+    4 pi / (12 nside^2) exactly. Measured against the true area, not against either path."""
+    cases = [(16, 192, 2, 4), (32, 2, 512, 4), (64, 768, 2, 3), (64, 4, 3, 0), (128, 2, 144, 1)]
+    for nside, nlat, nlon, j in cases:
+        lat, lon = C.latlon_grid(nlat, nlon)
+        s = HEALPix(nside)
+        true = 4 * np.pi / (12 * nside**2)
+        R = C.LatLonRegridder(lat, lon, s)
+        assert R.child_levels == j and R.subdivisions is None, (nside, nlat, nlon)
+        assert R.empty.size == 0
+        r = R.received_area / true
+        assert 0.98 < r.min() and r.max() < 1.02, (nside, nlat, nlon, r.min(), r.max())
+        capped = C.LatLonRegridder(lat, lon, s, subdivisions=R.MAX_SUBDIVISIONS)
+        rc = capped.received_area / true
+        assert rc.min() < 0.9 or rc.max() > 1.1  # what the default took before

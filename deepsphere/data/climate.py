@@ -386,8 +386,10 @@ class LatLonRegridder:
     descendants bound them. The default :math:`j` makes a child at most 1/1024 of the
     largest grid cell (32 children across it), at most 6; the path whose estimated work is
     smaller is taken (sub-cells :math:`N_\text{cells} s^2` against about 9 evaluations
-    per child side along the cell edges). ClimateNet's grid takes the children from nside
-    256 on (:math:`j` = 5 / 4 at nside 256 / 512).
+    per child side along the cell edges), except that sub-cells capped at 64 per side
+    (grid cells larger than 4 pixels, where they would miss their 1/1024 target) are never
+    taken by default. ClimateNet's grid takes the children from nside 256 on (:math:`j` =
+    5 / 4 at nside 256 / 512).
 
     ``method="centre"`` is the earlier scheme: each grid cell goes whole to the point whose
     cell contains the grid cell's centre, so pixels receive 0.78-1.20 times their area
@@ -512,7 +514,10 @@ class LatLonRegridder:
             s = self._default_subdivisions(sampling) if subdivisions is None else int(subdivisions)
             if child_levels is None and subdivisions is None and isinstance(sampling, HEALPix):
                 j = self._default_child_levels(sampling)
-                if self._child_work(edges, sampling, j) < self.cell_area.size * s**2:
+                # capped sub-cells miss their target (grid cells over 4 pixels): pixels
+                # receive 0.7-1.3 times their area, or none; the children (then j <= 4) meet it
+                capped = self._needed_subdivisions(sampling) > s
+                if capped or self._child_work(edges, sampling, j) < self.cell_area.size * s**2:
                     child_levels = j
             if child_levels is not None:
                 s = None
@@ -549,7 +554,9 @@ class LatLonRegridder:
                 return tree.query(xyz)[1], np.ones(theta.size, bool)
         return locate
 
-    def _default_subdivisions(self, sampling: Sampling) -> int:
+    def _needed_subdivisions(self, sampling: Sampling) -> int:
+        """Smallest :math:`s` with sub-cells at most 1/``SUBCELLS_PER_PIXEL`` of a point's
+        cell, uncapped."""
         if isinstance(sampling, HEALPix):
             pixel = 4 * np.pi / (12 * sampling.nside**2)
         else:
@@ -557,8 +564,10 @@ class LatLonRegridder:
                 pixel = float(np.median(sampling.areas))
             except (ValueError, TypeError, AttributeError):  # no areas: the mean cell
                 pixel = 4 * np.pi / sampling.npix
-        s = np.ceil(np.sqrt(self.SUBCELLS_PER_PIXEL * self.cell_area.max() / pixel))
-        return int(np.clip(s, 1, self.MAX_SUBDIVISIONS))
+        return max(1, int(np.ceil(np.sqrt(self.SUBCELLS_PER_PIXEL * self.cell_area.max() / pixel))))
+
+    def _default_subdivisions(self, sampling: Sampling) -> int:
+        return min(self._needed_subdivisions(sampling), self.MAX_SUBDIVISIONS)
 
     def _child_work(self, edges: np.ndarray, sampling: HEALPix, j: int) -> float:
         """Children the refinement of :meth:`_child_overlaps` visits, in sub-cell

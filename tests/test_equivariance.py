@@ -200,6 +200,15 @@ def test_bad_input_errors():
         equivariance_error(graph.knn(sampling.HEALPix(2), 8), s, [2], 1, 1)
     with pytest.raises(ValueError, match="kind"):
         equivariance_error(g, s, [2], 1, 1, kind="bogus")
+    # the same number of points, elsewhere: the graph's vertices are not the signal's points
+    rng = np.random.default_rng(0)
+    lon, lat = rng.uniform(0, 360, 300), np.degrees(np.arcsin(rng.uniform(-1, 1, 300)))
+    a = sampling.Irregular(lon, lat, units="deg")
+    perm = sampling.Irregular(lon[::-1], lat[::-1], units="deg")
+    with pytest.raises(ValueError, match=r"built on Irregular\(npix=300\), whose points differ.*vertex 0"):
+        equivariance_error(graph.knn(a, 8), perm, [2], 1, 1)
+    same = sampling.Irregular(lon, lat, units="deg")  # another object, the same points
+    equivariance_error(graph.knn(a, 8), same, [2], 1, 1)
     with pytest.raises(ValueError, match="rotation"):
         rotate_signal(np.zeros(s.npix), s, np.eye(3) * 2)
 

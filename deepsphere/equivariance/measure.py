@@ -261,6 +261,7 @@ def equivariance_error(operator, sampling: Sampling, degrees: Sequence[int], n_s
         L = band_limit(sampling)
         if degrees.max() > L:
             raise ValueError(f"degrees up to {degrees.max()} exceed the band limit {L} of {sampling!r}")
+    _check_same_points(operator, sampling)
     op = _Operator(operator, laplacian)
     rng = np.random.default_rng(seed)
     rotations = random_rotations(n_rotations, rng)
@@ -303,6 +304,24 @@ def equivariance_error(operator, sampling: Sampling, degrees: Sequence[int], n_s
             "residual": residual, "laplacian": laplacian, "protocol": protocol,
             "iterations": iterations}
     return EquivarianceResult(degrees, ratios, out_kind, info)
+
+
+def _check_same_points(operator, sampling: Sampling) -> None:
+    """A graph or model that knows its sampling must be measured on the same points: on
+    other points of the same count (another draw of stations, a permuted list) the signals
+    would be read at the wrong vertices and the error would be a plausible-looking number."""
+    own = getattr(operator, "sampling", None)
+    if not isinstance(own, Sampling) or own is sampling:
+        return
+    a, b = own.vectors, sampling.vectors
+    if a.shape == b.shape and np.allclose(a, b, rtol=0, atol=1e-9):
+        return
+    where = ("" if a.shape != b.shape else
+             f"; the first differing point is vertex {int(np.flatnonzero(np.abs(a - b).max(1) > 1e-9)[0])}")
+    raise ValueError(
+        f"the {type(operator).__name__} was built on {own!r}, whose points differ from those of the "
+        f"sampling measured on, {sampling!r}{where}: measure it on its own sampling "
+        f"(equivariance_error(op, op.sampling, ...))")
 
 
 def cheb_filter(graph, K: int = 5, laplacian: str = "normalized", seed: int = 0,

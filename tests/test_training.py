@@ -2,6 +2,7 @@
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -768,6 +769,39 @@ def test_predict_computes_the_station_time_features_from_the_times(tmp_path, cap
     model, sampling, info, _ = load_model(tmp_path / "daily")
     with pytest.raises(ValueError, match=r"times must be dates"):
         predict(model, sampling, info, np.zeros((1, 30, 3), np.float32), times=[5])
+    capsys.readouterr()
+
+
+def test_a_run_with_relative_data_paths_says_where_they_were_looked_for(tmp_path, capsys, monkeypatch):
+    """A run's config.yaml keeps a relative CSV path as written: evaluate or predict from
+    another directory printed only "[Errno 2] No such file or directory: 'stations.csv'"."""
+    work = tmp_path / "work"
+    work.mkdir()
+    rng = np.random.default_rng(0)
+    (work / "stations.csv").write_text("id,lon,lat\n" + "".join(
+        f"S{i},{lo:.3f},{la:.3f}\n" for i, (lo, la) in
+        enumerate(zip(rng.uniform(-180, 180, 30), rng.uniform(-60, 60, 30)))))
+    (work / "run.yaml").write_text(
+        "sampling: {name: irregular_csv, path: stations.csv, units: deg, id_column: id}\n"
+        "data: {name: synthetic_stations, n_days: 40, history: 2, season: false}\n"
+        "model: {name: station, channels: [4], K: 2}\n"
+        "trainer: {epochs: 1, batch_size: 8, progress: false, plots: false, out: run}\n")
+    monkeypatch.chdir(work)
+    assert cli(["train", "run.yaml"]) == 0
+    np.save(work / "past.npy", np.zeros((1, 30, 2), np.float32))
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    for args in (["evaluate", "work/run"], ["predict", "work/run", "work/past.npy"]):
+        assert cli(args) == 2
+        err = capsys.readouterr().err
+        assert re.search(r"sampling \(irregular_csv\): no such file or directory: 'stations.csv' "
+                         r"\(relative paths are read from the current directory, .*give absolute", err), err
+        assert str(tmp_path) in err
+    monkeypatch.chdir(work)  # where it was trained, the same run is found
+    assert cli(["predict", "run", "past.npy"]) == 0
+    with pytest.raises(ConfigError, match=r"no such file or directory: '/nonexistent/s.csv'$"):
+        from deepsphere.training.builders import build_sampling
+        build_sampling(load_config(work / "run.yaml", ["sampling.path=/nonexistent/s.csv"]))
     capsys.readouterr()
 
 

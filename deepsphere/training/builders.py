@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import os
 from typing import List, Optional
 
 import numpy as np
@@ -54,6 +55,22 @@ def _construct(section: str, name: str, builder, **kwargs):
         return builder(**kwargs)
     except (ValueError, TypeError) as e:
         raise ConfigError(f"{section} ({name}): {e}") from e
+    except FileNotFoundError as e:  # the OS's words named neither the config key nor the directory
+        raise ConfigError(f"{section} ({name}): {_missing_file(e)}") from e
+
+
+def _missing_file(e: FileNotFoundError) -> str:
+    """A missing data file, and for a relative path where it was looked for: a run's
+    config.yaml keeps paths as written, so evaluate and predict from another directory
+    did not find them."""
+    if e.filename is None:
+        return str(e)
+    text = f"no such file or directory: {str(e.filename)!r}"
+    if not os.path.isabs(e.filename):
+        text += (f" (relative paths are read from the current directory, {os.getcwd()}; a run's "
+                 "config.yaml keeps them as written, so evaluate and predict a run from the "
+                 "directory it was trained in, or give absolute paths)")
+    return text
 
 
 def build_sampling(config: Config):

@@ -438,3 +438,38 @@ def test_ring_weights_are_a_copy_of_the_cached_quadrature():
     w *= 0
     assert Equiangular(4, "DH").ring_weights.sum() == pytest.approx(2.0)
     assert s.areas.sum() == pytest.approx(4 * np.pi)
+
+
+def test_a_user_sampling_without_recipe_goes_into_graph_caches_and_models(tmp_path):
+    """Tutorial 1 calls recipe() optional; without one, graph caches, every model and
+    ``deepsphere train`` stopped on a bare NotImplementedError."""
+    import torch
+
+    from deepsphere import graph, models
+    from deepsphere.sampling import Sampling
+
+    class Points(Sampling):
+        def __init__(self, lon, lat):
+            self._v = Irregular(lon, lat, units="deg").vectors
+
+        @property
+        def vectors(self):
+            return self._v
+
+    rng = np.random.default_rng(0)
+    lon, lat = rng.uniform(0, 360, 60), rng.uniform(-60, 60, 60)
+    s = Points(lon, lat)
+    r = s.recipe()
+    assert r["name"] == "Points" and r["npix"] == 60 and r == Points(lon, lat).recipe()
+    assert r != Points(lon[::-1], lat[::-1]).recipe()  # other points, another recipe
+    g1 = graph.build(s, {"kind": "knn", "k": 6}, cache_dir=tmp_path)
+    g2 = graph.build(Points(lon, lat), {"kind": "knn", "k": 6}, cache_dir=tmp_path)
+    assert "cached" in g2.recipe and abs(g1.adjacency - g2.adjacency).max() == 0
+    m = models.StationRegressor(s, 2, 1, channels=[4], K=3, graph={"kind": "knn", "k": 6})
+    assert m(torch.randn(2, 60, 2)).shape == (2, 60, 1)
+    m2 = models.StationRegressor.from_config(m.config, sampling=Points(lon, lat))
+    with pytest.raises(ValueError, match="differs from the one the model was built on"):
+        models.StationRegressor.from_config(m.config, sampling=Points(lon[::-1], lat[::-1]))
+    with pytest.raises(ValueError, match="cannot be rebuilt from its recipe alone"):
+        models.StationRegressor.from_config(m.config)
+    assert m2.config == m.config

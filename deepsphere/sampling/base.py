@@ -106,8 +106,16 @@ class Sampling(ABC):
 
     def recipe(self) -> dict:
         """A JSON-serialisable description that rebuilds the sampling (used for caching
-        and checkpoints)."""
-        raise NotImplementedError
+        and checkpoints).
+
+        The default names the class and identifies the points, ``{"name": class name,
+        "npix": n, "points_hash": hash of vectors}``: enough for graph caches and for checking
+        a sampling against a model's, not to rebuild the points (pass the sampling to
+        ``Model.from_config``). Override it to name a sampling that rebuilds from it."""
+        from .healpix import _hash_array
+
+        return {"name": type(self).__name__, "npix": self.npix,
+                "points_hash": _hash_array(np.asarray(self.vectors, dtype=np.float64))}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(npix={self.npix})"

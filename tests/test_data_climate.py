@@ -928,3 +928,56 @@ def test_default_never_takes_capped_sub_cells_on_a_healpix_target():
         capped = C.LatLonRegridder(lat, lon, s, subdivisions=R.MAX_SUBDIVISIONS)
         rc = capped.received_area / true
         assert rc.min() < 0.9 or rc.max() > 1.1  # what the default took before
+
+
+def test_child_centres_on_cell_edges_go_to_one_cell_whatever_the_blocks():
+    """Grids whose edges fall on HEALPix centres (longitude edges at 0, 3.75, 7.5, ...; a
+    latitude edge on the equator): thousands of children lie exactly on an edge. Each is
+    counted once, in one of the two cells that share the edge, and in the same one whether
+    its block went to a cell whole or was split down to it (the blocks' longitudes were
+    recomputed from one corner, so an edge child could go east alone and west in its block:
+    up to 136 entries one child off). Reference: every child located on its own against the
+    edges in degrees, with the children within 1e-9 degrees of an edge allowed either cell."""
+    import healpy as hp
+
+    for nside, nlat, nlon, j, shift in ((8, 48, 96, 4, 0.0), (8, 48, 96, 4, 0.5), (4, 20, 16, 5, 0.5)):
+        lat, lon = C.latlon_grid(nlat, nlon)
+        lon = lon + shift * 360 / nlon
+        s = HEALPix(nside)
+        R = C.LatLonRegridder(lat, lon, s, child_levels=j)
+        fine = nside * 2**j
+        theta, phi = hp.pix2ang(fine, np.arange(s.npix * 4**j), nest=True)
+        clat, clon = 90 - np.degrees(theta), np.degrees(phi)
+        step = 360 / nlon
+        e = np.concatenate([[-90], 0.5 * (lat[1:] + lat[:-1]), [90]])
+        x = np.mod(clon - (lon[0] - step / 2), 360) / step  # columns from the first west edge
+        on_lon = np.abs(x - np.round(x)) < 1e-9 / step
+        on_lat = np.isclose(clat[:, None], e[None, 1:-1], rtol=0, atol=1e-9).any(1)
+        assert on_lon.sum() > 1000 and on_lat.sum() >= 4 * fine  # the ties this is about
+        # the two candidate cells of each child (the same one when it is on no edge)
+        col = [np.floor(x - 0.5 * on_lon) % nlon, np.floor(x + 0.5 * on_lon) % nlon]
+        row = [np.clip(np.searchsorted(e, clat - 1e-9 * on_lat) - 1, 0, nlat - 1),
+               np.clip(np.searchsorted(e, clat + 1e-9 * on_lat) - 1, 0, nlat - 1)]
+        owner = np.repeat(np.arange(s.npix), 4**j)
+        area = hp.nside2pixarea(fine)
+        sure = ~on_lon & ~on_lat
+        want = np.zeros((s.npix, nlat * nlon))
+        np.add.at(want, (owner[sure], (row[0] * nlon + col[0])[sure].astype(int)), area)
+        allowed = np.zeros_like(want, bool)
+        for r in row:
+            for c in col:
+                allowed[owner[~sure], (r * nlon + c)[~sure].astype(int)] = True
+        got = R._assign.toarray()
+        np.testing.assert_allclose(got.sum(1), s.areas, rtol=1e-12)  # each child once
+        extra = got - want
+        assert extra.min() > -1e-12 * area  # every child off the edges where it belongs
+        assert not (np.abs(extra) > 1e-9 * area)[~allowed].any()  # edge children: a neighbour
+        np.testing.assert_allclose(extra.sum(1), np.bincount(owner[~sure], minlength=s.npix) * area,
+                                   rtol=1e-9, atol=1e-9 * area)
+        # the blocks change nothing: every child located alone (no block tested) gives the same
+        alone = C.LatLonRegridder.__new__(C.LatLonRegridder)
+        alone.__dict__.update(R.__dict__)
+        alone._TEST_BELOW = np.inf
+        order = np.argsort(lat)
+        edges = C._cell_edges(lat[order], -90.0, 90.0)
+        assert abs(alone._child_overlaps(order, edges, j) - R._assign).max() < 1e-9 * area

@@ -657,15 +657,18 @@ class LatLonRegridder:
                 theta, phi = theta.reshape(-1, 4), phi.reshape(-1, 4)
                 z0, z1 = np.cos(theta[:, 0]), np.cos(theta[:, 1])
                 ilo, ihi = row_of(np.minimum(z0, z1)), row_of(np.maximum(z0, z1))
-                u0 = u_of(phi[:, 2])
-                d = np.mod(phi[:, 3] - phi[:, 2] + np.pi, 2 * np.pi) - np.pi  # unwrapped
-                u1 = u0 + np.degrees(d) / step
-                ulo, uhi = np.floor(np.minimum(u0, u1)), np.floor(np.maximum(u0, u1))
+                # each corner's column exactly as its child alone would get it (u_of), so
+                # that a centre on a column edge goes the same way in a block as alone
+                u2, u3 = u_of(phi[:, 2]), u_of(phi[:, 3])
+                d = np.mod(phi[:, 3] - phi[:, 2] + np.pi, 2 * np.pi) - np.pi  # corner 2 -> 3
+                west, east = np.where(d < 0, u3, u2), np.where(d < 0, u2, u3)
+                wraps = east < west  # the block crosses ``start``, where u goes back to 0
+                kw, ke = np.floor(west), np.floor(east)
                 beyond = (ilo == ihi) & ((ilo < 0) | (ilo >= nlat))  # wholly off the grid
-                if window:  # u0 < 360/step, so the block lies in the gap east of the window
-                    beyond |= ulo >= nlon
-                whole = (ilo == ihi) & (ulo == uhi) & ~beyond  # in one cell
-                emit(owner[whole], ilo[whole], column_of(ulo[whole]), child_area * n_desc)
+                if window:  # wholly in the gap east of the window
+                    beyond |= (kw >= nlon) & ~wraps
+                whole = (ilo == ihi) & (kw == ke) & ~wraps & ~beyond  # in one cell
+                emit(owner[whole], ilo[whole], column_of(kw[whole]), child_area * n_desc)
                 split = ~whole & ~beyond
                 pix = ((pix[split] << 2)[:, None] + np.arange(4)).ravel()
                 owner = np.repeat(owner[split], 4)

@@ -215,6 +215,21 @@ def test_ghcn_sampling_filters_coverage_duplicates_and_files(tmp_path):
         S.ghcn_sampling(str(stations), str(dly), "TMAX", "2021-01-01", "2021-02-01")
 
 
+def causal_window(raw, filled, t, history):
+    """The inputs of target time t, ``(n_stations, history)``, written out per value: an
+    observation; a fill whose gap closes before t; else the last observation before it."""
+    out = np.empty((raw.shape[1], history))
+    for j in range(raw.shape[1]):
+        for k, s in enumerate(range(t - history, t)):
+            if np.isfinite(raw[s, j]):
+                out[j, k] = raw[s, j]
+            else:
+                closes = s + int(np.argmax(np.isfinite(raw[s:, j])))
+                before = s - 1 - int(np.argmax(np.isfinite(raw[s - 1::-1, j])))
+                out[j, k] = filled[s, j] if closes < t else raw[before, j]
+    return out
+
+
 def test_ghcn_dataset_windows_and_targets(tmp_path):
     stations, dly, ids = write_archive(tmp_path)
     s = S.ghcn_sampling(str(stations), str(dly), "TMAX", "2020-01-01", "2020-04-29")
@@ -231,12 +246,49 @@ def test_ghcn_dataset_windows_and_targets(tmp_path):
             t = int(split.targets[i])
             assert x.shape == (4, 3) and y.shape == (4, 1)
             np.testing.assert_allclose(y[:, 0].numpy() + ds.mean, filled[t], rtol=1e-5)
-            np.testing.assert_allclose(x.numpy() * ds.std + ds.mean, filled[t - 3:t].T, rtol=1e-5)
+            np.testing.assert_allclose(x.numpy() * ds.std + ds.mean, causal_window(raw, filled, t, 3),
+                                       rtol=1e-5)
     # target periods are disjoint and ordered in time
     tr, va, te = (ds.split(n).targets for n in ("train", "val", "test"))
     assert tr.max() < va.min() and va.max() < te.min()
     with pytest.raises(ValueError, match="station IDs"):
         S.GHCNDaily(Irregular([0, 1], [0, 1], units="deg"), str(dly), "2020-01-01", "2020-04-29")
+
+
+def test_no_input_carries_the_target(tmp_path):
+    # a one-day gap just before the target day was filled as the mean of the days around it,
+    # so the input held half of the value to be predicted: the day before a target's day
+    # 20 read (v19 + v20) / 2. The inputs of a target must not change when its value does.
+    ids = ["A0000000001", "A0000000002"]
+    days = np.arange(np.datetime64("2010-01-01"), np.datetime64("2010-03-02"))
+    rng = np.random.default_rng(0)
+    base = np.round(10 + rng.standard_normal((days.size, 2)).cumsum(0), 1)  # tenths, as stored
+    base[19, 0] = base[40, 1] = base[44:46, 0] = np.nan  # gaps closing on days 20, 41, 46
+    sampling = Irregular([0.0, 10.0], [0.0, 10.0], units="deg", names=ids)
+
+    def build(values, sub):
+        d = tmp_path / sub
+        d.mkdir()
+        for j, sid in enumerate(ids):
+            S.write_dly(d / f"{sid}.dly", sid, "TMAX", days, values[:, j])
+        return S.GHCNDaily(sampling, str(d), "2010-01-01", "2010-03-01", history=3, max_gap=2,
+                           split_fractions=[0.5, 0.25, 0.25], season=False)
+
+    ref = build(base, "ref")
+    for t, split in ((20, "train"), (41, "val"), (46, "test")):
+        sp = ref.split(split)
+        i = int(np.flatnonzero(sp.targets == t)[0])
+        changed = base.copy()
+        changed[t] += 7.0
+        other = build(changed, f"t{t}")
+        x0 = sp[i][0].numpy() * ref.std + ref.mean
+        x1 = other.split(split)[i][0].numpy() * other.std + other.mean
+        np.testing.assert_allclose(x1, x0, atol=1e-4)  # inputs blind to the target
+        y1 = other.split(split)[i][1].numpy()[:, 0] + other.mean
+        np.testing.assert_allclose(y1, changed[t], atol=1e-4)  # the target is day t's value
+    # the held value is the last observation before the gap
+    x = ref.split("test")[int(np.flatnonzero(ref.split("test").targets == 46)[0])][0].numpy()
+    np.testing.assert_allclose(x[0] * ref.std + ref.mean, [base[43, 0]] * 3, atol=1e-4)
 
 
 def test_daily_matrix_period_is_checked(tmp_path):

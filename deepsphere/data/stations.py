@@ -447,22 +447,31 @@ def random_stations(n: int = 400, seed: int = 0, lat_range: List[float] = (-60.0
 class _WindowSplit(Dataset):
     """Items for times ``t`` in ``targets``: ``x`` = standardised values at times
     ``t-history .. t-1`` followed by the known features of time ``t`` (day of the year,
-    local hour), ``y`` = centred values at time ``t``."""
+    local hour), ``y`` = centred values at time ``t``.
+
+    ``causal = (held, next_obs)``, when values were gap-filled: a filled input at time s
+    whose gap closes only at or after ``t`` (``next_obs[s] >= t``) takes ``held[s]``, the
+    last observation before it, since its interpolation used the target time's value."""
 
     def __init__(self, z: np.ndarray, raw: np.ndarray, targets: np.ndarray, history: int,
-                 features: Optional[np.ndarray]):
+                 features: Optional[np.ndarray], causal: Optional[tuple] = None):
         self.z = z.astype(np.float32)
         self.raw = raw.astype(np.float32)
         self.targets = np.asarray(targets, dtype=np.int64)
         self.history = history
         self.features = None if features is None else features.astype(np.float32)
+        self.causal = causal
 
     def __len__(self) -> int:
         return self.targets.size
 
     def __getitem__(self, i: int):
         t = int(self.targets[i])
-        x = self.z[t - self.history:t].T  # (n_stations, history)
+        x = self.z[t - self.history:t]
+        if self.causal is not None:
+            held, next_obs = self.causal
+            x = np.where(next_obs[t - self.history:t] >= t, held[t - self.history:t], x)
+        x = x.T  # (n_stations, history)
         if self.features is not None:
             f = np.broadcast_to(self.features[t], (x.shape[0], self.features.shape[-1]))
             x = np.concatenate([x, f], axis=1)
@@ -535,6 +544,21 @@ def time_features(kind: str, times, sampling: Sampling) -> np.ndarray:
     return local_time_features(hours, sampling.lon)
 
 
+def _causal_fill(values: np.ndarray, observed: np.ndarray, mean: float, std: float):
+    """``(held, next_obs)`` for :class:`_WindowSplit`: ``held[s]`` the last observation at
+    or before time s, standardised (float32), and ``next_obs[s]`` the first observed time
+    at or after s (``n_times`` where none), per station."""
+    n = values.shape[0]
+    obs = np.asarray(observed, bool)
+    t = np.arange(n)[:, None]
+    last = np.maximum.accumulate(np.where(obs, t, -1), axis=0)
+    nxt = np.minimum.accumulate(np.where(obs, t, n)[::-1], axis=0)[::-1]
+    cols = np.broadcast_to(np.arange(values.shape[1]), values.shape)
+    held = np.where(last >= 0, values[np.maximum(last, 0), cols], np.nan)
+    return (np.nan_to_num((held - mean) / std).astype(np.float32),
+            nxt.astype(np.int64))
+
+
 class _StationTask(SplitDataset):
     """Shared by the station datasets: given a matrix ``(n_times, n_stations)`` (NaN where
     missing), build windows and split the target times into consecutive periods."""
@@ -547,7 +571,10 @@ class _StationTask(SplitDataset):
     known_features: Optional[dict] = None
 
     def _setup(self, values: np.ndarray, history: int, split_fractions: Sequence[float],
-               features: Optional[np.ndarray] = None, feature_kind: Optional[str] = None) -> None:
+               features: Optional[np.ndarray] = None, feature_kind: Optional[str] = None,
+               observed: Optional[np.ndarray] = None) -> None:
+        """``observed``: where ``values`` are observations rather than gap fills
+        (:func:`fill_gaps`); inputs never use a fill interpolated from the target time."""
         if history < 1:
             raise ValueError(f"history must be >= 1 time step, got {history}")
         fr = np.asarray(split_fractions, dtype=np.float64)
@@ -575,12 +602,16 @@ class _StationTask(SplitDataset):
         train = train[np.isfinite(train)]
         self.mean, self.std = float(train.mean()), float(train.std() or 1.0)
         z = np.nan_to_num((values - self.mean) / self.std)
+        causal = None
+        if observed is not None and (np.isfinite(values) & ~observed).any():
+            causal = _causal_fill(values, observed, self.mean, self.std)
         self._splits = {}
         for name, (a, b) in zip(SPLITS, bounds):
             t = usable[(usable >= a) & (usable < b)]
             if t.size == 0:
                 raise ValueError(f"the {name} period (time steps {a}..{b - 1}) has no usable target")
-            self._splits[name] = _WindowSplit(z, np.nan_to_num(values - self.mean), t, history, features)
+            self._splits[name] = _WindowSplit(z, np.nan_to_num(values - self.mean), t, history, features,
+                                              causal)
 
     def input_transform(self) -> dict:
         """The history channels are standardised, the known features (season, hour) are
@@ -598,7 +629,9 @@ class GHCNDaily(_StationTask):
     The sampling's ``names`` are the station IDs (see :func:`ghcn_sampling`); values that
     failed quality control count as missing, gaps of at most ``max_gap`` days are filled
     by linear interpolation in time, and only target days whose whole input window and
-    target are observed (or filled) at every station are used. Train / val / test are
+    target are observed (or filled) at every station are used. An input day filled from a
+    gap that closes on the target day or later holds the last observation instead: its
+    interpolation would carry the value to be predicted. Train / val / test are
     consecutive periods (``split_fractions``). Inputs are standardised with the training
     period's mean :math:`\mu` (``dataset.mean``) and standard deviation; targets are in
     physical units centred on :math:`\mu` (add ``dataset.mean`` for absolute values), so
@@ -620,10 +653,11 @@ class GHCNDaily(_StationTask):
         self.sampling = sampling
         self.element = element
         values = daily_matrix(dly_dir, names, element, start, end, quality_control)
+        observed = np.isfinite(values)
         values = fill_gaps(values, max_gap)
         days = np.arange(_day(start, "start"), _day(end, "end") + 1)
         self._setup(values, history, split_fractions, day_of_year_features(days) if season else None,
-                    "day_of_year")
+                    "day_of_year", observed)
 
 
 class SyntheticStations(_StationTask):
@@ -866,10 +900,11 @@ class SAOHourly(_StationTask):
     (:func:`read_sao`, quality-controlled).
 
     The sampling's ``names`` are station IDs (:func:`sao_sampling`). Gaps of at most
-    ``max_gap`` hours are filled linearly in time. Besides the past values each station
-    gets the sine and cosine of its local solar time at the target hour,
-    :math:`2\pi (h + \lambda / 15°) / 24` (the diurnal cycle). Target hours are split into
-    consecutive periods by ``split_fractions``.
+    ``max_gap`` hours are filled linearly in time (in an input window, a gap that closes at
+    the target hour or later holds the last observation: no input carries the target).
+    Besides the past values each station gets the sine and cosine of its local solar time
+    at the target hour, :math:`2\pi (h + \lambda / 15°) / 24` (the diurnal cycle). Target
+    hours are split into consecutive periods by ``split_fractions``.
     """
 
     def __init__(self, sampling: Sampling, path: str, variable: str = "T", history: int = 3,
@@ -885,6 +920,7 @@ class SAOHourly(_StationTask):
             raise ValueError(f"{path}: no reports of station(s) {missing[:10]}")
         cols = [pos[n] for n in names]
         self.sampling = sampling
+        observed = np.isfinite(d["values"][:, cols])
         values = fill_gaps(d["values"][:, cols], max_gap)
         features = local_time_features(np.arange(values.shape[0]), sampling.lon) if local_time else None
-        self._setup(values, history, split_fractions, features, "local_time")
+        self._setup(values, history, split_fractions, features, "local_time", observed)

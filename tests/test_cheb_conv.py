@@ -424,6 +424,28 @@ def test_asymmetric_operator_passed_directly_is_refused(sphere):
             ChebConv(2, 2, 3)(torch.randn(1, Lt.shape[0], 2), Lt)
 
 
+def test_unrescaled_laplacian_is_refused(sphere):
+    """conv(x, graph.laplacian()) ran: T_k of a spectrum in [0, 2] (or [0, 2 d_max]) grow
+    like 3.7^k, a silently wrong filter. The rescaled operators of every builder pass, with
+    scale < 1 and the safe bound as lmax too."""
+    conv = _conv(2, 3, 4)
+    g = graph.knn(sampling.HEALPix(NSIDE), k=8)
+    x = torch.randn(1, sphere["n"], 2, dtype=torch.float64)
+    L = sp.csr_matrix(sphere["L"])
+    assert np.linalg.eigvalsh(sphere["L"]).max() > 1.4  # outside [-1, 1]: what the probe must catch
+    for op in (L, torch.from_numpy(sphere["L"]).to_sparse_csr(), torch.from_numpy(sphere["L"]).to_sparse(),
+               g.laplacian("combinatorial")):
+        with pytest.raises(ValueError, match=r"spectrum leaves \[-1, 1\].*chebyshev_operator\(\)"):
+            conv(x, op)
+    for gr in (g, graph.healpix_neighbours(sampling.HEALPix(NSIDE)), graph.radius(sampling.HEALPix(NSIDE), 0.5)):
+        for kind in ("normalized", "combinatorial"):
+            for op in (gr.chebyshev_matrix(kind), gr.chebyshev_matrix(kind, scale=0.75),
+                       gr.chebyshev_matrix(kind, lmax=gr.lmax(kind, method="bound"))):
+                conv(x, op)
+    K1 = _conv(2, 3, 1)  # T_0 = I only: the operator is not used
+    K1(x, L)
+
+
 def test_non_finite_operator_is_refused(sphere):
     bad = sphere["Lt_sp"].copy()
     bad.data[3] = np.nan

@@ -981,3 +981,37 @@ def test_child_centres_on_cell_edges_go_to_one_cell_whatever_the_blocks():
         order = np.argsort(lat)
         edges = C._cell_edges(lat[order], -90.0, 90.0)
         assert abs(alone._child_overlaps(order, edges, j) - R._assign).max() < 1e-9 * area
+
+
+def test_overlap_areas_match_random_points_binned_independently():
+    """W[p, c] = |P_p n C_c| against Monte Carlo: 2^22 uniform random points on the sphere,
+    each binned to its HEALPix pixel (healpy.ang2pix) or its nearest Irregular point (a
+    dot product with every point) and to its grid cell (edges half-way between the
+    centres, compared in degrees), each worth 4 pi / 2^22. Sub-cells (default and 64 per
+    side) and children agree with it to 2 % of a point's cell (the Monte Carlo noise is up
+    to 0.35 % per entry); giving whole cells (method='centre') is 15 % off."""
+    import healpy as hp
+
+    lat, lon = C.latlon_grid(12, 24)
+    rng = np.random.default_rng(0)
+    n = 1 << 22
+    z, phi = rng.uniform(-1, 1, n), rng.uniform(0, 2 * np.pi, n)
+    e = np.concatenate([[-90], 0.5 * (lat[1:] + lat[:-1]), [90]])
+    cell = (np.searchsorted(e, np.degrees(np.arcsin(z))) - 1) * 24 \
+        + np.floor(np.mod(np.degrees(phi) + 7.5, 360) / 15).astype(int) % 24
+    rz = rng.uniform(-1, 1, 30)
+    pts = Irregular(rng.uniform(0, 360, 30), np.degrees(np.arcsin(rz)), units="deg")
+    xyz = np.stack([np.sqrt(1 - z**2) * np.cos(phi), np.sqrt(1 - z**2) * np.sin(phi), z], 1)
+    nearest = np.concatenate([np.argmax(xyz[k:k + (1 << 20)] @ pts.vectors.T, axis=1)
+                              for k in range(0, n, 1 << 20)])
+    for s, owner, runs in ((HEALPix(2), hp.ang2pix(2, np.arccos(z), phi, nest=True),
+                            ({}, {"child_levels": 6}, {"subdivisions": 64})),
+                           (pts, nearest, ({}, {"subdivisions": 64}))):
+        mc = np.bincount(owner * lat.size * lon.size + cell, minlength=s.npix * lat.size * lon.size)
+        mc = mc.reshape(s.npix, -1) * (4 * np.pi / n)
+        unit = 4 * np.pi / s.npix
+        for kw in runs:
+            R = C.LatLonRegridder(lat, lon, s, **kw)
+            assert np.abs(R._assign.toarray() - mc).max() < 0.02 * unit, (s, kw)
+        centre = C.LatLonRegridder(lat, lon, s, method="centre")
+        assert np.abs(centre._assign.toarray() - mc).max() > 0.1 * unit

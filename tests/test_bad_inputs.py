@@ -837,7 +837,7 @@ CASES = [
     Case("latlon-grid-radians", "files", "LatLonRegridder with latitudes in radians (was extrapolated)",
          lambda f: _climate().LatLonRegridder(np.radians(np.linspace(-90, 90, 32)),
                                               np.arange(64) * 360 / 64, HEALPix(4)), ValueError,
-         r"covers latitudes -1.5708 to 1.5708 degrees, but 144 of the sampling's points lie beyond "
+         r"covers latitudes -1.5708 to 1.5708 degrees, but 176 of the sampling's points lie beyond "
          r"it.*Latitudes must be in degrees \(not radians\)"),
     Case("latlon-cyclic-longitude", "files",
          "a lat-lon grid listing longitude 0 and 360 both (that meridian was counted twice)",

@@ -538,7 +538,7 @@ def test_regridder_refuses_to_extrapolate_beyond_the_grid():
     # were filled silently by clamping the outermost latitude row (144 and 48 of 192 pixels)
     s = HEALPix(4)
     lat, lon = C.latlon_grid(32, 64)
-    with pytest.raises(ValueError, match=r"covers latitudes -1.5708 to 1.5708 degrees, but 144 of .*"
+    with pytest.raises(ValueError, match=r"covers latitudes -1.5708 to 1.5708 degrees, but 176 of .*"
                                          r"radians"):
         C.LatLonRegridder(np.radians(lat), lon, s)
     tropics = np.abs(lat) < 40
@@ -555,6 +555,16 @@ def test_regridder_refuses_to_extrapolate_beyond_the_grid():
     # its cells stop at 89.25 degrees: the polar pixels get the part of them the cells cover
     R = C.LatLonRegridder(gauss, np.arange(128) * 360 / 128, HEALPix(64))
     assert R.empty.size == 0 and R.received_area.min() < 0.9 * R.received_area.max()
+
+
+@pytest.mark.parametrize("method", ["conservative", "centre"])
+def test_regridder_refuses_pixels_centred_beyond_a_latitude_band(method):
+    # HEALPix(1)'s rings at +-41.8 degrees overlap the band's cells by 6-9 % of their area:
+    # they got the mean of that sliver (conservative), or a value clamped from the edge row
+    lat, lon = np.array([-10.0, 0.0, 10.0]), np.arange(36) * 10.0
+    with pytest.raises(ValueError, match=r"covers latitudes -10 to 10 degrees, but 8 of the "
+                                         r"sampling's points lie beyond it .*from_mask"):
+        C.LatLonRegridder(lat, lon, HEALPix(1), method=method)
 
 
 # ---- synthetic physics ---------------------------------------------------------------

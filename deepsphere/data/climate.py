@@ -492,6 +492,7 @@ class LatLonRegridder:
         self.lat, self.lon, self.sampling, self.method = lat, lon, sampling, method
         self._step = step  # longitude spacing, degrees
         self._check_window(sampling.lon)
+        self._check_covered(sampling.lat)
         self.shape = (lat.size, lon.size)
         # cell edges and areas, rows in the given (possibly descending) order
         order = np.argsort(lat)
@@ -528,7 +529,6 @@ class LatLonRegridder:
         self.child_levels = None if child_levels is None else int(child_levels)
         self.received_area = np.asarray(self._assign.sum(axis=1)).ravel()
         self.empty = np.flatnonzero(self.received_area == 0)
-        self._check_covered(sampling.lat[self.empty])
         self._interp = self._bilinear(sampling.lat[self.empty], sampling.lon[self.empty]) if self.empty.size else None
 
     @staticmethod
@@ -735,10 +735,12 @@ class LatLonRegridder:
             raise _outside_window_error(self.lon, self._step, plon[outside], np.flatnonzero(outside))
 
     def _check_covered(self, plat: np.ndarray) -> None:
-        """Points that get no grid cell are interpolated, and clamped beyond the outermost
-        latitudes: right for a global grid between its last centre and the pole, a silent
-        extrapolation for points farther than 1.5 grid spacings beyond it (a regional
-        grid, or latitudes in radians)."""
+        """Points farther than 1.5 grid spacings beyond the outermost latitudes are refused
+        by position, as :meth:`_check_window` refuses longitudes, whatever their cells
+        receive: a pixel centred beyond a regional grid's edge would get the mean of the
+        sliver it overlaps, or, with no cell at all, a value clamped from the edge row.
+        A global grid's points between its last centre and the pole pass (latitudes in
+        radians do not)."""
         ls = np.sort(self.lat)
         lo = ls[0] - 1.5 * (ls[1] - ls[0])
         hi = ls[-1] + 1.5 * (ls[-1] - ls[-2])
@@ -748,8 +750,11 @@ class LatLonRegridder:
             raise ValueError(
                 f"the lat-lon grid covers latitudes {ls[0]:g} to {ls[-1]:g} degrees, but "
                 f"{int(outside.sum())} of the sampling's points lie beyond it (up to latitude "
-                f"{far:.1f}) and would be extrapolated. Latitudes must be in degrees (not "
-                "radians); for a regional grid, restrict the sampling to its area (a partial sky)."
+                f"{far:.1f}), more than 1.5 rows beyond its edges (their values would be "
+                "extrapolated from the edge rows, or averaged over the sliver they overlap). "
+                "Latitudes must be in degrees (not radians); for a regional grid, restrict the "
+                "sampling to its area (a partial sky: HEALPix.from_mask(mask, 'NESTED') of the "
+                "pixels inside, or an Irregular sampling of points inside)."
             )
 
     def _bilinear(self, plat: np.ndarray, plon: np.ndarray):

@@ -1010,3 +1010,22 @@ def test_train_loss_is_the_per_sample_mean_with_a_short_last_batch(tmp_path):
     per_sample = torch.cat(losses).mean().item()
     assert value == pytest.approx(per_sample, rel=1e-6)
     assert abs(np.mean([float(l.mean()) for l in losses]) - per_sample) > 1e-4
+
+
+def test_evaluating_the_last_checkpoint_keeps_the_best_test_metrics(tmp_path, capsys):
+    """``deepsphere evaluate RUN --checkpoint last`` wrote the last epoch's figures over
+    RUN/test_metrics.json, the best-validation checkpoint's test metrics of the run, and
+    the file did not say which checkpoint it held."""
+    run = tmp_path / "run"
+    t = train(tiny_config(run, epochs=3, monitor="val_loss", mode="max"))
+    assert t.best_epoch < 3  # the best and the last checkpoint differ
+    best = (run / "test_metrics.json").read_text()
+    assert json.loads(best)["checkpoint"] == "best" and json.loads(best)["epoch"] == t.best_epoch
+    assert cli(["evaluate", str(run), "--checkpoint", "last"]) == 0
+    assert "test_metrics_last.json" in capsys.readouterr().out
+    assert (run / "test_metrics.json").read_text() == best
+    last = json.loads((run / "test_metrics_last.json").read_text())
+    assert last["checkpoint"] == "last" and last["epoch"] == 3 and last["split"] == "test"
+    assert cli(["evaluate", str(run)]) == 0  # the best again: the same figures
+    again = json.loads((run / "test_metrics.json").read_text())
+    assert again["epoch"] == t.best_epoch and again["accuracy"] == json.loads(best)["accuracy"]

@@ -99,19 +99,19 @@ def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
 
 def _evaluate(args) -> int:
     from .config import ConfigError
-    from .trainer import evaluate_split, open_run
+    from .trainer import evaluate_split, metrics_file, open_run
 
     try:
         trainer = open_run(args.run_dir, args.checkpoint, args.device)
     except (ConfigError, FileNotFoundError, ValueError) as e:
         return _fail(e)
-    results = evaluate_split(trainer, args.split, Path(args.run_dir))
+    results = evaluate_split(trainer, args.split, Path(args.run_dir), args.checkpoint)
     print(f"{args.split} split, {args.checkpoint} checkpoint (epoch {trainer.epoch}):")
     for k, v in results.items():
         v = np.asarray(v)
         text = f"{float(v):.4f}" if v.ndim == 0 else np.array2string(v, precision=4, separator=", ")
         print(f"  {k:>24}: " + text.replace("\n", "\n" + " " * 28))
-    print(f"written: {Path(args.run_dir) / f'{args.split}_metrics.json'}")
+    print(f"written: {Path(args.run_dir) / metrics_file(args.split, args.checkpoint)}")
     return 0
 
 

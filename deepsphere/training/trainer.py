@@ -7,6 +7,7 @@ Run directory layout::
     RUN/checkpoints/last.pt    written atomically at the end of every epoch
     RUN/checkpoints/best.pt    the epoch with the best monitored validation value
     RUN/test_metrics.json      the best checkpoint on the test split, after training
+                               (``deepsphere evaluate --checkpoint last``: test_metrics_last.json)
     RUN/plots/                 learning curves, example maps (HEALPix), confusion matrix
 
 Exact resume: data order is a function of (seed, epoch) (``DistributedSampler``), noise
@@ -398,12 +399,14 @@ class Trainer:
 
     def _finish(self) -> None:
         """Test metrics of the best checkpoint, and plots."""
+        which = "best"
         if (self.out / BEST).exists():
             self.model.load_state_dict(ckpt.load(self.out / BEST)["model"])
         else:  # every monitored value was NaN: no epoch was ever the best
+            which = "last"
             print(f"note: {self.monitor} was NaN at every epoch, so there is no best checkpoint; "
-                  "the test metrics are those of the last epoch", flush=True)
-        results = evaluate_split(self, "test", self.out)
+                  "the test metrics are those of the last epoch (test_metrics_last.json)", flush=True)
+        results = evaluate_split(self, "test", self.out, which)
         acc = {k: v for k, v in results.items() if np.ndim(v) == 0}
         print("test (best epoch %d): " % self.best_epoch
               + "  ".join(f"{k}={v:.4f}" for k, v in acc.items()), flush=True)
@@ -479,9 +482,22 @@ class Trainer:
         dist_.cleanup(self.dist)
 
 
-def evaluate_split(trainer: "Trainer", split: str, out: Optional[Path] = None) -> dict:
+def metrics_file(split: str, checkpoint: str = "best") -> str:
+    """Name of the metrics file of ``split`` in a run directory: ``<split>_metrics.json`` for
+    the best checkpoint, ``<split>_metrics_last.json`` for the last (never written over the
+    best's, which are the run's reported figures)."""
+    return f"{split}_metrics.json" if checkpoint == "best" else f"{split}_metrics_{checkpoint}.json"
+
+
+def evaluate_split(trainer: "Trainer", split: str, out: Optional[Path] = None,
+                   checkpoint: str = "best") -> dict:
     """Metrics (including the confusion matrix for classes) of ``trainer.model`` on
-    ``split``; written to ``out/<split>_metrics.json`` and plotted when ``out`` is given."""
+    ``split``; when ``out`` is given, written to ``out/<split>_metrics.json`` (with the
+    checkpoint, ``best`` or ``last``, that the weights come from and its epoch; the last
+    checkpoint's go to ``<split>_metrics_last.json``, see :func:`metrics_file`) and
+    plotted."""
+    if checkpoint not in ("best", "last"):
+        raise ValueError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
     output, target, inputs, loss = trainer.predict_split(split, limit=4)
     names = list(trainer.metric_names)
     if trainer.task != "regression" and "confusion_matrix" not in names:
@@ -491,15 +507,18 @@ def evaluate_split(trainer: "Trainer", split: str, out: Optional[Path] = None) -
         out = Path(out)
         serial = {k: (np.asarray(v).tolist() if np.ndim(v) else float(v)) for k, v in results.items()}
         serial = json.loads(json.dumps(serial).replace("NaN", "null"))
-        ckpt.atomic_write_text(json.dumps({"split": split, **serial}, indent=2), out / f"{split}_metrics.json")
+        epoch = trainer.best_epoch if checkpoint == "best" else trainer.epoch
+        ckpt.atomic_write_text(json.dumps({"split": split, "checkpoint": checkpoint, "epoch": int(epoch),
+                                           **serial}, indent=2), out / metrics_file(split, checkpoint))
         if trainer.config.trainer.plots:
             from . import plots
 
             names_ = trainer.info.get("class_names")
+            tag = split if checkpoint == "best" else f"{split}_{checkpoint}"
             if "confusion_matrix" in results:
-                plots.confusion(results["confusion_matrix"], names_, out / "plots" / f"confusion_{split}.png")
+                plots.confusion(results["confusion_matrix"], names_, out / "plots" / f"confusion_{tag}.png")
             plots.example_maps(trainer.sampling, inputs, output[:len(inputs)], target[:len(inputs)],
-                               trainer.task, names_, out / "plots" / f"maps_{split}.png")
+                               trainer.task, names_, out / "plots" / f"maps_{tag}.png")
     return results
 
 

@@ -488,3 +488,22 @@ def test_smoothed_moments_of_a_flat_patch_are_zero_and_bad_values_are_refused():
         y[1, 5] = bad
         with pytest.raises(ValueError, match=r"patch 1 .*not finite or UNSEEN"):
             C.smoothed_moments(y, s, [1])
+
+
+def test_map_files_every_split_gets_a_file_of_each_class(tmp_path, rng):
+    """Two files per class gave val and test no file (round(0.2 * 2) = 0): empty splits,
+    and training stopped at the first validation on numpy's 'need at least one array to
+    concatenate'. Files are split, not patches, so each split needs a file per class."""
+    for c in "ab":
+        for i in range(2):
+            np.save(tmp_path / f"{c}{i}.npy", rng.standard_normal(12 * 8**2))
+    s = C.healpix_patch(8, 1)
+    with pytest.raises(ValueError, match=r"class 'a': 2 files give train / val / test 2 / 0 / 0 "
+                                         r"files; each split needs at least one"):
+        C.ConvergenceMapFiles(s, {"a": str(tmp_path / "a*"), "b": str(tmp_path / "b*")}, ordering="NESTED")
+    for i in range(2, 4):  # 4 files: 2 / 1 / 1
+        for c in "ab":
+            np.save(tmp_path / f"{c}{i}.npy", rng.standard_normal(12 * 8**2))
+    ds = C.ConvergenceMapFiles(s, {"a": str(tmp_path / "a*"), "b": str(tmp_path / "b*")}, ordering="NESTED")
+    for split in ("val", "test"):
+        assert np.bincount(ds.split(split).labels).tolist() == [12, 12]

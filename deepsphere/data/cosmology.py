@@ -666,6 +666,13 @@ class ConvergenceMapFiles(LabelledDataset):
                       "train": files[n_test + n_val:]}
             if not groups["train"]:
                 raise ValueError(f"class {name!r}: {len(files)} files leave none for training")
+            if not groups["val"] or not groups["test"]:  # an empty split stopped training later
+                raise ValueError(
+                    f"class {name!r}: {len(files)} files give train / val / test "
+                    f"{len(groups['train'])} / {n_val} / {n_test} files; each split needs at least "
+                    "one file of every class (files are split, not patches): give 3 or more "
+                    "files per class, or raise val_fraction / test_fraction"
+                )
             for split, fs in groups.items():
                 for f in fs:
                     p = _file_patches(f, ordering, sampling.nside, self.order)

@@ -1025,3 +1025,15 @@ def test_overlap_areas_match_random_points_binned_independently():
             assert np.abs(R._assign.toarray() - mc).max() < 0.02 * unit, (s, kw)
         centre = C.LatLonRegridder(lat, lon, s, method="centre")
         assert np.abs(centre._assign.toarray() - mc).max() > 0.1 * unit
+
+
+def test_a_file_listed_twice_is_refused(tmp_path):
+    # the same snapshot could land in train and in test (files are split in list order)
+    lat, lon = C.latlon_grid(24, 48)
+    rng = np.random.default_rng(0)
+    for k in range(4):
+        f, lab = C.synthetic_snapshot(lat, lon, rng)
+        C.write_climatenet(tmp_path / f"data-{k}.nc", lat, lon, f, lab)
+    files = [tmp_path / f"data-{k}.nc" for k in range(4)] + [str(tmp_path / "." / "data-0.nc")]
+    with pytest.raises(ValueError, match=r"data-0.nc is listed twice \(items 1 and 5\)"):
+        C.ClimateSegmentation(HEALPix(2), files=files, variables=["TMQ"])

@@ -1085,6 +1085,12 @@ def _list_files(files) -> List[Path]:
             out = [p]
     else:
         out = [Path(f) for f in files]
+        seen = {}
+        for k, f in enumerate(out):  # one snapshot in two splits would leak
+            first = seen.setdefault(f.resolve(), k)
+            if first != k:
+                raise ValueError(f"{f} is listed twice (items {first + 1} and {k + 1}) in files; "
+                                 "list each snapshot once")
     if not out:
         raise FileNotFoundError(f"no NetCDF files found for files={files!r}")
     return out

@@ -507,3 +507,20 @@ def test_map_files_every_split_gets_a_file_of_each_class(tmp_path, rng):
     ds = C.ConvergenceMapFiles(s, {"a": str(tmp_path / "a*"), "b": str(tmp_path / "b*")}, ordering="NESTED")
     for split in ("val", "test"):
         assert np.bincount(ds.split(split).labels).tolist() == [12, 12]
+
+
+def test_map_files_one_map_is_in_one_split_and_class(tmp_path, rng):
+    """A file matched by two patterns ('a*' and './a0.npy') counted twice, and one matched
+    by two classes' patterns was a map of both classes: either way the same map could be
+    in train and in test."""
+    for c in "ab":
+        for i in range(3):
+            np.save(tmp_path / f"{c}{i}.npy", rng.standard_normal(12 * 8**2))
+    s = C.healpix_patch(8, 1)
+    kw = dict(ordering="NESTED", val_fraction=0.34, test_fraction=0.34)
+    ds = C.ConvergenceMapFiles(s, {"a": [str(tmp_path / "a*"), str(tmp_path / "." / "a0.npy")],
+                                   "b": str(tmp_path / "b*")}, **kw)
+    assert [len(ds.split(n)) for n in ("train", "val", "test")] == [24, 24, 24]
+    with pytest.raises(ValueError, match=r"a0.npy is matched by classes 'a' and 'b'"):
+        C.ConvergenceMapFiles(s, {"a": str(tmp_path / "a*"),
+                                  "b": [str(tmp_path / "b*"), str(tmp_path / "a0.npy")]}, **kw)

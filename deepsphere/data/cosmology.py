@@ -653,12 +653,19 @@ class ConvergenceMapFiles(LabelledDataset):
         self.n_classes = len(classes)
         rng = np.random.default_rng([seed, 400])
         per_split = {s: ([], []) for s in SPLITS}
+        owner: Dict[Path, str] = {}  # one map in two classes (or splits) would leak
         for c, (name, patterns) in enumerate(classes.items()):
             if isinstance(patterns, str):
                 patterns = [patterns]
-            files = sorted({f for p in patterns for f in (glob.glob(str(p)) or [])})
-            if not files:
+            found = {Path(f).resolve(): f for p in patterns for f in sorted(glob.glob(str(p)) or [])}
+            if not found:
                 raise FileNotFoundError(f"class {name!r}: no file matches {list(patterns)}")
+            for key, f in found.items():
+                other = owner.setdefault(key, name)
+                if other != name:
+                    raise ValueError(f"{f} is matched by classes {other!r} and {name!r}; a map "
+                                     "belongs to one class")
+            files = sorted(found.values())
             files = [files[i] for i in rng.permutation(len(files))]
             n_test = int(round(test_fraction * len(files)))
             n_val = int(round(val_fraction * len(files)))

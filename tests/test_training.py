@@ -805,6 +805,42 @@ def test_a_run_with_relative_data_paths_says_where_they_were_looked_for(tmp_path
     capsys.readouterr()
 
 
+class _ItemsOf:
+    """A user's regression dataset whose items are built by ``make(npix)``."""
+
+    task, in_channels, out_channels = "regression", 1, 1
+
+    def __init__(self, sampling, make):
+        from torch.utils.data import TensorDataset
+
+        x = make(sampling.npix)
+        self._split = TensorDataset(x, torch.zeros(len(x), sampling.npix, 1))
+
+    def split(self, name):
+        return self._split
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda n: torch.randn(4, n), r"has shape \(48,\), expected \(48, 1\)"),         # no channel axis
+    (lambda n: torch.randn(4, n, 1).double(), r"is torch.float64, expected torch.float32"),
+    (lambda n: torch.randn(4, n, 2), r"has shape \(48, 2\), expected \(48, 1\)"),
+])
+def test_a_dataset_breaking_the_item_contract_is_named_before_training(tmp_path, monkeypatch, make, match):
+    """The first item is checked against x float32 [npix, in_channels]: otherwise the model's
+    first forward pass failed with a traceback about the model ('add a batch axis with
+    x.unsqueeze(0)', 'layer.to(torch.float64)')."""
+    from deepsphere.training import DATASETS
+
+    name = "user-items"
+    monkeypatch.setitem(DATASETS._entries, name, lambda sampling: _ItemsOf(sampling, make))
+    config = Config.from_dict({"sampling": {"name": "healpix", "nside": 2}, "data": {"name": name},
+                               "model": {"name": "station", "channels": [2], "K": 2},
+                               "trainer": {"epochs": 1, "progress": False, "plots": False}})
+    with pytest.raises(ConfigError, match=rf"data: dataset '{name}': x of item 0 of the train split "
+                                         + match + r".*float32 \[npix, in_channels\] = \[48, 1\]"):
+        Trainer(config, tmp_path / "run")
+
+
 @pytest.mark.parametrize("script, command", [("train.py", "train"), ("evaluate.py", "evaluate")])
 def test_scripts_are_the_cli(script, command, monkeypatch, capsys):
     import runpy

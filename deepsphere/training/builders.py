@@ -90,7 +90,30 @@ def build_dataset(config: Config, sampling):
     for attr in ("in_channels", "split"):
         if not hasattr(ds, attr):
             raise ConfigError(f"data: dataset {config.data.name!r} has no {attr!r} (see deepsphere.data)")
+    _check_first_item(config.data.name, ds, sampling)
     return ds
+
+
+def _check_first_item(name: str, ds, sampling) -> None:
+    """The first training item's ``x`` is float32 ``[npix, in_channels]``: a user's dataset
+    that breaks the contract otherwise failed inside the model's first forward pass, with a
+    traceback whose advice (add a batch axis, convert the layer) was about the model."""
+    split = ds.split("train")
+    if len(split) == 0:
+        return
+    x = split[0][0]
+    shape, dtype = tuple(getattr(x, "shape", ())), getattr(x, "dtype", type(x).__name__)
+    want = (sampling.npix, int(ds.in_channels))
+    problem = None
+    if shape != want:
+        problem = f"has shape {shape}, expected {want}"
+    elif dtype not in (torch.float32, np.dtype(np.float32)):  # the loader collates numpy too
+        problem = f"is {dtype}, expected torch.float32 (convert it with torch.as_tensor(x, dtype=torch.float32))"
+    if problem:
+        raise ConfigError(
+            f"data: dataset {name!r}: x of item 0 of the train split {problem}: items are "
+            f"(x, y) with x float32 [npix, in_channels] = [{want[0]}, {want[1]}] in the sampling's "
+            "order (see deepsphere.data)")
 
 
 def n_outputs(dataset) -> int:

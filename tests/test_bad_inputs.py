@@ -641,7 +641,7 @@ CASES = [
     Case("predict-nan-on-run-pixels", "training",
          "a map with NaN on a partial-sky run's pixels to predict (the advice was take's unseen='zero')",
          lambda f: _predict().as_batch(np.r_[np.zeros(5), np.nan, np.zeros(186)],
-                                       HEALPix.from_pixels(4, np.arange(32)), 1), ValueError,
+                                       HEALPix.from_pixels(4, np.arange(32)), 1, "NESTED"), ValueError,
          r"predict needs a value at each of the run's pixels.*Fill the missing ones"),
     Case("predict-integer-maps", "training", "int64 maps to predict",
          lambda f: _predict().as_batch(np.zeros((2, 192), dtype=np.int64), HEALPix(4), 1), ValueError,
@@ -1066,12 +1066,12 @@ def test_predict_never_overwrites_its_input(tiny_run, tmp_path, capsys):
     data = np.random.default_rng(0).standard_normal((3, 48))
     np.save(maps, data)
     before = maps.read_bytes()
-    assert cli(["predict", str(tiny_run), str(maps), "--output", str(maps)]) == 2
+    assert cli(["predict", str(tiny_run), str(maps), "--order", "NESTED", "--output", str(maps)]) == 2
     assert "never overwrite input data" in capsys.readouterr().err
     assert maps.read_bytes() == before
     # the same call with another output works and leaves no temporary file behind
     dest = tmp_path / "pred.npy"
-    assert cli(["predict", str(tiny_run), str(maps), "--output", str(dest)]) == 0
+    assert cli(["predict", str(tiny_run), str(maps), "--order", "NESTED", "--output", str(dest)]) == 0
     assert np.load(dest).shape == (3, 2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["maps.npy", "pred.npy"]
 

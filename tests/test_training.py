@@ -438,7 +438,7 @@ def test_predict_returns_per_pixel_outputs_in_the_input_order():
     net = models.SphericalUNet(s, 1, 3, channels=[4, 4], K=2).eval()
     info = {"task": "segmentation", "in_channels": 1}
     maps = np.random.default_rng(0).normal(size=(2, s.npix))
-    nested = predict(net, s, info, maps)
+    nested = predict(net, s, info, maps, order="NESTED")
     ring = predict(net, s, info, np.stack([hp.reorder(m, n2r=True) for m in maps]), order="RING")
     with torch.no_grad():
         direct = net(torch.tensor(maps[:, :, None], dtype=torch.float32)).argmax(-1).numpy()
@@ -447,10 +447,19 @@ def test_predict_returns_per_pixel_outputs_in_the_input_order():
     part = HEALPix.from_pixels(4, np.arange(64))                        # base pixels 0 to 3
     pnet = models.SphericalUNet(part, 1, 3, channels=[4, 4], K=2).eval()
     full = np.random.default_rng(1).normal(size=(1, s.npix))
-    a = predict(pnet, part, info, full)
+    a = predict(pnet, part, info, full, order="NESTED")
     b = predict(pnet, part, info, hp.reorder(full[0], n2r=True)[None], order="RING")
     np.testing.assert_array_equal(a, b)                                 # the run's 64 pixels
     assert a.shape == (1, 64)
+    # the run's own 64 pixels need no order; a full-sky map does (an array records none, and
+    # a RING map taken for NESTED gave a confident wrong answer)
+    np.testing.assert_array_equal(predict(pnet, part, info, full[:, :64]), a)
+    for args in ((net, s, info, maps), (pnet, part, info, full)):
+        with pytest.raises(ValueError, match=r"full-sky HEALPix maps \(192 pixels, nside 4\).*"
+                                             r"pass order='NESTED' or order='RING'"):
+            predict(*args)
+    with pytest.raises(ValueError, match="order must be 'NESTED' or 'RING', got 'nest'"):
+        predict(net, s, info, maps, order="nest")
     with pytest.raises(ValueError, match="batch_size must be an int >= 1"):
         predict(net, s, info, maps, batch_size=0)
 
@@ -475,7 +484,9 @@ def test_cli_train_evaluate_predict(tmp_path, capsys, monkeypatch):
     maps = np.random.default_rng(0).normal(size=(3, 12 * 16))
     np.save(tmp_path / "nested.npy", maps)
     np.save(tmp_path / "ring.npy", np.stack([hp.reorder(m, n2r=True) for m in maps]))
-    assert cli(["predict", str(run), str(tmp_path / "nested.npy")]) == 0
+    assert cli(["predict", str(run), str(tmp_path / "nested.npy")]) == 2
+    assert "pass order='NESTED' or order='RING' (--order NESTED|RING)" in capsys.readouterr().err
+    assert cli(["predict", str(run), str(tmp_path / "nested.npy"), "--order", "NESTED"]) == 0
     assert cli(["predict", str(run), str(tmp_path / "ring.npy"), "--order", "RING"]) == 0
     p_nested = np.load(run / "predictions" / "nested.npy")
     p_ring = np.load(run / "predictions" / "ring.npy")
@@ -489,7 +500,7 @@ def test_cli_train_evaluate_predict(tmp_path, capsys, monkeypatch):
     direct = torch.softmax(model(torch.tensor(maps[:, :, None], dtype=torch.float32)), -1)
     np.testing.assert_allclose(p_nested, direct.detach().numpy(), rtol=1e-5)
     np.save(tmp_path / "bad.npy", np.zeros((3, 100)))
-    assert cli(["predict", str(run), str(tmp_path / "bad.npy")]) == 2
+    assert cli(["predict", str(run), str(tmp_path / "bad.npy"), "--order", "NESTED"]) == 2
     assert "shape (3, 100)" in capsys.readouterr().err
 
 
@@ -576,12 +587,12 @@ def test_cli_predict_bad_files_get_one_line(tmp_path, capsys, monkeypatch):
     capsys.readouterr()
     for name, message in expected.items():
         device = ["--device", "tpu"] if name == "ok" else []
-        assert cli(["predict", str(run), str(tmp_path / f"{name}.npy"), *device]) == 2, name
+        assert cli(["predict", str(run), str(tmp_path / f"{name}.npy"), "--order", "NESTED", *device]) == 2, name
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err and "allow_pickle=" not in err, err
     # half precision is read as what it is (was refused: every pixel taken for UNSEEN)
-    assert cli(["predict", str(run), str(tmp_path / "half.npy")]) == 0
-    assert cli(["predict", str(run), str(tmp_path / "ok.npy")]) == 0
+    assert cli(["predict", str(run), str(tmp_path / "half.npy"), "--order", "NESTED"]) == 0
+    assert cli(["predict", str(run), str(tmp_path / "ok.npy"), "--order", "NESTED"]) == 0
     np.testing.assert_allclose(np.load(run / "predictions" / "half.npy"),
                                np.load(run / "predictions" / "ok.npy"), atol=1e-2)
 
@@ -627,7 +638,8 @@ def test_predict_feeds_the_model_on_its_own_device_by_default():
             assert x.device == self.w.device, x.device
             return torch.zeros(len(x), 2)
 
-    out = predict(OnMeta(), HEALPix(1), {"task": "classification", "in_channels": 1}, np.zeros((3, 12)))
+    out = predict(OnMeta(), HEALPix(1), {"task": "classification", "in_channels": 1}, np.zeros((3, 12)),
+                  order="NESTED")
     np.testing.assert_allclose(out, 0.5)
 
 
@@ -662,11 +674,11 @@ def test_predict_unseen_pixels_get_advice_predict_can_follow():
     s = HEALPix.from_pixels(4, np.arange(32))
     m = np.ones(192)
     m[100:] = hp.UNSEEN  # off the run's pixels: fine
-    assert as_batch(m, s, 1).shape == (1, 32, 1)
+    assert as_batch(m, s, 1, "NESTED").shape == (1, 32, 1)
     m[5] = np.nan
     with pytest.raises(ValueError, match=r"1 UNSEEN/NaN/inf .*positions \[5\]\): predict needs "
                                          r"a value at each of the run's pixels") as e:
-        as_batch(m, s, 1)
+        as_batch(m, s, 1, "NESTED")
     assert "unseen=" not in str(e.value) and "from_map" not in str(e.value)
 
 
@@ -703,7 +715,8 @@ def test_predict_applies_the_training_normalisation(tmp_path, capsys, monkeypatc
         tf = trainer.dataset.input_transform()
         raw = x.numpy() * np.float32(tf["scale"]) + np.float32(tf["shift"])
         np.save(tmp_path / f"{name}-raw.npy", raw)
-        assert cli(["predict", str(run), str(tmp_path / f"{name}-raw.npy")]) == 0
+        order = ["--order", "NESTED"] if name == "maps" else []
+        assert cli(["predict", str(run), str(tmp_path / f"{name}-raw.npy"), *order]) == 0
         got = np.load(run / "predictions" / f"{name}-raw.npy")
         with torch.no_grad():
             out = model(x)

@@ -121,8 +121,9 @@ def _predict_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help=".npy file(s): maps of shape (npix,), (n, npix) or (n, npix, channels); "
                         "full-sky HEALPix maps are restricted to the run's pixels")
-    p.add_argument("--order", default="NESTED", choices=("NESTED", "RING"),
-                   help="pixel ordering of full-sky HEALPix inputs (default NESTED); per-pixel "
+    p.add_argument("--order", default=None, choices=("NESTED", "RING"),
+                   help="pixel ordering of full-sky HEALPix inputs, required for them (a .npy "
+                        "does not record it; healpy.read_map returns RING unless nest=True); per-pixel "
                         "outputs of a full-sky run come back in the same ordering, those of a "
                         "partial-sky run in the order of the run's pixels (NESTED indices)")
     p.add_argument("--checkpoint", default="best", choices=("best", "last"),
@@ -178,7 +179,7 @@ def _load_npy(path: str) -> np.ndarray:
             raise ValueError(
                 f"{path}: a FITS file; predict reads .npy arrays: convert it with "
                 f"np.save('maps.npy', healpy.read_map({path!r}, nest=True)) (NESTED "
-                "whatever the file's ORDERING; predict's default --order) and predict on that"
+                "whatever the file's ORDERING) and predict on that with --order NESTED"
             ) from None
         if "Object arrays" in str(e):
             e = "it holds Python objects, and predict reads numeric arrays only"

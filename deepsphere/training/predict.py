@@ -32,14 +32,17 @@ def load_model(run_dir: Union[str, Path], which: str = "best", device: Optional[
     return model.to(dev).eval(), sampling, info, dev
 
 
-def as_batch(x: np.ndarray, sampling, in_channels: int, order: str = "NESTED") -> np.ndarray:
+def as_batch(x: np.ndarray, sampling, in_channels: int, order: Optional[str] = None) -> np.ndarray:
     """Bring maps to ``[n, sampling.npix, in_channels]``: accepts ``(npix,)``,
     ``(n, npix)``, ``(npix, C)`` and ``(n, npix, C)``; full-sky HEALPix maps (in
-    ``order``) are restricted to the sampling's pixels."""
+    ``order``, 'NESTED' or 'RING', which they require) are restricted to the sampling's
+    pixels. Maps of a partial sky's own pixels are in the sampling's order and need none."""
     from ..sampling import HEALPix
 
     x = np.asarray(x)
-    if order != "NESTED" and not isinstance(sampling, HEALPix):  # would be ignored silently
+    if order not in (None, "NESTED", "RING"):
+        raise ValueError(f"order must be 'NESTED' or 'RING', got {order!r}")
+    if order not in (None, "NESTED") and not isinstance(sampling, HEALPix):  # would be ignored silently
         raise ValueError(f"order={order!r} is a HEALPix pixel ordering, but this run's sampling is "
                          f"{type(sampling).__name__}: give its points in the sampling's own order")
     if not np.issubdtype(x.dtype, np.floating):
@@ -72,8 +75,17 @@ def as_batch(x: np.ndarray, sampling, in_channels: int, order: str = "NESTED") -
     if x.shape[2] != in_channels:
         raise ValueError(f"maps have {x.shape[2]} channels, the model takes {in_channels}")
     if isinstance(sampling, HEALPix):
+        full = 12 * sampling.nside**2
+        if order is None and x.shape[1] == full:
+            # an array carries no ordering, and healpy's default is RING: a RING map read as
+            # NESTED gives a confident wrong answer, detected only when it is very smooth
+            raise ValueError(
+                f"these are full-sky HEALPix maps ({full} pixels, nside {sampling.nside}), whose "
+                "pixel ordering an array does not record: pass order='NESTED' or order='RING' "
+                "(--order NESTED|RING). healpy.read_map returns RING unless nest=True; "
+                "healpy.reorder(m, r2n=True) converts.")
         try:
-            x = np.moveaxis(sampling.take(np.moveaxis(x, 1, -1), order), -1, 1)
+            x = np.moveaxis(sampling.take(np.moveaxis(x, 1, -1), order or "NESTED"), -1, 1)
         except ValueError as e:
             if "UNSEEN" not in str(e):
                 raise
@@ -90,7 +102,7 @@ def as_batch(x: np.ndarray, sampling, in_channels: int, order: str = "NESTED") -
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
-def _with_time_features(x, sampling, info: dict, order: str, times) -> np.ndarray:
+def _with_time_features(x, sampling, info: dict, order: Optional[str], times) -> np.ndarray:
     """The batch of maps, with the known-feature channels of the target times appended when
     the run's dataset had them (station datasets: season, local hour) and ``times`` is given."""
     from ..data.stations import TIME_FEATURES, time_features
@@ -124,7 +136,7 @@ def _with_time_features(x, sampling, info: dict, order: str, times) -> np.ndarra
 
 
 @torch.no_grad()
-def predict(model, sampling, info: dict, x: np.ndarray, order: str = "NESTED", device=None,
+def predict(model, sampling, info: dict, x: np.ndarray, order: Optional[str] = None, device=None,
             batch_size: int = 32, times=None) -> np.ndarray:
     """Class probabilities ``(n, n_classes)`` (classification), per-pixel labels
     ``(n, npix)`` (segmentation) or values (regression). ``x`` holds raw maps: the run's
@@ -140,6 +152,10 @@ def predict(model, sampling, info: dict, x: np.ndarray, order: str = "NESTED", d
     only and ``times``, one per map (dates such as ``'2020-03-01'`` for the day predicted;
     hours of the day, UTC, for ``sao_hourly``), and the features are computed; or give all
     ``info["in_channels"]`` channels, features included (unnormalised), and no ``times``.
+
+    Full-sky HEALPix maps need their ``order``, 'NESTED' or 'RING' (an array does not record
+    it, and a RING map read as NESTED gives a confident wrong answer); maps of a partial-sky
+    run's own pixels, in ``sampling.pixels`` order, and maps on other samplings need none.
 
     Per-pixel outputs (segmentation, per-pixel regression) of a full-sky HEALPix run come back
     in the input's ``order`` (a RING input gives RING labels); on a partial sky they follow the
@@ -167,7 +183,7 @@ def predict(model, sampling, info: dict, x: np.ndarray, order: str = "NESTED", d
                            sampling, order)
 
 
-def _in_input_order(y: np.ndarray, sampling, order: str) -> np.ndarray:
+def _in_input_order(y: np.ndarray, sampling, order: Optional[str]) -> np.ndarray:
     """Per-pixel outputs ``(n, npix, ...)`` of a full-sky HEALPix run from NESTED to the
     input's ``order`` (they were returned NESTED for a RING input, scrambling any overlay)."""
     from ..sampling import HEALPix

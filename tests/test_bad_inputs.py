@@ -1068,6 +1068,9 @@ def test_predict_never_overwrites_its_input(tiny_run, tmp_path, capsys):
     before = maps.read_bytes()
     assert cli(["predict", str(tiny_run), str(maps), "--order", "NESTED", "--output", str(maps)]) == 2
     assert "never overwrite input data" in capsys.readouterr().err
+    # refused before the maps are read or the model runs
+    assert cli(["predict", str(tiny_run), str(maps), "--output", str(maps)]) == 2
+    assert "never overwrite input data" in capsys.readouterr().err
     assert maps.read_bytes() == before
     # the same call with another output works and leaves no temporary file behind
     dest = tmp_path / "pred.npy"

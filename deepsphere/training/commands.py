@@ -147,13 +147,13 @@ def _predict(args) -> int:
     try:
         model, sampling, info, device = load_model(args.run_dir, args.checkpoint, args.device)
         for path in args.inputs:
-            x = _load_npy(path)
-            times = None if args.times is None else [t.strip() for t in args.times.split(",")]
-            out = predict(model, sampling, info, x, order=args.order, device=device, times=times)
             dest = Path(args.output or Path(args.run_dir) / "predictions" / (Path(path).stem + ".npy"))
             if any(dest.resolve() == Path(p).resolve() for p in args.inputs):
                 raise ValueError(f"--output {str(dest)!r} is one of the inputs: predictions never "
                                  "overwrite input data; choose another file")
+            x = _load_npy(path)
+            times = None if args.times is None else [t.strip() for t in args.times.split(",")]
+            out = predict(model, sampling, info, x, order=args.order, device=device, times=times)
             _atomic_save_npy(out, dest)
             summary = f"{path}: {out.shape} -> {dest}"
             if info["task"] == "classification":

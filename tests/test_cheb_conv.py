@@ -444,6 +444,14 @@ def test_unrescaled_laplacian_is_refused(sphere):
                 conv(x, op)
     K1 = _conv(2, 3, 1)  # T_0 = I only: the operator is not used
     K1(x, L)
+    # a SparseOperator (any constant matrix) is probed at its first use by ChebConv, once
+    from deepsphere.nn import SparseOperator
+
+    with pytest.raises(ValueError, match=r"spectrum leaves \[-1, 1\]"):
+        conv(x, SparseOperator(L, dtype=torch.float64))
+    good = SparseOperator(g.chebyshev_matrix("normalized"), dtype=torch.float64)
+    conv(x, good)
+    assert good._spectrum_probed
 
 
 def test_non_finite_operator_is_refused(sphere):

@@ -395,6 +395,11 @@ def cheb_conv(x: Tensor, L, weight: Tensor, bias: Optional[Tensor] = None,
         if K > 1 and not isinstance(L, SparseOperator):
             _probe_symmetric(Lc)  # a SparseOperator was checked once, when it was built
             _probe_spectrum(Lc)
+        elif K > 1 and not getattr(L, "_spectrum_probed", False):
+            # a SparseOperator is any constant matrix, so its spectrum is probed here, at its
+            # first use as a Chebyshev operator (one device sync), not at every call
+            _probe_spectrum(Lc)
+            L._spectrum_probed = True
         y = _ChebConvFunction.apply(x, weight, bias, Lc, bool(store_terms))
     except NotImplementedError as e:  # e.g. no float16/bfloat16 sparse product on CPU
         if "sparse" not in str(e):

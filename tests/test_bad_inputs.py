@@ -901,7 +901,84 @@ CASES = [
     Case("npy-map-truncated", "files", "a .npy map cut short",
          lambda f: _cosmology().read_healpix_maps(f.dir / "truncated.npy", ordering="RING"), ValueError,
          r"truncated.npy.*(truncated|corrupt)"),
+    # ---- regional lat-lon grids ---------------------------------------------------------------
+    Case("latlon-regional-full-sky", "files",
+         "a full-sky sampling on a grid covering longitudes 0-90 only (was 'bilinear interpolation "
+         "needs a global, regular longitude axis')",
+         lambda f: _climate().LatLonRegridder(_grid48()[0], _grid48()[1][_grid48()[1] <= 90], HEALPix(8)),
+         ValueError, r"covers longitudes 0 to 90 degrees only .*550 of the sampling's points lie "
+                     r"outside that window: points \d+ \(lon .*Restrict the sampling to the window"),
+    Case("latlon-regional-pokes-out", "files",
+         "a partial sky reaching 5-10 degrees beyond a 0-90 longitude window, method='centre' "
+         "(the sub-cell path gave those pixels a sliver of the edge column)",
+         lambda f: _climate().LatLonRegridder(
+             _grid48()[0], _grid48()[1][_grid48()[1] <= 90],
+             HEALPix.from_mask((HEALPix(8).lon > -5) & (HEALPix(8).lon < 100), "NESTED"), method="centre"),
+         ValueError, r"6 of the sampling's points lie outside that window"),
+    Case("latlon-band-beyond", "files",
+         "HEALPix(1) on a -10..10 latitude band (its rings at 41.8 degrees got the mean of a sliver)",
+         lambda f: _climate().LatLonRegridder(np.array([-10.0, 0.0, 10.0]), np.arange(36) * 10.0, HEALPix(1)),
+         ValueError, r"covers latitudes -10 to 10 degrees, but 8 of the sampling's points lie beyond "
+                     r"it.*from_mask"),
+    Case("latlon-irregular-longitude", "files",
+         "longitudes 0, 10, ..., 80, 200 (the two overlap paths disagreed by 11 degrees)",
+         lambda f: _climate().LatLonRegridder(_climate().latlon_grid(16, 32)[0],
+                                              np.r_[np.arange(0, 90, 10.0), 200.0], HEALPix(2)),
+         ValueError, r"lon must be regularly spaced .*steps from 10 to 120 degrees"),
+    Case("bilinear-outside-window", "files", "bilinear interpolation at longitude 180 of a 0-90 window",
+         lambda f: _climate().bilinear_matrix(_grid48()[0], _grid48()[1][_grid48()[1] <= 90], [0.0], [180.0]),
+         ValueError, r"1 of the sampling's points lie outside that window: points 0 \(lon 180.0\)"),
+    # ---- user graphs, operators and runs ------------------------------------------------------
+    Case("pyg-edge-weight-length", "graph", "from_pyg with 2 weights for 4 edges (was scipy's "
+         "'all index and data arrays must have the same length')",
+         lambda f: graph.SphereGraph.from_pyg(_pyg_data([[0, 1, 1, 2], [1, 0, 2, 1]], torch.ones(2))),
+         ValueError, r"edge_weight must be a tensor of shape \[E\] = \[4\]"),
+    Case("pyg-one-direction", "graph", "from_pyg with each edge listed in one direction only",
+         lambda f: graph.SphereGraph.from_pyg(_pyg_data([[0, 1], [1, 2]])),
+         ValueError, r"not symmetric.*both directions.*to_undirected"),
+    Case("conv-unrescaled-laplacian", "nn", "ChebConv given graph.laplacian() instead of the rescaled "
+         "operator (T_k grew like 3.7^k)",
+         lambda f: nn.ChebConv(1, 2, 3)(torch.randn(1, S8.npix, 1), graph.knn(S8, k=8).laplacian()),
+         ValueError, r"spectrum leaves \[-1, 1\].*chebyshev_operator\(\)"),
+    Case("conv-unrescaled-sparse-operator", "nn", "ChebConv given SparseOperator(graph.laplacian())",
+         lambda f: nn.ChebConv(1, 2, 3)(torch.randn(1, S8.npix, 1),
+                                        nn.SparseOperator(graph.knn(S8, k=8).laplacian())),
+         ValueError, r"spectrum leaves \[-1, 1\].*chebyshev_operator\(\)"),
+    Case("equivariance-other-points", "equivariance",
+         "a k-NN graph measured on another sampling with as many points (gave a plausible 0.69)",
+         lambda f: _equivariance().equivariance_error(graph.knn(_irregular(), k=8), _irregular(reverse=True),
+                                                      [2], 1, 1),
+         ValueError, r"whose points differ"),
+    Case("predict-full-sky-no-order", "training",
+         "full-sky maps to predict without their ordering (a RING map was read as NESTED)",
+         lambda f: _predict().as_batch(np.zeros((2, 192)), HEALPix(4), 1), ValueError,
+         r"full-sky HEALPix maps \(192 pixels, nside 4\).*pass order='NESTED' or order='RING'"),
+    Case("times-year-only", "training", "target times '98' for day-of-year features (read as 1998-01-01)",
+         lambda f: _stations().time_features("day_of_year", ["98"], _irregular()), ValueError,
+         r"times must be dates .*a year or a month alone"),
+    Case("config-missing-relative-file", "config", "a station CSV path that does not exist, relative",
+         lambda f: _build("sampling", {"sampling": {"name": "irregular_csv", "path": "missing-stations.csv",
+                                                    "units": "deg"}}),
+         ConfigError, r"sampling \(irregular_csv\): no such file .*relative paths are read from the "
+                      r"current directory"),
 ]
+
+
+def _grid48():
+    return _climate().latlon_grid(48, 96)
+
+
+def _pyg_data(edge_index, edge_weight=None):
+    from torch_geometric.data import Data
+
+    return Data(edge_index=torch.tensor(edge_index), edge_weight=edge_weight, num_nodes=3)
+
+
+def _irregular(reverse=False):
+    rng = np.random.default_rng(0)
+    lon, z = rng.uniform(0, 360, 200), rng.uniform(-1, 1, 200)
+    step = -1 if reverse else 1
+    return Irregular(lon[::step].copy(), np.degrees(np.arcsin(z))[::step].copy(), units="deg")
 
 
 def _predict():

@@ -159,6 +159,19 @@ def files(tmp_path_factory):
     np.save(d / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     (d / "truncated.npy").write_bytes((d / "map.npy").read_bytes()[:100])
     (d / "map.txt").write_text("0 1 2\n")
+    # convergence map classes of 2 files each (nside 8, NESTED), and ClimateNet snapshots
+    rng = np.random.default_rng(0)
+    for n in (2, 4):
+        (d / f"maps{n}").mkdir()
+        for c in "ab":
+            for i in range(n):
+                np.save(d / f"maps{n}" / f"{c}{i}.npy", rng.standard_normal(12 * 8**2))
+    from deepsphere.data import climate
+
+    lat, lon = climate.latlon_grid(24, 48)
+    for k in range(4):
+        fields, labels = climate.synthetic_snapshot(lat, lon, rng)
+        climate.write_climatenet(d / f"snapshot-{k}.nc", lat, lon, fields, labels)
     return f
 
 
@@ -956,6 +969,24 @@ CASES = [
     Case("times-year-only", "training", "target times '98' for day-of-year features (read as 1998-01-01)",
          lambda f: _stations().time_features("day_of_year", ["98"], _irregular()), ValueError,
          r"times must be dates .*a year or a month alone"),
+    Case("map-files-empty-splits", "files", "2 map files per class (val and test got none, and "
+         "training stopped on numpy's 'need at least one array to concatenate')",
+         lambda f: _cosmology().ConvergenceMapFiles(
+             _cosmology().healpix_patch(8, 1), {"a": str(f.dir / "maps2" / "a*"), "b": str(f.dir / "maps2" / "b*")},
+             ordering="NESTED"),
+         ValueError, r"class 'a': 2 files give train / val / test 2 / 0 / 0 files; each split needs at least one"),
+    Case("map-files-two-classes", "files", "a map file matched by the patterns of two classes",
+         lambda f: _cosmology().ConvergenceMapFiles(
+             _cosmology().healpix_patch(8, 1),
+             {"a": str(f.dir / "maps4" / "a*"), "b": [str(f.dir / "maps4" / "b*"), str(f.dir / "maps4" / "a0.npy")]},
+             ordering="NESTED"),
+         ValueError, r"a0.npy is matched by classes 'a' and 'b'"),
+    Case("climate-file-listed-twice", "files", "a ClimateNet file listed twice in data.files (one "
+         "snapshot could land in train and test)",
+         lambda f: _climate().ClimateSegmentation(
+             HEALPix(2), files=[f.dir / f"snapshot-{k}.nc" for k in range(4)] + [str(f.dir / "." / "snapshot-0.nc")],
+             variables=["TMQ"]),
+         ValueError, r"snapshot-0.nc is listed twice \(items 1 and 5\)"),
     Case("config-missing-relative-file", "config", "a station CSV path that does not exist, relative",
          lambda f: _build("sampling", {"sampling": {"name": "irregular_csv", "path": "missing-stations.csv",
                                                     "units": "deg"}}),

@@ -1078,3 +1078,18 @@ def test_evaluating_the_last_checkpoint_keeps_the_best_test_metrics(tmp_path, ca
     assert cli(["evaluate", str(run)]) == 0  # the best again: the same figures
     again = json.loads((run / "test_metrics.json").read_text())
     assert again["epoch"] == t.best_epoch and again["accuracy"] == json.loads(best)["accuracy"]
+
+
+def test_segmentation_monitors_mean_iou_by_default(tmp_path):
+    """Pixel accuracy is dominated by the background: as the default monitor it picked a
+    near-background predictor as the best epoch (digits segmentation: epoch 1 of 6)."""
+    from deepsphere.training.trainer import Trainer
+
+    t = Trainer(Config.from_dict({
+        "data": {"name": "synthetic_segmentation", "n_train": 4, "n_val": 2, "n_test": 2},
+        "sampling": {"name": "healpix", "nside": 4},
+        "model": {"name": "unet", "channels": [2, 4], "K": 2},
+        "trainer": {"epochs": 1, "batch_size": 2, "progress": False, "plots": False,
+                    "out": str(tmp_path / "run")},
+    }))
+    assert t.monitor == "val_mean_iou"

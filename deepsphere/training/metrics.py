@@ -194,10 +194,13 @@ def mean_r2(pred: np.ndarray, target: np.ndarray) -> float:
 
 
 #: Metrics computed by default for each task (the first is monitored for early stopping
-#: and the best checkpoint, except regression where the validation loss is).
+#: and the best checkpoint, except regression where the validation loss is). Segmentation
+#: monitors the mean IoU: pixel accuracy is dominated by the background class, and picked a
+#: near-background predictor as the best epoch once class weights made the model learn
+#: the rare classes.
 DEFAULTS = {
     "classification": ["accuracy", "mean_average_precision", "precision", "recall"],
-    "segmentation": ["accuracy", "mean_iou", "mean_average_precision", "iou",
+    "segmentation": ["mean_iou", "accuracy", "mean_average_precision", "iou",
                      "mean_class_accuracy"],
     "regression": ["mse", "mae", "r2", "mean_r2"],
 }

@@ -1100,9 +1100,10 @@ class ClimateSegmentation(LabelledDataset):
     r"""Per-pixel segmentation of tropical cyclones and atmospheric rivers.
 
     With ``files``: ClimateNet NetCDF snapshots (one per file), regridded to the sampling
-    by :class:`LatLonRegridder` and split in file order (sorted names, i.e. time order for
-    ClimateNet's names) into train / val / test by ``split_fractions``, so neighbouring
-    time steps do not leak between splits. Without ``files``: synthetic snapshots
+    by :class:`LatLonRegridder` and split in file order into train / val / test by
+    ``split_fractions``: sorted names for a folder or a glob (time order for ClimateNet's
+    names), the order given for a list (put it in time order), so neighbouring time steps
+    do not leak between splits. Without ``files``: synthetic snapshots
     (:func:`synthetic_snapshot`) on a lat-lon grid of ``grid`` = (nlat, nlon), regridded the
     same way.
 
@@ -1113,7 +1114,8 @@ class ClimateSegmentation(LabelledDataset):
     ----------
     sampling : Sampling
     files : str, list of str, or None
-        A folder (all ``*.nc``), a glob pattern, or a list of files.
+        A folder (all ``*.nc``) or a glob pattern, taken in name order, or a list of files,
+        taken in the order given.
     variables : list of str
         Input channels (default: all 16).
     split_fractions : list of 3 floats

@@ -200,3 +200,36 @@ def test_zonal_conv_under_autocast_runs_in_its_weights_precision():
         y = conv(x)
     assert y.dtype == torch.float32
     assert torch.allclose(y, conv(x))
+
+
+def test_bias_adds_a_constant_to_the_signal():
+    # with zero weights the output is the bias itself at every pixel (b on c_00 as sqrt(4 pi) b,
+    # since Y_00 = 1 / sqrt(4 pi))
+    s = Equiangular(6, "GL")
+    conv = ZonalConv(s, 2, 3, lmax=4).double()
+    b = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64)
+    with torch.no_grad():
+        conv.filter.weight.zero_()
+        conv.filter.bias.copy_(b)
+    y = conv(torch.randn(2, s.npix, 2, dtype=torch.float64))
+    torch.testing.assert_close(y, b.expand(2, s.npix, 3))
+
+
+def test_anchor_weights_are_interpolated_linearly_in_degree():
+    # anchors at degrees linspace(0, L, n): degree l gets np.interp(l, anchors, values), to
+    # float64 rounding in a float64 filter (the table was float32: 1/3 -> 0.33333334, ~3e-8),
+    # also after a round trip through float32
+    from deepsphere.spectral.coefficients import degrees_orders
+
+    L = 7
+    ref = np.interp(np.arange(L + 1), np.linspace(0, L, 4), [1.0, 3.0, -1.0, 0.5])
+    for f in (ZonalFilter(1, 1, L, n_anchors=4, bias=False).double(),
+              ZonalFilter(1, 1, L, n_anchors=4, bias=False).float().double()):
+        with torch.no_grad():
+            f.weight.copy_(torch.tensor([[[1.0, 3.0, -1.0, 0.5]]]))
+        np.testing.assert_allclose(f.degree_weights().detach().numpy()[0, 0], ref, rtol=0, atol=1e-15)
+        x = torch.randn(1, num_coefficients(L), dtype=torch.float64)
+        l, _ = degrees_orders(L)
+        torch.testing.assert_close(f(x), x * torch.from_numpy(ref[l]), rtol=1e-15, atol=0)
+    f32 = ZonalFilter(1, 1, L, n_anchors=4).float()
+    assert f32.degree_weights().dtype == torch.float32

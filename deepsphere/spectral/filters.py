@@ -83,13 +83,24 @@ class ZonalFilter(nn.Module):
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, n_w))
         self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
         if n_anchors is not None:
-            self.register_buffer("interp", torch.from_numpy(interpolation_matrix(self.lmax, self.n_anchors)).float(),
+            # float64, like the transforms' tables: in float32, 1/3 -> 0.33333334 put ~3e-8
+            # relative errors into the degree weights of a float64 filter
+            self.register_buffer("interp", torch.from_numpy(interpolation_matrix(self.lmax, self.n_anchors)),
                                  persistent=False)
         else:
             self.interp = None
         l, _ = degrees_orders(self.lmax)
         self.register_buffer("degree", torch.from_numpy(l), persistent=False)
         self.reset_parameters()
+
+    def _apply(self, fn, recurse=True):
+        # dtype casts reach the weights only: the interpolation table stays float64 (and is cast
+        # to the weights' dtype in degree_weights); device moves apply to it as usual
+        table = self.interp
+        super()._apply(fn, recurse)
+        if table is not None and self.interp.dtype != table.dtype:
+            self.interp = table.to(self.interp.device)
+        return self
 
     def reset_parameters(self) -> None:
         # unit gain per degree in expectation, like a 1x1 convolution

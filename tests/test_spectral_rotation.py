@@ -205,3 +205,15 @@ def test_rotate_coefficients_refuses_integers_and_arrays():
         rotate_coefficients(torch.arange(16), (0.3, 0.5, 0.7))
     with pytest.raises(TypeError, match="torch tensor"):
         rotate_coefficients(np.ones(16), (0.3, 0.5, 0.7))
+
+
+def test_random_rotation_is_haar_distributed():
+    # under the Haar measure R e_j is uniform on the sphere, so every entry e_i . R e_j is
+    # uniform on [-1, 1] (Archimedes); a beta drawn uniformly in [0, pi] instead of
+    # arccos-uniformly crowds the poles (R_22 = cos(beta) would follow the arcsine law)
+    from scipy.stats import kstest
+
+    rng = np.random.default_rng(11)
+    R = np.stack([euler_to_matrix(*random_rotation(rng)) for _ in range(3000)])
+    for i, j in [(2, 2), (0, 2), (2, 0), (1, 1)]:
+        assert kstest(R[:, i, j], "uniform", args=(-1, 2)).pvalue > 1e-3, (i, j)

@@ -185,3 +185,18 @@ def test_dtype_mismatch_is_refused_like_cheb_conv():
     assert so3.double()(s2.double()(x.double())).dtype == torch.float64
     with torch.autocast("cpu", dtype=torch.bfloat16):  # run in the weights' precision, as ChebConv
         assert so3.float()(g.bfloat16()).dtype == torch.float32
+
+
+def test_near_identity_grid_is_near_the_identity():
+    # R_z(a) R_y(b) R_z(g - a) is a tilt by b about a horizontal axis, then a twist by g: its
+    # angle is at most b + |g| (scipy's magnitude, independent of our Euler code); without the
+    # -a the twist would reach a + g, up to 2 pi
+    from scipy.spatial.transform import Rotation
+
+    from deepsphere.spectral.so3 import so3_near_identity_grid
+
+    g = so3_near_identity_grid(max_beta=0.2, max_gamma=0.3, n_alpha=8, n_beta=2, n_gamma=3)
+    assert g.shape == (8 * 2 * 3, 3)
+    assert Rotation.from_euler("ZYZ", g).magnitude().max() <= 0.2 + 0.3 + 1e-12
+    tilts = so3_near_identity_grid(max_beta=0.2, max_gamma=0.0, n_alpha=8, n_beta=2, n_gamma=1)
+    np.testing.assert_allclose(Rotation.from_euler("ZYZ", tilts).magnitude(), np.tile([0.1, 0.2], 8), atol=1e-12)

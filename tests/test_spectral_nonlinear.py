@@ -113,3 +113,43 @@ def test_dtype_mismatch_is_refused_like_cheb_conv():
             layer(x.double())
         assert layer(x).dtype == torch.float32
         assert layer.double()(x.double()).dtype == torch.float64
+
+
+def test_norm_and_gated_nonlinearities_closed_forms():
+    L = 2
+    x = torch.zeros(1, num_coefficients(L), dtype=torch.float64)
+    x[0, 0] = -0.7                                                           # degree 0
+    x[0, 1:4] = torch.tensor([3.0, 0.0, 4.0], dtype=torch.float64)           # degree 1, norm 5
+    x[0, 4:9] = torch.tensor([0.0, 1.0, 0.0, 0.0, 0.0], dtype=torch.float64)  # degree 2, norm 1
+    norm = NormNonlinearity(1, L, activation=torch.relu).double()
+    with torch.no_grad():
+        norm.bias.copy_(torch.tensor([[1.0, -2.0, 0.5]]))
+    # c relu(|c| + b) / |c|: degree 0 -> c 1.7 / 0.7, degree 1 -> c 3 / 5, degree 2 -> c 1.5
+    ref = torch.cat([x[:, :1] * 1.7 / 0.7, x[:, 1:4] * 3 / 5, x[:, 4:] * 1.5], dim=-1)
+    torch.testing.assert_close(norm(x), ref, rtol=1e-9, atol=1e-9)
+    # relu(c_00) and the blocks l > 0 times sigmoid(c_00) = 1 / (1 + e^0.7)
+    ref = torch.cat([torch.zeros(1, 1, dtype=torch.float64), x[:, 1:] / (1 + np.exp(0.7))], dim=-1)
+    torch.testing.assert_close(GatedNonlinearity(L)(x), ref, rtol=1e-12, atol=1e-12)
+
+
+def test_equivariance_error_is_relative_to_the_output():
+    # ||op(D x) - D op(x)|| / ||op(x)||, recomputed with healpy's rotate_alm as the rotation
+    import healpy as hp
+
+    from deepsphere.spectral import from_healpy_alm, to_healpy_alm
+    from deepsphere.spectral.rotation import healpy_rotate_alm_args
+
+    L = 4
+    x = torch.randn(num_coefficients(L), dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    mask = torch.ones(num_coefficients(L), dtype=torch.float64)
+    mask[[1, 5, 10]] = 0.0
+    op = lambda c: 7.0 * c * mask                                   # noqa: E731 (drops some orders)
+
+    def rot(c, ang):
+        a = to_healpy_alm(c, L).numpy().copy()
+        hp.rotate_alm(a, *healpy_rotate_alm_args(*ang))
+        return from_healpy_alm(a, L)
+
+    ang = (0.4, 1.1, -0.8)
+    ref = ((op(rot(x, ang)) - rot(op(x), ang)).norm() / op(x).norm()).item()
+    assert ref > 0.1 and equivariance_error(op, x, ang) == pytest.approx(ref, rel=1e-9)

@@ -622,3 +622,53 @@ def test_sweep_optimises_the_width_of_the_graph_it_measures(monkeypatch):
                         "kernel_width": "optimise"}])
     sweep.run_sweep(cfg, log=lambda *a: None)
     assert len(seen) > 3 and set(seen) == {"maximum"}
+
+
+def test_random_rotations_are_haar_distributed():
+    # every entry of a Haar-random rotation is uniform on [-1, 1] (R e_j is uniform on the
+    # sphere); Euler angles drawn uniformly are not: cos(beta) would follow the arcsine law
+    from scipy.stats import kstest
+
+    R = random_rotations(3000, seed=4)
+    for i, j in [(2, 2), (0, 2), (2, 0), (1, 1)]:
+        assert kstest(R[:, i, j], "uniform", args=(-1, 2)).pvalue > 1e-3, (i, j)
+    np.testing.assert_allclose(R @ R.transpose(0, 2, 1), np.broadcast_to(np.eye(3), R.shape), atol=1e-12)
+    np.testing.assert_allclose(np.linalg.det(R), 1.0)
+
+
+def test_optimiser_reports_the_mean_error_at_its_width():
+    # the objective is mean_l E(l), unsquared: the reported error and history are the
+    # measure's own numbers at those widths
+    from deepsphere.equivariance.optimise import optimise_kernel_width
+
+    s = sampling.HEALPix(4)
+
+    def measured(t):
+        return equivariance_error(graph.knn(s, k=8, kernel_width=t), s, [3, 6], 1, 1, seed=2).overall()
+
+    res = optimise_kernel_width(s, k=8, degrees=[3, 6], n_signals=1, n_rotations=1, seed=2, xatol=0.3)
+    assert res.error == pytest.approx(measured(res.t), rel=1e-9)
+    for t, e in res.history[:2]:
+        assert e == pytest.approx(measured(t), rel=1e-9)
+
+
+def test_sweep_table_and_summary_hold_the_measured_numbers():
+    # errors.csv: 'error' is the mean of E over the samples, 'error_squared' the mean of E^2;
+    # summary.csv: the mean over degrees, the smallest error and its degree, first and last
+    from deepsphere.equivariance.sweep import run_sweep, summarise
+
+    cfg = {"degrees": [3, 6, 9], "n_signals": 2, "n_rotations": 2, "seed": 1,
+           "samplings": [{"name": "healpix", "nside": 4}],
+           "graphs": [{"label": "k8", "kind": "knn", "k": 8, "kernel_width": 0.05}],
+           "cost": {"K": 2, "channels": 1, "repeats": 1}}
+    rows = run_sweep(cfg, log=lambda *a: None)
+    s = sampling.HEALPix(4)
+    ref = equivariance_error(graph.knn(s, k=8, kernel_width=0.05), s, [3, 6, 9], 2, 2, seed=1)
+    np.testing.assert_allclose([float(r["error"]) for r in rows], ref.ratios.mean(axis=1), rtol=1e-5)
+    np.testing.assert_allclose([float(r["error_squared"]) for r in rows], (ref.ratios ** 2).mean(axis=1),
+                               rtol=1e-5)
+    (summary,) = summarise([dict(rows[0], ell=l, error=str(e)) for l, e in [(3, 0.4), (6, 0.1), (9, 0.2)]])
+    assert float(summary["mean_error"]) == pytest.approx(0.7 / 3, rel=1e-3)
+    assert summary["argmin_l"] == 6 and float(summary["min_error"]) == pytest.approx(0.1)
+    assert (summary["first_l"], summary["last_l"]) == (3, 9)
+    assert float(summary["error_first"]) == pytest.approx(0.4) and float(summary["error_last"]) == pytest.approx(0.2)

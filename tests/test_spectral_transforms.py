@@ -309,3 +309,23 @@ def test_least_squares_analysis_is_conjugate_gradients():
     S = InverseSHT(s, L)(torch.eye(num_coefficients(L), dtype=torch.float64)).numpy().T  # [npix, ncoef]
     ref = np.linalg.lstsq(S, x.numpy().T, rcond=None)[0].T
     np.testing.assert_allclose(a.numpy(), ref, atol=1e-9 * np.abs(ref).max())
+
+
+def test_legendre_rescaled_seeds_match_ducc_at_high_degree():
+    # sin^m(theta) < 1e-150 at m = 250..300, theta = 0.25: the recursion runs on rescaled values
+    # there, while lambda_lm is O(1) for l >= m / sin(theta); scipy returns NaN at these degrees,
+    # ducc0's Legendre transform (an independent implementation) does not
+    ducc0 = pytest.importorskip("ducc0")
+    theta = np.array([0.25, 0.6, np.pi - 0.3])
+    L = 1500
+    T = legendre_table(L, theta, mmax=300)
+    for m in (250, 300):
+        alm = np.zeros((1, L + 1), dtype=np.complex128)
+        for l in (1200, 1500):
+            alm[:] = 0
+            alm[0, l] = 1.0
+            ref = ducc0.sht.experimental.alm2leg(alm=alm, spin=0, lmax=L, mval=np.array([m], dtype=np.uint64),
+                                                 mstart=np.array([0], dtype=np.uint64), lstride=1,
+                                                 theta=theta)[0, :, 0].real
+            assert np.abs(ref).min() > 0.02                     # O(1) values, not underflow
+            np.testing.assert_allclose(T[m, l], ref, rtol=0, atol=1e-12)

@@ -481,3 +481,47 @@ def test_reduced_precision_without_sparse_kernel_says_what_to_do(sphere, dtype):
 def test_sparse_input_signal_refused(sphere):
     with pytest.raises(TypeError, match=r"dense tensor.*to_dense"):
         ChebConv(3, 2, 2)(torch.randn(1, sphere["n"], 3).to_sparse(), sphere["Lt_sp"])
+
+
+@pytest.mark.parametrize("fin,fout", [(2, 3), (3, 2)])
+def test_one_sample_batch_leaves_input_and_output_gradient_untouched(sphere, fin, fout):
+    """With one sample, x (forward) and the incoming gradient (backward) are read in place as
+    the recursion's T_0: terms k >= 2 must be written to scratch, never over them."""
+    Lt = torch.from_numpy(sphere["Lt"])
+    conv = _conv(fin, fout, 4, seed=8)
+    conv.store_terms = False
+    x = torch.randn(1, sphere["n"], fin, dtype=torch.float64)
+    g = torch.randn(1, sphere["n"], fout, dtype=torch.float64)
+    x0, g0 = x.clone(), g.clone()
+    xg = x.requires_grad_()
+    y = conv(xg, sphere["Lt_sp"])
+    assert torch.equal(x.detach(), x0)
+    y.backward(g)
+    assert torch.equal(g, g0)
+    xr = x0.clone().requires_grad_()
+    w = conv.weight.detach().clone().requires_grad_()
+    want = _dense_reference(xr, Lt, w, conv.bias.detach())
+    want.backward(g0)
+    torch.testing.assert_close(y.detach(), want.detach())
+    torch.testing.assert_close(xg.grad, xr.grad)
+    torch.testing.assert_close(conv.weight.grad, w.grad)
+
+
+def test_reset_parameters_is_glorot_uniform_on_each_weight_k():
+    """torch_geometric's ChebConv initialises each lins[k] with Glorot-uniform, bound
+    sqrt(6 / (in + out)); K does not enter the fan-in."""
+    torch.manual_seed(0)
+    conv = ChebConv(48, 80, K=6)
+    a = (6 / (48 + 80)) ** 0.5
+    for wk in conv.weight.detach():
+        assert wk.abs().max() <= a and wk.abs().max() > 0.99 * a
+        assert abs(float(wk.std()) - a / 3 ** 0.5) < 0.02 * a
+
+
+def test_unbatched_input_keeps_a_single_output_channel(sphere):
+    """A 2-d x [N, Fin] gives [N, Fout], also for Fout = 1 (only the added batch axis goes)."""
+    conv = _conv(3, 1, 3)
+    x = torch.randn(sphere["n"], 3, dtype=torch.float64)
+    y = conv(x, sphere["Lt_sp"])
+    assert y.shape == (sphere["n"], 1)
+    torch.testing.assert_close(y, conv(x.unsqueeze(0), sphere["Lt_sp"])[0])

@@ -1,4 +1,6 @@
 """Graphs and Laplacians checked against brute force, dense linear algebra, pygsp and PyG."""
+import warnings
+
 import healpy as hp
 import numpy as np
 import pytest
@@ -450,3 +452,50 @@ def test_explicit_zero_weights_do_not_connect_components():
         g = SphereGraph(W)
     ev = np.linalg.eigvalsh(g.laplacian("combinatorial").toarray())
     assert g.n_components == int(np.sum(ev < 1e-9)) == 2
+
+
+def test_sigma_kernel_width_is_the_half_height_distance():
+    """kernel_width={'sigma': s}: w = exp(-ln 2 d^2 / s^2), i.e. weight 1/2 at distance s."""
+    s = HEALPix(4)
+    sigma = 0.3
+    g = graph.knn(s, k=8, kernel_width={"sigma": sigma}, symmetrize="maximum")
+    W = g.adjacency.tocoo()
+    d2 = dense_d2(s.vectors)[W.row, W.col]
+    np.testing.assert_allclose(W.data, 2.0 ** (-d2 / sigma**2), rtol=1e-12)
+    assert g.recipe["t"] == pytest.approx(sigma**2 / (4 * np.log(2)))
+
+
+@pytest.mark.parametrize("k", [4, 12, 30, 60])
+def test_tuned_width_is_log_log_linear_in_k_between_and_beyond_the_table(k):
+    """Away from k in {8, 20, 40} the width follows the table's log-log segments, the end
+    segments extended: sigma(k) = sigma(k0) (k/k0)^slope."""
+    row = {8: 0.025, 20: 0.03185, 40: 0.042432}
+    k0, k1 = (8, 20) if k < 20 else (20, 40)
+    slope = np.log(row[k1] / row[k0]) / np.log(k1 / k0)
+    want = row[k0] * (k / k0) ** slope
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # outside [8, 40] a warning says it extrapolates
+        assert tuned_sigma(k, 32) == pytest.approx(want, rel=1e-12)
+        assert tuned_sigma(k, 128) == pytest.approx(want / 4, rel=1e-12)
+
+
+def test_radius_is_an_angle_not_a_chord():
+    """r is geodesic: a pair 0.503 rad apart (chord 0.4979 < 0.5) is outside r = 0.5, a pair
+    0.497 rad apart is inside."""
+    lon = np.degrees([0.0, 0.503, 2.0, 2.497])
+    s = Irregular(lon, [0.0, 0.0, 0.0, 0.0], units="deg")
+    with pytest.warns(UserWarning, match="not connected"):  # two separate pairs
+        W = graph.radius(s, 0.5, kernel_width=1.0).adjacency.toarray()
+    assert W[0, 1] == 0 and W[2, 3] > 0
+    assert np.count_nonzero(W) == 2
+
+
+def test_kernel_width_conversions_and_heat_kernel():
+    """t = sigma^2 / (4 ln 2) and back; the heat kernel exp(-d^2 / 4t) is 1/2 at d = sigma."""
+    sigma = 0.07
+    t = graph.sigma_to_t(sigma)
+    assert t == pytest.approx(sigma**2 / (4 * np.log(2)), rel=1e-14)
+    assert graph.t_to_sigma(t) == pytest.approx(sigma, rel=1e-14)
+    assert graph.heat_kernel(np.array([sigma**2]), t)[0] == pytest.approx(0.5, rel=1e-14)
+    d2 = np.array([0.0, 0.01, 0.3])
+    np.testing.assert_allclose(graph.heat_kernel(d2, 0.2), np.exp(-d2 / 0.8), rtol=1e-14)

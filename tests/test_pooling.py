@@ -270,3 +270,23 @@ def test_max_unpool_refuses_indices_out_of_range_or_of_another_parent():
         unpool(y, idx[..., :2])
     # an empty batch is fine
     assert unpool(y[:0], idx[:0]).shape == (0, 192, 3)
+
+
+@pytest.mark.parametrize("width", [0.05, None])
+def test_remap_knn_weights_are_the_heat_kernel_of_chordal_distance(width):
+    """method='knn': P[t, s] = exp(-d^2 / 4t) / sum over the k nearest, d chordal, t = width
+    or the mean squared distance to the k neighbours."""
+    rng = np.random.default_rng(4)
+    n, k = 120, 4
+    src = Irregular(rng.uniform(0, 360, n), np.degrees(np.arcsin(rng.uniform(-1, 1, n))),
+                    units="deg")
+    tgt = HEALPix(1)
+    d2 = np.sum((tgt.vectors[:, None] - src.vectors[None]) ** 2, axis=-1)
+    near = np.argsort(d2, axis=1)[:, :k]
+    dk = np.take_along_axis(d2, near, axis=1)
+    t = dk.mean() if width is None else width
+    ref = np.zeros((tgt.npix, n))
+    np.put_along_axis(ref, near, np.exp(-dk / (4 * t)), axis=1)
+    ref /= ref.sum(axis=1, keepdims=True)
+    P = RemapPool(src, tgt, method="knn", k=k, width=width).matrix().toarray()
+    np.testing.assert_allclose(P, ref, rtol=1e-10, atol=1e-15)

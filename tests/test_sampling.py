@@ -241,6 +241,19 @@ def test_quadrature_integrates_harmonic_products_exactly(kind):
     np.testing.assert_allclose(gram, np.eye(len(lm)), atol=1e-12)
 
 
+@pytest.mark.parametrize("b", [4, 7])
+@pytest.mark.parametrize("kind,ducc_kind", [("DH", "DH"), ("SOFT", "F1"), ("CC", "CC"),
+                                            ("GL", "GL")])
+def test_equiangular_rings_and_areas_match_ducc0(kind, ducc_kind, b):
+    """The rings' positions and weights against ducc0's grids of the same names (Fejér's
+    first rule is SOFT's): interpolatory weights integrate exactly on any rings, so the
+    quadrature test alone cannot tell where the rings are."""
+    ducc0 = pytest.importorskip("ducc0")
+    s = Equiangular(b, kind)
+    want = ducc0.sht.experimental.get_gridweights(ducc_kind, s.nlat) / s.nlon
+    np.testing.assert_allclose(s.to_grid(s.areas), np.tile(want[:, None], s.nlon), atol=1e-14)
+
+
 @pytest.mark.parametrize("kind", ["DH", "SOFT"])
 def test_equiangular_pooling_is_by_four(kind):
     """Checked by geometry, not by the index formula: every coarse point has 4 children,
@@ -473,3 +486,21 @@ def test_a_user_sampling_without_recipe_goes_into_graph_caches_and_models(tmp_pa
     with pytest.raises(ValueError, match="cannot be rebuilt from its recipe alone"):
         models.StationRegressor.from_config(m.config)
     assert m2.config == m.config
+
+
+@pytest.mark.parametrize("levels", [1, 2])
+def test_is_closed_looks_at_every_parent_not_only_the_count(levels):
+    """A set of the right size (a multiple of 4**levels) with a parent missing children is
+    not closed; checked against the definition, parent by parent."""
+    f = 4**levels
+    rng = np.random.default_rng(levels)
+    for _ in range(20):
+        pix = np.sort(rng.choice(12 * 16**2, size=2 * f, replace=False))
+        want = all(np.isin(p * f + np.arange(f), pix).all() for p in np.unique(pix // f))
+        assert not want and is_closed(pix, levels) == want
+    pix = np.array([0, 1, 2, 4])  # four pixels, parents 0 (3 children) and 1 (1 child)
+    assert not is_closed(pix, 1)
+    with pytest.raises(ValueError, match="not closed"):
+        HEALPix(16, pix, levels=1)
+    ok = closure(pix, 16, levels)
+    assert is_closed(ok, levels) and len(ok) == f * len(np.unique(pix // f))

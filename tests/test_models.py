@@ -243,3 +243,65 @@ def test_fractional_widths_are_refused_not_truncated(kwargs):
             cls(HEALPix(4), args["in_channels"], 3, channels=args["channels"], K=2)
     m = models.SphericalCNN(HEALPix(4), 2.0, 3, channels=[4.0, 8], K=2)  # whole floats are fine
     assert m.config["in_channels"] == 2 and m.config["channels"] == [4, 8]
+
+
+@pytest.mark.parametrize("make", [
+    lambda lap: models.SphericalCNN(HEALPix(4), 1, 2, channels=[4], K=2, graph=HP_GRAPH,
+                                    laplacian=lap),
+    lambda lap: models.SphericalUNet(HEALPix(4), 1, 2, channels=[4, 4], K=2, graph=HP_GRAPH,
+                                     laplacian=lap),
+    lambda lap: models.StationRegressor(HEALPix(4), 1, 2, channels=[4], K=2, graph=HP_GRAPH,
+                                        laplacian=lap),
+])
+def test_laplacian_argument_is_used(make):
+    """laplacian='combinatorial' gives L~ = 2L/lmax - I with L = D - W (lmax: the largest
+    eigenvalue, 2 % margin), by hand from the adjacency."""
+    W = graph.healpix_neighbours(HEALPix(4)).adjacency.toarray()
+    L = np.diag(W.sum(1)) - W
+    lmax = np.linalg.eigvalsh(L)[-1] * 1.02
+    m = make("combinatorial")
+    assert m.config["laplacian"] == "combinatorial"
+    np.testing.assert_allclose(m.operators[0]().to_dense().numpy(),
+                               2 * L / lmax - np.eye(len(L)), atol=1e-5)
+
+
+def test_global_head_averages_over_vertices_and_blocks_with_batchnorm_have_no_bias():
+    m = models.SphericalCNN(HEALPix(4), 2, 3, channels=[4, 5], K=2).eval()
+    x = torch.randn(2, 192, 2)
+    with torch.no_grad():
+        f = m.features(x)
+        want = f.sum(dim=1) / f.shape[1] @ m.classifier.weight.T + m.classifier.bias
+        torch.testing.assert_close(m(x), want)
+    # batch norm's shift replaces the convolution's bias (BN would cancel it anyway)
+    assert all(b.conv.bias is None for b in m.blocks)
+    assert all(b.conv.bias is not None
+               for b in models.SphericalCNN(HEALPix(4), 2, 3, [4], K=2, batchnorm=False).blocks)
+
+
+@pytest.mark.parametrize("model", ["cnn", "unet"])
+def test_max_pooling_argument_is_used(model):
+    """pooling='max' takes, for each pixel of nside n/2, the maximum of its four NESTED
+    children 4p..4p+3 (healpy's hierarchy), not their average."""
+    s = HEALPix(4)
+    if model == "cnn":
+        m = models.SphericalCNN(s, 1, 2, channels=[3, 3], K=2, pooling="max")
+    else:
+        m = models.SphericalUNet(s, 1, 2, channels=[3, 3, 3], K=2, pooling="max")
+    x = torch.randn(2, 192, 3)
+    for pool in m.pools:
+        n = pool.n_fine
+        torch.testing.assert_close(pool(x[:, :n]), x[:, :n].reshape(2, n // 4, 4, 3).amax(2))
+
+
+def test_cheb_block_is_conv_then_batchnorm_then_relu():
+    """y = ReLU(BN(conv(x))), BN over (batch, vertices) per channel, by hand."""
+    from deepsphere.nn import ChebBlock
+
+    g = graph.build(HEALPix(2), HP_GRAPH)
+    L = g.chebyshev_operator()
+    block = ChebBlock(2, 5, K=3)
+    x = torch.randn(4, 48, 2)
+    z = block.conv(x, L).detach()
+    mu, var = z.mean(dim=(0, 1)), z.var(dim=(0, 1), unbiased=False)
+    want = torch.relu((z - mu) / torch.sqrt(var + block.norm.eps))
+    torch.testing.assert_close(block(x, L), want, atol=1e-5, rtol=1e-5)

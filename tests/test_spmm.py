@@ -183,17 +183,18 @@ def test_cheb_conv_same_with_either_product(monkeypatch, fin, fout):
 
 
 @needs_kernel
-@pytest.mark.parametrize("offset", [0, 1])
-def test_streaming_stores_of_a_large_output(monkeypatch, offset):
+@pytest.mark.parametrize("offset,columns", [(0, 48), (1, 48), (0, 40)])
+def test_streaming_stores_of_a_large_output(monkeypatch, offset, columns):
     """beta = 0 outputs above a size are written with streaming stores, which need 64-byte
-    aligned rows; an output starting one float off falls back to plain stores."""
+    aligned rows; an output starting one float off, or rows of 40 floats (160 bytes: every
+    other row starts mid-line), fall back to plain stores."""
     monkeypatch.setenv("DEEPSPHERE_SPMM", "native")
     monkeypatch.setattr(spmm, "_STREAM_BYTES", 0)
     A = _matrix(64, 64)
     L = as_csr_operator(A, dtype=torch.float32)
-    X = torch.randn(64, 48)
-    flat = torch.full((64 * 48 + 16,), float("nan"))
-    out = flat[offset:offset + 64 * 48].view(64, 48)
+    X = torch.randn(64, columns)
+    flat = torch.full((64 * columns + 16,), float("nan"))
+    out = flat[offset:offset + 64 * columns].view(64, columns)
     assert (out.data_ptr() % 64 == 0) == (offset == 0)
     sparse_addmm_(out, L, X, beta=0)
     torch.testing.assert_close(out.double(), _reference(A, X, out, 1.0, 0.0), rtol=1e-5,

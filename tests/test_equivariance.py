@@ -630,8 +630,9 @@ def test_random_rotations_are_haar_distributed():
     from scipy.stats import kstest
 
     R = random_rotations(3000, seed=4)
-    for i, j in [(2, 2), (0, 2), (2, 0), (1, 1)]:
-        assert kstest(R[:, i, j], "uniform", args=(-1, 2)).pvalue > 1e-3, (i, j)
+    for i in range(3):           # all nine: alpha in [0, pi) keeps R_02 uniform but R_12 >= 0
+        for j in range(3):
+            assert kstest(R[:, i, j], "uniform", args=(-1, 2)).pvalue > 1e-3, (i, j)
     np.testing.assert_allclose(R @ R.transpose(0, 2, 1), np.broadcast_to(np.eye(3), R.shape), atol=1e-12)
     np.testing.assert_allclose(np.linalg.det(R), 1.0)
 

@@ -215,5 +215,6 @@ def test_random_rotation_is_haar_distributed():
 
     rng = np.random.default_rng(11)
     R = np.stack([euler_to_matrix(*random_rotation(rng)) for _ in range(3000)])
-    for i, j in [(2, 2), (0, 2), (2, 0), (1, 1)]:
-        assert kstest(R[:, i, j], "uniform", args=(-1, 2)).pvalue > 1e-3, (i, j)
+    for i in range(3):           # all nine: alpha in [0, pi) keeps R_02 uniform but R_12 >= 0
+        for j in range(3):
+            assert kstest(R[:, i, j], "uniform", args=(-1, 2)).pvalue > 1e-3, (i, j)

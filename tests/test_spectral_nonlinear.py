@@ -153,3 +153,11 @@ def test_equivariance_error_is_relative_to_the_output():
     ang = (0.4, 1.1, -0.8)
     ref = ((op(rot(x, ang)) - rot(op(x), ang)).norm() / op(x).norm()).item()
     assert ref > 0.1 and equivariance_error(op, x, ang) == pytest.approx(ref, rel=1e-9)
+
+
+def test_equivariance_error_refuses_an_unknown_kind():
+    # 'S2' used to fall through to the SO(3) rotation: "16 is not a number of SO(3) coefficients"
+    x = torch.randn(num_coefficients(3), dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"kind must be 's2' .* or 'so3' .*got 'S2'"):
+        equivariance_error(lambda c: c, x, (0.1, 0.2, 0.3), kind="S2")
+    assert equivariance_error(lambda c: 2 * c, x, (0.1, 0.2, 0.3), kind="s2") < 1e-12

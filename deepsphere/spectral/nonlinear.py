@@ -210,6 +210,8 @@ def equivariance_error(op: Callable, x: torch.Tensor, rotation, kind: str = "s2"
     from .rotation import rotate_coefficients
     from .so3 import rotate_so3_coefficients
 
+    if kind not in ("s2", "so3"):  # anything else rotated sphere coefficients as SO(3) ones
+        raise ValueError(f"kind must be 's2' (sphere coefficients) or 'so3' (SO(3) coefficients), got {kind!r}")
     rot = rotate_coefficients if kind == "s2" else rotate_so3_coefficients
     with torch.no_grad():
         y = op(x)

@@ -499,3 +499,33 @@ def test_kernel_width_conversions_and_heat_kernel():
     assert graph.heat_kernel(np.array([sigma**2]), t)[0] == pytest.approx(0.5, rel=1e-14)
     d2 = np.array([0.0, 0.01, 0.3])
     np.testing.assert_allclose(graph.heat_kernel(d2, 0.2), np.exp(-d2 / 0.8), rtol=1e-14)
+
+
+@pytest.mark.parametrize("alpha", [0.5, 1.0])
+def test_density_normalized_weights_by_hand(alpha):
+    """w'_ij = w_ij / (d_i d_j)^alpha, from the dense adjacency."""
+    from deepsphere.graph import experimental as ex
+
+    g = graph.knn(HEALPix(4), k=8)
+    W = g.adjacency.toarray()
+    d = W.sum(1)
+    want = W / np.outer(d, d) ** alpha
+    np.testing.assert_allclose(ex.density_normalized(g, alpha).adjacency.toarray(), want,
+                               rtol=1e-12, atol=0)
+
+
+def test_symmetric_fem_laplacian_is_m_half_c_m_half_with_the_generalised_spectrum():
+    """symmetric=True is M^-1/2 C M^-1/2: its eigenvalues solve C u = lambda M u (scipy's
+    generalised eigensolver), as do those of M^-1 C."""
+    import scipy.linalg as sla
+
+    from deepsphere.graph import experimental as ex
+
+    s = HEALPix(4)
+    C, m = ex.fem_matrices(s)
+    want = sla.eigh(C.toarray(), np.diag(m), eigvals_only=True)
+    Ls = ex.fem_laplacian(s, symmetric=True).toarray()
+    np.testing.assert_allclose(Ls, Ls.T, atol=1e-12)
+    np.testing.assert_allclose(np.linalg.eigvalsh(Ls), want, atol=1e-9)
+    L = ex.fem_laplacian(s).toarray()
+    np.testing.assert_allclose(np.sort(np.linalg.eigvals(L).real), want, atol=1e-9)

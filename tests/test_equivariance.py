@@ -4,6 +4,7 @@ the published ordering of DeepSphere's graphs, the kernel-width optimiser and th
 from __future__ import annotations
 
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -65,7 +66,13 @@ def test_projection_recovers_coefficients_both_paths(monkeypatch):
     assert iterative._basis is None
     y = iterative.synthesize(c)
     np.testing.assert_allclose(y, direct.synthesize(c), atol=1e-10)
-    np.testing.assert_allclose(iterative.project(y), c, atol=1e-8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                         # converged: no warning
+        np.testing.assert_allclose(iterative.project(y), c, atol=1e-8)
+    # stopped early, the coefficients are off: said so (they came back silently)
+    short = DegreeSpace(s, 40, max_iter=1)
+    with pytest.warns(RuntimeWarning, match=r"stopped after max_iter=1 conjugate-gradient steps"):
+        short.project(y + np.random.default_rng(3).standard_normal(y.shape))
 
 
 def test_rotate_signal_harmonic():

@@ -114,8 +114,9 @@ class DegreeSpace:
     ell : int
         Degree, :math:`\ge 1`.
     tol, max_iter : float, int
-        Stopping rule of the iterative least-squares projection used on large HEALPix maps
-        (relative change of the coefficients).
+        Stopping rule of the iterative least-squares projection used on large HEALPix maps:
+        the residual of the normal equations relative to their right-hand side; a
+        ``RuntimeWarning`` says when ``max_iter`` steps did not reach ``tol``.
     """
 
     def __init__(self, sampling: Sampling, ell: int, tol: float = 1e-12, max_iter: int = 200):
@@ -204,6 +205,15 @@ class DegreeSpace:
             rs_new = np.sum(r * r, axis=1)
             p = r + (rs_new / np.maximum(rs, 1e-300))[:, None] * p
             rs = rs_new
+        worst = float(np.max(np.sqrt(rs) / bn))
+        if worst > self.tol:  # as SHT(method='lsq') does: unconverged coefficients are not silent
+            import warnings
+
+            warnings.warn(
+                f"DegreeSpace(ell={self.ell}).project stopped after max_iter={self.max_iter} "
+                f"conjugate-gradient steps at relative residual {worst:.1e} > tol={self.tol:g}: "
+                "the coefficients are not the least-squares solution. Raise max_iter or tol.",
+                RuntimeWarning, stacklevel=2)
         return x
 
     def rotate(self, c: np.ndarray, rotation: np.ndarray) -> np.ndarray:

@@ -987,6 +987,11 @@ CASES = [
              HEALPix(2), files=[f.dir / f"snapshot-{k}.nc" for k in range(4)] + [str(f.dir / "." / "snapshot-0.nc")],
              variables=["TMQ"]),
          ValueError, r"snapshot-0.nc is listed twice \(items 1 and 5\)"),
+    Case("spectral-equivariance-kind", "spectral", "spectral equivariance_error(kind='S2') (fell through "
+         "to SO(3) and failed on the coefficient count)",
+         lambda f: __import__("deepsphere.spectral.nonlinear", fromlist=["x"]).equivariance_error(
+             lambda c: c, torch.randn(16, dtype=torch.float64), (0.1, 0.2, 0.3), kind="S2"),
+         ValueError, r"kind must be 's2' \(sphere coefficients\) or 'so3'"),
     Case("config-missing-relative-file", "config", "a station CSV path that does not exist, relative",
          lambda f: _build("sampling", {"sampling": {"name": "irregular_csv", "path": "missing-stations.csv",
                                                     "units": "deg"}}),

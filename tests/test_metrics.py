@@ -130,3 +130,37 @@ def test_softmax_log_odds_is_the_logit_of_the_softmax(rng):
     s = M.softmax_log_odds(np.array([[0.0, -np.inf, 1.0], [np.nan, 0.0, 0.0], [np.inf, 0.0, 0.0]]))
     assert np.isfinite(s[0]).all() and s[0, 1] < -1e299  # -inf: probability 0, still ranked
     assert np.isnan(s[1:]).all()
+
+
+def test_mean_iou_leaves_out_classes_neither_predicted_nor_present(rng):
+    """mIoU averages over the classes with a non-empty union, as sklearn's macro jaccard_score
+    (labels from target and prediction): a class nobody predicts and no pixel has would count
+    as IoU 0 and pull the mean down by a factor (present classes) / (all classes)."""
+    for _ in range(20):
+        n, k = int(rng.integers(5, 40)), int(rng.integers(3, 7))
+        scores = rng.normal(size=(n, k))
+        scores[:, -1] = -10.0  # the last class is never predicted ...
+        target = rng.integers(0, k - 1, n)  # ... and never present
+        pred = scores.argmax(1)
+        assert M.mean_iou(scores, target) == pytest.approx(
+            sk.jaccard_score(target, pred, average="macro"), rel=1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(set(M.GREATER_IS_BETTER) - {"loss"}))
+def test_greater_is_better_is_the_direction_of_each_metric(name, rng):
+    """GREATER_IS_BETTER picks the best checkpoint and the plateau scheduler's mode: each
+    built-in metric must score a perfect prediction better than a poor one in its direction."""
+    from deepsphere.training.registry import METRICS
+
+    metric = METRICS.get(name)
+    if name in ("mse", "mae", "r2", "mean_r2"):
+        target = rng.normal(size=(30, 4))
+        good, poor = target.copy(), target + rng.normal(size=target.shape)
+    else:
+        target = np.r_[np.arange(3), rng.integers(0, 3, 27)]
+        good = np.eye(3)[target] + 0.01 * rng.random((30, 3))
+        poor = rng.random((30, 3))
+        poor[np.arange(30), target] = 0.0  # the true class is never first
+    g, p = float(np.mean(metric(good, target))), float(np.mean(metric(poor, target)))
+    assert g != p
+    assert (g > p) == M.GREATER_IS_BETTER[name]

@@ -1093,3 +1093,24 @@ def test_segmentation_monitors_mean_iou_by_default(tmp_path):
                     "out": str(tmp_path / "run")},
     }))
     assert t.monitor == "val_mean_iou"
+
+
+@pytest.mark.parametrize("name", ["mse", "l1", "cross_entropy"])
+def test_loss_sums_over_uneven_batches_give_the_loss_of_the_whole(name):
+    """The validation loss is sum(numerators) / sum(denominators) over the batches: for
+    losses without their own ``sums`` (mse, l1) the fallback must weight each batch mean by
+    the batch size, so that batches of 5, 5 and 1 items give torch's loss of all 11."""
+    import torch.nn.functional as F
+
+    from deepsphere.training.losses import cross_entropy, l1, loss_sums, mse
+
+    g = torch.Generator().manual_seed(0)
+    out = torch.randn(11, 3, generator=g)
+    if name == "cross_entropy":
+        tgt, fn, ref = torch.randint(0, 3, (11,), generator=g), cross_entropy(), F.cross_entropy
+    else:
+        tgt = torch.randn(11, 3, generator=g)
+        fn, ref = (mse(), F.mse_loss) if name == "mse" else (l1(), F.l1_loss)
+    parts = [loss_sums(fn, out[a:b], tgt[a:b]) for a, b in ((0, 5), (5, 10), (10, 11))]
+    total = sum(n for n, _ in parts) / sum(d for _, d in parts)
+    assert total == pytest.approx(ref(out, tgt).item(), rel=1e-6)

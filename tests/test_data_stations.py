@@ -526,3 +526,21 @@ def test_ghcn_sampling_longitude_range_across_the_antimeridian(tmp_path):
         S.ghcn_sampling(str(tmp_path / "st.txt"), lat_range=[10, -10])
     with pytest.raises(ValueError, match=r"lon_range must be two numbers"):
         S.ghcn_sampling(str(tmp_path / "st.txt"), lon_range=[170])
+
+
+def test_read_sao_keeps_a_steep_ramp_and_drops_a_dip(tmp_path):
+    """A spike departs from both hourly neighbours in the same direction; a value on a
+    steep but steady change (a front passing, 11 degrees an hour) differs from both by more
+    than ``spike`` too, in opposite directions, and is a real observation."""
+    n = 8
+    ramp = -30.0 + 11.0 * np.arange(n)
+    dip = np.full(n, 20.0)
+    dip[4] = 5.0
+    rows = [[("RMP", 40.0, -100.0, ramp[h]) for h in range(n)],
+            [("DIP", 41.0, -99.0, dip[h]) for h in range(n)]]
+    p = tmp_path / "sao.cdf"
+    write_sao(p, rows, n)
+    d = S.read_sao(p, spike=10.0)
+    assert list(d["id"]) == ["DIP", "RMP"]
+    np.testing.assert_allclose(d["values"][:, 1], ramp)
+    assert np.isnan(d["values"][4, 0]) and np.isfinite(np.delete(d["values"][:, 0], 4)).all()

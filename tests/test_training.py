@@ -1114,3 +1114,24 @@ def test_loss_sums_over_uneven_batches_give_the_loss_of_the_whole(name):
     parts = [loss_sums(fn, out[a:b], tgt[a:b]) for a, b in ((0, 5), (5, 10), (10, 11))]
     total = sum(n for n, _ in parts) / sum(d for _, d in parts)
     assert total == pytest.approx(ref(out, tgt).item(), rel=1e-6)
+
+
+def test_rng_state_round_trip_restores_torch_numpy_and_python():
+    """Exact resume restores every global RNG a dataset, model or plug-in may draw from:
+    after set_rng_state the same numbers come out of torch, numpy and random again."""
+    import random
+
+    from deepsphere.training import checkpoint as ckpt
+
+    saved = ckpt.rng_state()  # leave the other tests' global RNGs as they were
+    torch.manual_seed(1), np.random.seed(2), random.seed(3)
+    np.random.normal()  # numpy's cached Gaussian is part of the state too
+    state = ckpt.rng_state()
+    first = (torch.rand(3), np.random.rand(3), np.random.normal(), [random.random() for _ in range(3)])
+    torch.manual_seed(9), np.random.seed(9), random.seed(9)
+    ckpt.set_rng_state(state)
+    again = (torch.rand(3), np.random.rand(3), np.random.normal(), [random.random() for _ in range(3)])
+    ckpt.set_rng_state(saved)
+    assert torch.equal(first[0], again[0])
+    np.testing.assert_array_equal(first[1], again[1])
+    assert first[2] == again[2] and first[3] == again[3]

@@ -294,3 +294,15 @@ def test_training_guide_lists_every_registered_name():
     missing = [f"{reg}:{n}" for reg in ("SAMPLINGS", "DATASETS", "MODELS", "LOSSES", "METRICS")
                for n in getattr(registry, reg).names() if f"`{n}`" not in guide]
     assert not missing, f"docs/training.md does not name {missing}"
+
+
+@pytest.mark.parametrize("raw, pattern", [
+    ({"optim": {"lr": True}}, r"optim\.lr: True \(bool\) is not a valid value; expected float"),
+    ({"scheduler": {"gamma": False}}, r"scheduler\.gamma: False \(bool\) .*expected float"),
+    ({"trainer": {"epochs": True}}, r"trainer\.epochs: True \(bool\) .*expected int"),
+])
+def test_booleans_are_not_numbers(raw, pattern):
+    """bool is an int subclass in Python: ``lr: true`` would otherwise become a rate of 1.0
+    and ``epochs: true`` one epoch, without a word."""
+    with pytest.raises(ConfigError, match=pattern):
+        Config.from_dict(raw)

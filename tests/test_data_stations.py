@@ -544,3 +544,16 @@ def test_read_sao_keeps_a_steep_ramp_and_drops_a_dip(tmp_path):
     assert list(d["id"]) == ["DIP", "RMP"]
     np.testing.assert_allclose(d["values"][:, 1], ramp)
     assert np.isnan(d["values"][4, 0]) and np.isfinite(np.delete(d["values"][:, 0], 4)).all()
+
+
+def test_read_sao_drops_a_report_misplaced_in_latitude_only(tmp_path):
+    """The position check applies to each coordinate: a report 5 degrees north of its
+    station, at the station's own longitude, is a mislabelled report and is dropped."""
+    n = 6
+    rows = [[("AAA", 40.0, -100.0, 10.0 + h) for h in range(n)],
+            [None, None, ("AAA", 45.0, -100.0, 30.0)] + [None] * (n - 3)]
+    p = tmp_path / "sao.cdf"
+    write_sao(p, rows, n)
+    d = S.read_sao(p, max_coordinate_spread=0.2)
+    assert d["n_dropped"] == 1 and d["lat"][0] == 40.0
+    np.testing.assert_allclose(d["values"][:, 0], 10.0 + np.arange(n))  # hour 2 not averaged with 30

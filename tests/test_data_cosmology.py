@@ -524,3 +524,33 @@ def test_map_files_one_map_is_in_one_split_and_class(tmp_path, rng):
     with pytest.raises(ValueError, match=r"a0.npy is matched by classes 'a' and 'b'"):
         C.ConvergenceMapFiles(s, {"a": str(tmp_path / "a*"),
                                   "b": [str(tmp_path / "b*"), str(tmp_path / "a0.npy")]}, **kw)
+
+
+def test_fits_ordering_header_wins_over_the_ordering_argument(tmp_path, rng):
+    """``ordering`` only stands in for a missing ORDERING header: a RING file read with
+    ordering='NESTED' is still RING (healpy.read_map follows the header too)."""
+    nside = 8
+    m = rng.standard_normal(12 * nside**2)
+    _write_fits(tmp_path / "r.fits", m, nest=False)
+    ref = hp.read_map(str(tmp_path / "r.fits"), nest=True, dtype=np.float64)
+    np.testing.assert_array_equal(ref, m)
+    for ordering in (None, "NESTED", "RING"):
+        np.testing.assert_array_equal(C.read_healpix_maps(tmp_path / "r.fits", ordering=ordering)[0], m)
+
+
+def test_partial_fits_pixels_in_any_order(tmp_path, rng):
+    """A PIXEL column need not be sorted (other writers than healpy's): each value goes to
+    its own pixel, as healpy.read_map(partial=True) puts it."""
+    from astropy.io import fits
+
+    nside = 4
+    m = _observed_map(rng, nside, 1, covered=[0])
+    _write_partial(tmp_path / "p.fits", m, nest=True)
+    pix = np.array([40, 7, 3, 150, 0])
+    vals = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    cols = [fits.Column("PIXEL", "K", array=pix), fits.Column("T", "D", array=vals)]
+    _edit_header(tmp_path / "p.fits", tmp_path / "unsorted.fits", columns=cols)
+    got = C.read_healpix_maps(tmp_path / "unsorted.fits")[0]
+    ref = hp.read_map(str(tmp_path / "unsorted.fits"), partial=True, nest=True, dtype=np.float64)
+    np.testing.assert_array_equal(got, ref)
+    np.testing.assert_array_equal(got[pix], vals)

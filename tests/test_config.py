@@ -306,3 +306,19 @@ def test_booleans_are_not_numbers(raw, pattern):
     and ``epochs: true`` one epoch, without a word."""
     with pytest.raises(ConfigError, match=pattern):
         Config.from_dict(raw)
+
+
+def test_override_values_may_contain_equals_signs():
+    """Only the first '=' separates the key: a path or a string value keeps the others."""
+    d = {}
+    apply_override(d, "data.files=/maps/run=3/*.nc")
+    apply_override(d, "trainer.out=runs/lr=1e-3")
+    assert d == {"data": {"files": "/maps/run=3/*.nc"}, "trainer": {"out": "runs/lr=1e-3"}}
+
+
+@pytest.mark.parametrize("momentum", [1.0, 1.5, -0.1])
+def test_momentum_must_be_below_one(momentum):
+    """With momentum 1 the velocity never decays (every past gradient counts forever)."""
+    with pytest.raises(ConfigError, match=r"optim\.momentum: must be in \[0, 1\)"):
+        validate(Config.from_dict({"sampling": {"name": "healpix", "nside": 4},
+                                   "optim": {"momentum": momentum}}))

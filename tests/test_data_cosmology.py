@@ -554,3 +554,15 @@ def test_partial_fits_pixels_in_any_order(tmp_path, rng):
     ref = hp.read_map(str(tmp_path / "unsorted.fits"), partial=True, nest=True, dtype=np.float64)
     np.testing.assert_array_equal(got, ref)
     np.testing.assert_array_equal(got[pix], vals)
+
+
+def test_map_files_val_and_test_fractions_are_not_swapped(tmp_path, rng):
+    """10 files per class with val_fraction 0.1 and test_fraction 0.3: 6 / 1 / 3 files
+    (12 patches of order 1 each) in train / val / test."""
+    for c in "ab":
+        for i in range(10):
+            np.save(tmp_path / f"{c}{i}.npy", rng.standard_normal(12 * 8**2))
+    ds = C.ConvergenceMapFiles(C.healpix_patch(8, 1), {"a": str(tmp_path / "a*"), "b": str(tmp_path / "b*")},
+                               ordering="NESTED", val_fraction=0.1, test_fraction=0.3)
+    for split, n_files in (("train", 6), ("val", 1), ("test", 3)):
+        assert np.bincount(ds.split(split).labels).tolist() == [12 * n_files] * 2

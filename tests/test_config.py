@@ -322,3 +322,15 @@ def test_momentum_must_be_below_one(momentum):
     with pytest.raises(ConfigError, match=r"optim\.momentum: must be in \[0, 1\)"):
         validate(Config.from_dict({"sampling": {"name": "healpix", "nside": 4},
                                    "optim": {"momentum": momentum}}))
+
+
+@pytest.mark.parametrize("section, key, value, pattern", [
+    ("optim", "lr", 0.0, r"optim\.lr: must be a finite number > 0"),
+    ("optim", "lr", -1e-3, r"optim\.lr: must be a finite number > 0"),
+    ("trainer", "class_weights", [1.0, -0.5], r"trainer\.class_weights: must be finite numbers >= 0"),
+])
+def test_rates_and_class_weights_out_of_range_are_refused(section, key, value, pattern):
+    """A rate of 0 trains nothing; a negative class weight rewards the model for being wrong
+    on that class."""
+    with pytest.raises(ConfigError, match=pattern):
+        validate(Config.from_dict({"sampling": {"name": "healpix", "nside": 4}, section: {key: value}}))

@@ -1135,3 +1135,21 @@ def test_rng_state_round_trip_restores_torch_numpy_and_python():
     assert torch.equal(first[0], again[0])
     np.testing.assert_array_equal(first[1], again[1])
     assert first[2] == again[2] and first[3] == again[3]
+
+
+def test_resume_keeps_the_early_stopping_count(tmp_path):
+    """A run stopped after 2 epochs (the second without improvement) and resumed stops after
+    the third, as the uninterrupted run does: the patience counter is restored, not reset."""
+    def config(out):
+        c = tiny_config(out, epochs=10, early_stopping=2, monitor="val_loss")
+        c.optim.lr = 1e-12  # nothing changes: no improvement after the first epoch
+        c.scheduler.name, c.scheduler.warmup_epochs = "none", 0
+        c.model.params["dropout"] = 0.0
+        return c
+
+    full = train(config(tmp_path / "full"))
+    assert len(full.history) == 3
+    t = Trainer(config(tmp_path / "part"))
+    t.fit(max_epochs=2)
+    assert t.bad_epochs == 1
+    assert len(train(config(tmp_path / "part"), resume=True).history) == 3

@@ -566,3 +566,19 @@ def test_map_files_val_and_test_fractions_are_not_swapped(tmp_path, rng):
                                ordering="NESTED", val_fraction=0.1, test_fraction=0.3)
     for split, n_files in (("train", 6), ("val", 1), ("test", 3)):
         assert np.bincount(ds.split(split).labels).tolist() == [12 * n_files] * 2
+
+
+def test_nan_pixels_read_as_unseen_and_leave_their_patch_out(tmp_path, rng):
+    """NaN pixels become UNSEEN; a patch with one missing pixel is not observed, also after
+    downgrading (a coarse pixel with an unseen child is unseen, healpy's pess=True)."""
+    nside, order = 8, 1
+    m = rng.standard_normal(12 * (2 * nside) ** 2)  # nside 16, NESTED
+    m[5] = np.nan  # in patch 0 of order 1
+    np.save(tmp_path / "m.npy", m)
+    got = C.read_healpix_maps(tmp_path / "m.npy", ordering="NESTED")[0]
+    assert got[5] == hp.UNSEEN and np.isfinite(got).all()
+    np.testing.assert_array_equal(np.delete(got, 5), np.delete(m, 5))
+    patches, idx = C.observed_patches(got, nside, order)
+    assert idx.tolist() == list(range(1, 12))
+    ref = hp.ud_grade(np.where(np.isnan(m), 0.0, m), nside, order_in="NESTED", order_out="NESTED")
+    np.testing.assert_allclose(patches, ref.reshape(12, -1)[1:])

@@ -1037,3 +1037,13 @@ def test_a_file_listed_twice_is_refused(tmp_path):
     files = [tmp_path / f"data-{k}.nc" for k in range(4)] + [str(tmp_path / "." / "data-0.nc")]
     with pytest.raises(ValueError, match=r"data-0.nc is listed twice \(items 1 and 5\)"):
         C.ClimateSegmentation(HEALPix(2), files=files, variables=["TMQ"])
+
+
+def test_event_fraction_is_a_lower_bound_that_is_reached():
+    """A pixel is an event when the event's area fraction is *at least* ``event_fraction``:
+    with event_fraction=1 a pixel wholly inside a river (fraction exactly 1) is a river."""
+    lat, lon = C.latlon_grid(181, 360)
+    R = C.LatLonRegridder(lat, lon, HEALPix(2))
+    labels = np.full((lat.size, lon.size), C.AR)
+    assert (R.fractions(labels, 3)[:, C.AR] == 1.0).all()
+    assert (R.labels(labels, event_fraction=1.0) == C.AR).all()

@@ -582,3 +582,18 @@ def test_nan_pixels_read_as_unseen_and_leave_their_patch_out(tmp_path, rng):
     assert idx.tolist() == list(range(1, 12))
     ref = hp.ud_grade(np.where(np.isnan(m), 0.0, m), nside, order_in="NESTED", order_out="NESTED")
     np.testing.assert_allclose(patches, ref.reshape(12, -1)[1:])
+
+
+def test_map_files_scale_is_the_training_maps_std(tmp_path, rng):
+    """scale=None divides by the standard deviation of the training patches only (the
+    validation and test maps must not inform the normalisation): training inputs have unit
+    standard deviation, whatever the amplitudes of the held-out files."""
+    for c in "ab":
+        for i in range(5):  # every file its own amplitude, so the splits' std differ
+            np.save(tmp_path / f"{c}{i}.npy", (1 + 3 * i) * rng.standard_normal(12 * 8**2))
+    ds = C.ConvergenceMapFiles(C.healpix_patch(8, 1), {"a": str(tmp_path / "a*"), "b": str(tmp_path / "b*")},
+                               ordering="NESTED")
+    train = ds.split("train").maps.astype(np.float64)
+    held_out = np.concatenate([ds.split(s).maps for s in ("val", "test")]).astype(np.float64)
+    assert train.std() == pytest.approx(1.0, rel=1e-5)
+    assert abs(np.concatenate([train, held_out]).std() - 1.0) > 0.01  # the check can fail

@@ -505,7 +505,7 @@ def test_regridder_partial_sky_and_fine_target():
 
 def test_label_regridding_by_area_fraction():
     lat, lon = C.latlon_grid(181, 360)
-    s = HEALPix(2)
+    s = HEALPix(4)  # at nside 2 no pixel centre is north of 75 degrees: the check was empty
     R = C.LatLonRegridder(lat, lon, s)
     LAT, LON = np.meshgrid(lat, lon, indexing="ij")
     labels = np.zeros(LAT.shape, int)
@@ -517,6 +517,7 @@ def test_label_regridding_by_area_fraction():
     # pixels entirely north of 60 degrees are AR, those entirely south are background
     north = s.lat > 75
     south = s.lat < 45
+    assert north.sum() == 4 and south.any()
     assert (lab[north] == C.AR).all() and (lab[south] == 0).all()
     # a threshold of (almost) zero marks every pixel touching the cap
     assert (R.labels(labels, event_fraction=1e-9) == C.AR).sum() >= (lab == C.AR).sum()

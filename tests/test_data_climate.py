@@ -1048,3 +1048,17 @@ def test_event_fraction_is_a_lower_bound_that_is_reached():
     labels = np.full((lat.size, lon.size), C.AR)
     assert (R.fractions(labels, 3)[:, C.AR] == 1.0).all()
     assert (R.labels(labels, event_fraction=1.0) == C.AR).all()
+
+
+def test_small_events_are_kept_below_a_majority_with_a_low_event_fraction():
+    """event_fraction=0.1 labels a pixel AR when at least 10 % of its area is AR, even
+    though background covers most of it (a plurality vote would say background)."""
+    lat, lon = C.latlon_grid(181, 360)
+    R = C.LatLonRegridder(lat, lon, HEALPix(4))
+    labels = np.where(lat[:, None] > 60 + 0 * lon, C.AR, 0)
+    ar = R.fractions(labels, 3)[:, C.AR]
+    minority = (ar >= 0.1) & (ar < 0.5)
+    assert minority.any()  # pixels where the event is a minority exist
+    low = R.labels(labels, event_fraction=0.1)
+    np.testing.assert_array_equal(low, np.where(ar >= 0.1, C.AR, 0))
+    np.testing.assert_array_equal(R.labels(labels), np.where(ar >= 0.5, C.AR, 0))

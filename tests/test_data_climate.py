@@ -1062,3 +1062,16 @@ def test_small_events_are_kept_below_a_majority_with_a_low_event_fraction():
     low = R.labels(labels, event_fraction=0.1)
     np.testing.assert_array_equal(low, np.where(ar >= 0.1, C.AR, 0))
     np.testing.assert_array_equal(R.labels(labels), np.where(ar >= 0.5, C.AR, 0))
+
+
+@pytest.mark.parametrize("value", [3, -1])
+def test_labels_just_outside_0_1_2_are_refused(tmp_path, value):
+    """LABELS are 0, 1 or 2: the values next to the valid ones are refused too (a class 3
+    would be dropped from the fractions without a word)."""
+    lat, lon, fields, labels = small_snapshot()
+    bad = labels.copy()
+    bad[1, 2] = value
+    p = tmp_path / "bad.nc"
+    C.write_climatenet(p, lat, lon, fields, bad)
+    with pytest.raises(ValueError, match=r"LABELS must be 0 \(background\), 1 .* or 2"):
+        C.read_climatenet(p)

@@ -1075,3 +1075,38 @@ def test_labels_just_outside_0_1_2_are_refused(tmp_path, value):
     C.write_climatenet(p, lat, lon, fields, bad)
     with pytest.raises(ValueError, match=r"LABELS must be 0 \(background\), 1 .* or 2"):
         C.read_climatenet(p)
+
+
+def test_netcdf3_missing_value_attribute_is_nan(tmp_path):
+    """CF's ``missing_value`` marks missing data as ``_FillValue`` does (used when the file
+    has no _FillValue)."""
+    from scipy.io import netcdf_file
+
+    lat, lon = C.latlon_grid(4, 8)
+    p = tmp_path / "missing.nc"
+    with netcdf_file(str(p), "w") as f:
+        f.createDimension("lat", 4)
+        f.createDimension("lon", 8)
+        f.createVariable("lat", "d", ("lat",))[:] = lat
+        f.createVariable("lon", "d", ("lon",))[:] = lon
+        v = f.createVariable("TMQ", "f", ("lat", "lon"))
+        raw = np.arange(32, dtype=np.float32).reshape(4, 8)
+        raw[2, 3] = -999.0
+        v[:] = raw
+        v.missing_value = np.float32(-999.0)
+    _, _, fields, _ = C.read_climatenet(p, ["TMQ"], labels=False)
+    assert np.isnan(fields[0, 2, 3]) and np.isfinite(np.delete(fields[0].ravel(), 19)).all()
+
+
+def test_labels_of_points_without_a_whole_cell_come_from_the_closest_corner():
+    """With method='centre' on a target finer than the grid many points get no cell; their
+    class fractions are those of the closest grid point, not NaN (which labelled them
+    background whatever the event under them)."""
+    lat, lon = C.latlon_grid(19, 36)
+    s = HEALPix(16, np.arange(16 * 16))
+    R = C.LatLonRegridder(lat, lon, s, method="centre")
+    assert R.empty.size > 0
+    labels = np.full((lat.size, lon.size), C.TC)
+    frac = R.fractions(labels, 3)
+    np.testing.assert_array_equal(frac[:, C.TC], 1.0)
+    assert (R.labels(labels) == C.TC).all()

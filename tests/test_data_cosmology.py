@@ -527,15 +527,19 @@ def test_map_files_one_map_is_in_one_split_and_class(tmp_path, rng):
 
 
 def test_fits_ordering_header_wins_over_the_ordering_argument(tmp_path, rng):
-    """``ordering`` only stands in for a missing ORDERING header: a RING file read with
-    ordering='NESTED' is still RING (healpy.read_map follows the header too)."""
+    """``ordering`` only stands in for a missing ORDERING header: a RING file is read as RING
+    (healpy.read_map follows the header too), and an ``ordering`` that contradicts the header
+    is refused rather than dropped silently."""
     nside = 8
     m = rng.standard_normal(12 * nside**2)
     _write_fits(tmp_path / "r.fits", m, nest=False)
     ref = hp.read_map(str(tmp_path / "r.fits"), nest=True, dtype=np.float64)
     np.testing.assert_array_equal(ref, m)
-    for ordering in (None, "NESTED", "RING"):
+    for ordering in (None, "RING", "ring"):
         np.testing.assert_array_equal(C.read_healpix_maps(tmp_path / "r.fits", ordering=ordering)[0], m)
+    with pytest.raises(ValueError, match=r"r.fits: the FITS header says ORDERING = RING, but "
+                                         r"ordering='NESTED' was passed"):
+        C.read_healpix_maps(tmp_path / "r.fits", ordering="NESTED")
 
 
 def test_partial_fits_pixels_in_any_order(tmp_path, rng):

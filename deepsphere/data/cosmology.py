@@ -416,7 +416,8 @@ def read_healpix_maps(path: Union[str, Path], ordering: Optional[str] = None) ->
     missing pixels as ``UNSEEN``.
 
     - Full-sky FITS (``.fits``, ``.fits.gz``, ``.fit``): read with healpy, which follows the
-      ``ORDERING`` header (``ordering`` overrides a missing header); every column is a map.
+      ``ORDERING`` header (``ordering`` stands in for a missing header, and one that
+      contradicts the header is refused); every column is a map.
     - Partial-sky FITS with explicit indexing, as written by
       ``healpy.write_map(path, m, partial=True)``: a ``PIXEL`` column of indices in the file's
       ``ORDERING``, then one column per map; ``NSIDE`` comes from the header. The file is
@@ -512,6 +513,12 @@ def _read_fits_maps(path: Path, ordering: Optional[str]) -> Tuple[np.ndarray, st
                          "OBJECT = 'PARTIAL' and INDXSCHM = 'EXPLICIT', a full-sky file 'FULLSKY' "
                          "and 'IMPLICIT'")
     order = str(header.get("ORDERING", ordering or "")).strip().upper()
+    if ordering is not None and "ORDERING" in header and order != str(ordering).strip().upper():
+        # the header wins (as in healpy): an explicit argument must not be dropped silently
+        raise ValueError(f"{path}: the FITS header says ORDERING = {order}, but ordering="
+                         f"{ordering!r} was passed; the header is what the file holds. Leave "
+                         "ordering out for FITS files with an ORDERING header, or fix the header "
+                         "if it is wrong")
     if order not in ("RING", "NESTED"):
         raise ValueError(f"{path}: no ORDERING header (RING or NESTED); pass ordering='RING' or "
                          "'NESTED' if you know how the file was written")

@@ -529,3 +529,26 @@ def test_symmetric_fem_laplacian_is_m_half_c_m_half_with_the_generalised_spectru
     np.testing.assert_allclose(np.linalg.eigvalsh(Ls), want, atol=1e-9)
     L = ex.fem_laplacian(s).toarray()
     np.testing.assert_allclose(np.sort(np.linalg.eigvals(L).real), want, atol=1e-9)
+
+
+def test_graph_warnings_name_the_users_line():
+    """A warning raised deep inside the package (the graph built inside a model's constructor)
+    pointed at builders.py or sphere_graph.py; it names the caller's file."""
+    from deepsphere import models
+
+    with pytest.warns(UserWarning, match="connected components") as record:
+        graph.knn(Equiangular(32, "DH"), k=8)  # 4 components (pole copies, polar rings)
+    assert {w.filename for w in record} == {__file__}
+    with pytest.warns(UserWarning, match="no tuned kernel width for k=6") as record:
+        models.SphericalCNN(HEALPix(4), 1, 2, channels=[2], K=2,
+                            graph={"kind": "knn", "k": 6, "kernel_width": "tuned"})
+    assert {w.filename for w in record} == {__file__}
+
+
+def test_n_edges_ignores_stored_zero_weights():
+    W = sp.csr_matrix(np.array([[0, 1.0, 0], [1.0, 0, 2.0], [0, 2.0, 0]]))
+    W.data[W.indices == 2] = 0.0  # stored zeros on (1, 2) and (2, 1): one edge left
+    W.data[(W.indices == 1) & (np.repeat(np.arange(3), np.diff(W.indptr)) == 2)] = 0.0
+    with pytest.warns(UserWarning, match="isolated"):  # vertex 2 is linked by zeros only
+        g = graph.SphereGraph(W)
+    assert W.nnz == 4 and g.n_edges == 1

@@ -14,6 +14,7 @@ from typing import Optional, Union
 import numpy as np
 import scipy.sparse as sp
 
+from .._stack import user_stacklevel
 from ..io import atomic_path
 from ..sampling import HEALPix, Sampling
 from .kernel import heuristic_t, sigma_to_t, tuned_sigma
@@ -216,7 +217,7 @@ def _connect(W: sp.csr_matrix, v: np.ndarray, t: float) -> sp.csr_matrix:
             f"connect=True: {int(weak.sum())} of the {len(w)} links added between components "
             f"are too long for the kernel (up to {np.sqrt(d2[weak].max()):.3g} chordal, weight "
             f"{w[weak].min():.3g} with t={t:.3g}) and carry no information in float32; widen the "
-            "kernel (larger t or sigma) or increase k", stacklevel=3)
+            "kernel (larger t or sigma) or increase k", stacklevel=user_stacklevel())
     B = sp.csr_matrix((np.concatenate([w, w]), (np.concatenate([i, j]), np.concatenate([j, i]))),
                       shape=W.shape)
     W = sp.csr_matrix(W + B)

@@ -14,6 +14,8 @@ from typing import Union
 
 import numpy as np
 
+from .._stack import user_stacklevel
+
 # Tuned sigma (DeepSphere v2, ICLR 2020) minimising the equivariance error of HEALPix
 # k-NN graphs; rows nside, columns k.
 TUNED_SIGMA = {
@@ -62,7 +64,7 @@ def tuned_sigma(k: int, nside: float) -> float:
             warnings.warn(
                 f"no tuned kernel width for k={k}; extrapolating the k in [8, 40] table. "
                 "Optimise the width for this graph (deepsphere.equivariance) for best results.",
-                stacklevel=2,
+                stacklevel=user_stacklevel(),
             )
         lk = np.log(np.array(_TABLE_K, dtype=float))
         ls = np.log(np.array([row[kk] for kk in _TABLE_K]))

@@ -9,6 +9,8 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from scipy.sparse.csgraph import connected_components
 
+from .._stack import user_stacklevel
+
 LAPLACIANS = ("normalized", "combinatorial")
 
 
@@ -76,7 +78,7 @@ class SphereGraph:
         self.n_components, labels = connected_components(linked, directed=False)
         if self.n_components > 1 or self.isolated.size:
             warnings.warn(_disconnected_message(self.n_components, labels, self.isolated),
-                          stacklevel=2)
+                          stacklevel=user_stacklevel())
 
     # ---- constructors -------------------------------------------------------------
     @classmethod
@@ -132,8 +134,8 @@ class SphereGraph:
 
     @property
     def n_edges(self) -> int:
-        """Number of undirected edges."""
-        return self.adjacency.nnz // 2
+        """Number of undirected edges (stored zero weights link nothing and are not counted)."""
+        return int(np.count_nonzero(self.adjacency.data)) // 2
 
     @property
     def degrees(self) -> np.ndarray:

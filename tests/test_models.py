@@ -305,3 +305,13 @@ def test_cheb_block_is_conv_then_batchnorm_then_relu():
     mu, var = z.mean(dim=(0, 1)), z.var(dim=(0, 1), unbiased=False)
     want = torch.relu((z - mu) / torch.sqrt(var + block.norm.eps))
     torch.testing.assert_close(block(x, L), want, atol=1e-5, rtol=1e-5)
+
+
+def test_one_level_model_graph_error_gives_no_level_advice():
+    """A station model has one level: the advice 'use fewer levels (shorter channels)' was
+    meaningless there; a U-Net level that fails still gets it."""
+    rng = np.random.default_rng(0)
+    s = Irregular(rng.uniform(0, 360, 20), rng.uniform(-60, 60, 20), units="deg")
+    with pytest.raises(ValueError, match=r"cannot build the graph .* on Irregular\(npix=20\)") as e:
+        models.StationRegressor(s, 3, 1, channels=[4], K=2, graph={"kind": "knn", "k": 50})
+    assert "fewer levels" not in str(e.value)

@@ -504,3 +504,11 @@ def test_is_closed_looks_at_every_parent_not_only_the_count(levels):
         HEALPix(16, pix, levels=1)
     ok = closure(pix, 16, levels)
     assert is_closed(ok, levels) and len(ok) == f * len(np.unique(pix // f))
+
+
+def test_irregular_from_a_2d_grid_is_told_to_ravel():
+    lon, lat = np.meshgrid(np.arange(0.0, 360.0, 30.0), np.arange(-60.0, 61.0, 30.0))
+    with pytest.raises(ValueError, match=r"got shapes \(5, 12\) and \(5, 12\); for a grid of points "
+                                         r"\(e.g. from np.meshgrid\) pass lon.ravel\(\) and lat.ravel\(\)"):
+        Irregular(lon, lat, units="deg")
+    assert Irregular(lon.ravel(), lat.ravel(), units="deg").npix == 60

@@ -62,6 +62,8 @@ def build_operators(samplings: Sequence[Sampling], recipe: dict, laplacian: str,
         try:
             g = _graph.build(s, recipe)
         except ValueError as e:
+            if len(samplings) == 1:  # one level: "fewer levels" would be no advice
+                raise ValueError(f"cannot build the graph {recipe} on {s!r}: {e}") from e
             raise ValueError(
                 f"cannot build the graph {recipe} at level {i} of {len(samplings)} ({s!r}, after "
                 f"{i} pooling(s)): {e} Use fewer levels (shorter channels) or another graph recipe."

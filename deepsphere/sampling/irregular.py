@@ -44,8 +44,11 @@ class Irregular(Sampling):
         lon = np.asarray(lon, dtype=np.float64)
         lat = np.asarray(lat, dtype=np.float64)
         if lon.ndim != 1 or lat.shape != lon.shape:
+            hint = ("; for a grid of points (e.g. from np.meshgrid) pass lon.ravel() and lat.ravel()"
+                    if lon.ndim > 1 and lat.shape == lon.shape else "")
             raise ValueError(
-                f"lon and lat must be 1-D arrays of equal length, got shapes {lon.shape} and {lat.shape}"
+                f"lon and lat must be 1-D arrays of equal length, got shapes {lon.shape} and "
+                f"{lat.shape}{hint}"
             )
         if lon.size == 0:
             raise ValueError("an Irregular sampling needs at least one point; the list is empty")

@@ -31,25 +31,30 @@ def test_netcdf3_roundtrip(tmp_path):
     np.testing.assert_allclose(f2, fields[[C.VARIABLES.index("PSL"), C.VARIABLES.index("TMQ")]], rtol=1e-6)
 
 
-def test_netcdf3_packing_and_fill_values(tmp_path):
-    """CF packing (scale_factor/add_offset) and _FillValue, written by hand as ClimateNet-
-    like tools do, are unpacked; scipy does not do this by itself."""
+def _write_tmq(path, raw, **attributes):
+    """A NetCDF3 file holding one 4 x 8 TMQ field ``raw`` (its dtype is the file's) with the
+    given CF attributes, written by hand as ClimateNet-like tools do."""
     from scipy.io import netcdf_file
 
     lat, lon = C.latlon_grid(4, 8)
-    p = tmp_path / "packed.nc"
-    with netcdf_file(str(p), "w") as f:
+    with netcdf_file(str(path), "w") as f:
         f.createDimension("lat", 4)
         f.createDimension("lon", 8)
         f.createVariable("lat", "d", ("lat",))[:] = lat
         f.createVariable("lon", "d", ("lon",))[:] = lon
-        v = f.createVariable("TMQ", "h", ("lat", "lon"))
-        raw = np.arange(32, dtype=np.int16).reshape(4, 8)
-        raw[0, 0] = -32767
+        v = f.createVariable("TMQ", raw.dtype.char, ("lat", "lon"))
         v[:] = raw
-        v.scale_factor = 0.5
-        v.add_offset = 10.0
-        v._FillValue = np.int16(-32767)
+        for name, value in attributes.items():
+            setattr(v, name, value)
+
+
+def test_netcdf3_packing_and_fill_values(tmp_path):
+    """CF packing (scale_factor/add_offset) and _FillValue are unpacked; scipy does not do
+    this by itself."""
+    p = tmp_path / "packed.nc"
+    raw = np.arange(32, dtype=np.int16).reshape(4, 8)
+    raw[0, 0] = -32767
+    _write_tmq(p, raw, scale_factor=0.5, add_offset=10.0, _FillValue=np.int16(-32767))
     _, _, f, _ = C.read_climatenet(p, ["TMQ"], labels=False)
     expect = raw * 0.5 + 10.0
     assert np.isnan(f[0, 0, 0])
@@ -1080,20 +1085,10 @@ def test_labels_just_outside_0_1_2_are_refused(tmp_path, value):
 def test_netcdf3_missing_value_attribute_is_nan(tmp_path):
     """CF's ``missing_value`` marks missing data as ``_FillValue`` does (used when the file
     has no _FillValue)."""
-    from scipy.io import netcdf_file
-
-    lat, lon = C.latlon_grid(4, 8)
     p = tmp_path / "missing.nc"
-    with netcdf_file(str(p), "w") as f:
-        f.createDimension("lat", 4)
-        f.createDimension("lon", 8)
-        f.createVariable("lat", "d", ("lat",))[:] = lat
-        f.createVariable("lon", "d", ("lon",))[:] = lon
-        v = f.createVariable("TMQ", "f", ("lat", "lon"))
-        raw = np.arange(32, dtype=np.float32).reshape(4, 8)
-        raw[2, 3] = -999.0
-        v[:] = raw
-        v.missing_value = np.float32(-999.0)
+    raw = np.arange(32, dtype=np.float32).reshape(4, 8)
+    raw[2, 3] = -999.0
+    _write_tmq(p, raw, missing_value=np.float32(-999.0))
     _, _, fields, _ = C.read_climatenet(p, ["TMQ"], labels=False)
     assert np.isnan(fields[0, 2, 3]) and np.isfinite(np.delete(fields[0].ravel(), 19)).all()
 

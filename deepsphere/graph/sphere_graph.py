@@ -117,15 +117,11 @@ class SphereGraph:
         w = np.ones(ei.shape[1]) if ew is None else ew.detach().cpu().double().numpy()
         ei = ei.detach().cpu().numpy()
         W = sp.coo_matrix((w, (ei[0], ei[1])), shape=(n, n)).tocsr()
-        try:
-            return cls(W, sampling=sampling, recipe={"kind": "pyg"}, check=True)
-        except ValueError as e:
-            if "not symmetric" not in str(e):
-                raise
-            raise ValueError(  # the fix in edge_index terms, not the adjacency's
-                f"{str(e).split('. Symmetrize')[0]}: edge_index must list every edge in both "
-                "directions, with equal weights; e.g. torch_geometric.utils.to_undirected("
-                "edge_index, edge_weight, reduce='mean')") from None
+        # the fix in edge_index terms, not the adjacency's
+        _check_adjacency(W, symmetrize=": edge_index must list every edge in both directions, "
+                         "with equal weights; e.g. torch_geometric.utils.to_undirected("
+                         "edge_index, edge_weight, reduce='mean')")
+        return cls(W, sampling=sampling, recipe={"kind": "pyg"}, check=False)
 
     # ---- basic properties ---------------------------------------------------------
     @property
@@ -339,7 +335,12 @@ def _check_kind(kind: str) -> None:
         raise ValueError(f"Laplacian kind must be one of {LAPLACIANS}, got {kind!r}")
 
 
-def _check_adjacency(W: sp.csr_matrix) -> None:
+_SYMMETRIZE = ". Symmetrize it, e.g. (W + W.T) / 2 or W.maximum(W.T)."
+
+
+def _check_adjacency(W: sp.csr_matrix, symmetrize: str = _SYMMETRIZE) -> None:
+    """Refuse an adjacency that is not a weighted undirected graph; ``symmetrize`` ends the
+    asymmetry message with the fix in the caller's terms."""
     n, m = W.shape
     if n != m:
         raise ValueError(f"adjacency must be square, got shape {W.shape}")
@@ -361,5 +362,5 @@ def _check_adjacency(W: sp.csr_matrix) -> None:
         a = int(np.argmax(asym.data))
         raise ValueError(
             f"adjacency is not symmetric: max |W - W.T| = {asym.data[a]:g} at "
-            f"({asym.row[a]}, {asym.col[a]}). Symmetrize it, e.g. (W + W.T) / 2 or W.maximum(W.T)."
+            f"({asym.row[a]}, {asym.col[a]}){symmetrize}"
         )

@@ -277,6 +277,18 @@ def _lon_offset(lon: np.ndarray, plon: np.ndarray) -> np.ndarray:
     return np.where(d > 0.5 * (span + 360.0), d - 360.0, d)
 
 
+def _window_offsets(lon: np.ndarray, step: float, plon: np.ndarray) -> np.ndarray:
+    """:func:`_lon_offset` of points inside a regional grid's longitude window (``lon``,
+    spacing ``step``); points farther than 1.5 columns outside it are refused."""
+    plon = np.asarray(plon, dtype=np.float64)
+    x = _lon_offset(lon, plon)
+    span = lon.max() - lon.min()
+    out = (x < -1.5 * step) | (x > span + 1.5 * step)
+    if out.any():
+        raise _outside_window_error(lon, step, plon[out], np.flatnonzero(out))
+    return x
+
+
 def _outside_window_error(lon: np.ndarray, step: float, plon: np.ndarray,
                           which: np.ndarray) -> ValueError:
     """The error for points (indices ``which``, longitudes ``plon``) farther than 1.5
@@ -319,12 +331,7 @@ def bilinear_matrix(lat: np.ndarray, lon: np.ndarray, plat: np.ndarray, plon: np
         wx = u - j
         j0, j1 = lon_order[j % nlon], lon_order[(j + 1) % nlon]
     else:  # a window: never wrapped onto its far side
-        x = _lon_offset(lon, plon)
-        span = lon.max() - lon.min()
-        out = (x < -1.5 * step) | (x > span + 1.5 * step)
-        if out.any():
-            raise _outside_window_error(lon, step, plon[out], np.flatnonzero(out))
-        u = np.clip(x / step, 0.0, nlon - 1.0)
+        u = np.clip(_window_offsets(lon, step, plon) / step, 0.0, nlon - 1.0)
         j = np.minimum(np.floor(u).astype(np.int64), nlon - 2)
         wx = u - j
         j0, j1 = lon_order[j], lon_order[j + 1]
@@ -725,14 +732,8 @@ class LatLonRegridder:
         than 1.5 columns outside it, whatever their cells receive: the answer must not
         depend on the method (a pixel straddling the edge gets a sliver from the sub-cells
         and nothing from whole cells), and no value is wrapped or extrapolated."""
-        if _is_global(self._step, self.lon.size):
-            return
-        plon = np.asarray(plon, dtype=np.float64)
-        x = _lon_offset(self.lon, plon)
-        span = self.lon.max() - self.lon.min()
-        outside = (x < -1.5 * self._step) | (x > span + 1.5 * self._step)
-        if outside.any():
-            raise _outside_window_error(self.lon, self._step, plon[outside], np.flatnonzero(outside))
+        if not _is_global(self._step, self.lon.size):
+            _window_offsets(self.lon, self._step, plon)
 
     def _check_covered(self, plat: np.ndarray) -> None:
         """Points farther than 1.5 grid spacings beyond the outermost latitudes are refused
